@@ -1,0 +1,75 @@
+package ggml
+
+import (
+	"testing"
+)
+
+// The kernel benchmarks quantize 1 Mi float32 values (4 MiB of F32 input,
+// which is what b.SetBytes counts, so MB/s is F32 input bytes) and also
+// report Mparams/s, the unit QUANT-NOTES uses for llama-quantize.
+// BenchmarkCopy moves the same 4 MiB with copy() as a memory-bandwidth
+// baseline.
+const benchN = 1 << 20
+
+func BenchmarkQuantize(b *testing.B) {
+	x := testValues(benchN, 3)
+	for _, typ := range quantTypes {
+		b.Run(typ.String(), func(b *testing.B) {
+			n, _ := typ.RowSize(benchN)
+			dst := make([]byte, n)
+			b.SetBytes(4 * benchN)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := Quantize(typ, dst, x); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+		})
+	}
+}
+
+func BenchmarkDequantize(b *testing.B) {
+	x := testValues(benchN, 3)
+	for _, typ := range quantTypes {
+		b.Run(typ.String(), func(b *testing.B) {
+			n, _ := typ.RowSize(benchN)
+			q := make([]byte, n)
+			if _, err := Quantize(typ, q, x); err != nil {
+				b.Fatal(err)
+			}
+			y := make([]float32, benchN)
+			b.SetBytes(4 * benchN)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := Dequantize(typ, y, q); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+		})
+	}
+}
+
+// BenchmarkDecodeF16 converts 1 Mi F16 values (2 MiB counted) to float32.
+func BenchmarkDecodeF16(b *testing.B) {
+	src := make([]byte, 2*benchN)
+	EncodeF16(src, testValues(benchN, 4))
+	dst := make([]float32, benchN)
+	b.SetBytes(2 * benchN)
+	for i := 0; i < b.N; i++ {
+		DecodeF16(dst, src)
+	}
+	b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+}
+
+// BenchmarkCopy is the memory-bandwidth baseline: copy() of 4 MiB.
+func BenchmarkCopy(b *testing.B) {
+	src := make([]byte, 4*benchN)
+	dst := make([]byte, 4*benchN)
+	b.SetBytes(4 * benchN)
+	for i := 0; i < b.N; i++ {
+		copy(dst, src)
+	}
+}
