@@ -14,10 +14,10 @@ func TestFP32ToFP16(t *testing.T) {
 		{-2, 0xc000},
 		{0, 0x0000},
 		{float32(math.Copysign(0, -1)), 0x8000},
-		{65504, 0x7bff},               // largest finite
-		{65519.996, 0x7bff},           // just below the tie with 65520
-		{65520, 0x7c00},               // tie between 65504 and 65536: even mantissa is Inf
-		{1e9, 0x7c00},                 // overflow
+		{65504, 0x7bff},     // largest finite
+		{65519.996, 0x7bff}, // just below the tie with 65520
+		{65520, 0x7c00},     // tie between 65504 and 65536: even mantissa is Inf
+		{1e9, 0x7c00},       // overflow
 		{float32(math.Inf(-1)), 0xfc00},
 		{float32(math.NaN()), 0x7e00}, // ggml's canonical quiet NaN
 		{0x1p-24, 0x0001},             // smallest subnormal
@@ -67,9 +67,9 @@ func TestBF16(t *testing.T) {
 		want uint16
 	}{
 		{1, 0x3f80},
-		{1 + 0x1p-8, 0x3f80},            // tie: even
-		{1 + 0x3p-8, 0x3f82},            // tie: even
-		{1 + 0x1p-8 + 0x1p-20, 0x3f81},  // above the tie
+		{1 + 0x1p-8, 0x3f80},           // tie: even
+		{1 + 0x3p-8, 0x3f82},           // tie: even
+		{1 + 0x1p-8 + 0x1p-20, 0x3f81}, // above the tie
 		{float32(math.Inf(1)), 0x7f80},
 		{math.Float32frombits(0x7f800001), 0x7fc0}, // signalling NaN made quiet
 	} {
