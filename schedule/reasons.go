@@ -1,0 +1,168 @@
+package schedule
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// GPUResource is the extended-resource name reported by InsufficientResource,
+// the one the NVIDIA device plugin advertises, so messages read like the
+// kube-scheduler's.
+const GPUResource = "nvidia.com/gpu"
+
+// Reason is a typed rejection of one node for one replica. The concrete
+// types are InsufficientResource, InsufficientGPUMemory, PoolNotAllowed and
+// MaxPerNodeReached; callers that need more than the text type-switch on them.
+type Reason interface{ Message() string }
+
+// InsufficientResource: the node has too few free GPUs for one replica.
+// Used counts unmanaged GPUs (Node.Used) plus GPUs placed by this Problem;
+// Reserved is the pool reserve. The node fails when
+// Used + Reserved + Requested > Capacity.
+type InsufficientResource struct {
+	Resource  string // GPUResource
+	Requested int64
+	Used      int64
+	Reserved  int64
+	Capacity  int64
+}
+
+// Message reads like the kube-scheduler's, e.g.
+// "Insufficient nvidia.com/gpu (requested 2, used 7, capacity 8)"; the
+// reserve is mentioned only when there is one so the common case stays short.
+func (r InsufficientResource) Message() string {
+	if r.Reserved != 0 {
+		return fmt.Sprintf("Insufficient %s (requested %d, used %d, reserved %d, capacity %d)",
+			r.Resource, r.Requested, r.Used, r.Reserved, r.Capacity)
+	}
+	return fmt.Sprintf("Insufficient %s (requested %d, used %d, capacity %d)",
+		r.Resource, r.Requested, r.Used, r.Capacity)
+}
+
+func (r InsufficientResource) String() string { return r.Message() }
+
+// InsufficientGPUMemory: each GPU of the node has less memory than the
+// model needs per GPU. Both values are bytes.
+type InsufficientGPUMemory struct {
+	Requested int64
+	Capacity  int64
+}
+
+// Message is e.g. "Insufficient GPU memory per GPU (requested 80Gi, capacity 40Gi)".
+func (r InsufficientGPUMemory) Message() string {
+	return fmt.Sprintf("Insufficient GPU memory per GPU (requested %s, capacity %s)",
+		formatBytes(r.Requested), formatBytes(r.Capacity))
+}
+
+func (r InsufficientGPUMemory) String() string { return r.Message() }
+
+// PoolNotAllowed: the node's pool is not one the release may use. Pool is ""
+// for a node that belongs to no pool. Allowed is sorted and deduplicated and
+// may be shared between the rejections of one Unplaced: do not modify it.
+type PoolNotAllowed struct {
+	Pool    string
+	Allowed []string
+}
+
+// Message is e.g. `node pool "l4" not in allowed pools [a100 h100]`.
+func (r PoolNotAllowed) Message() string {
+	allowed := "[" + strings.Join(r.Allowed, " ") + "]"
+	if r.Pool == "" {
+		return "node is in no pool; allowed pools " + allowed
+	}
+	return fmt.Sprintf("node pool %q not in allowed pools %s", r.Pool, allowed)
+}
+
+func (r PoolNotAllowed) String() string { return r.Message() }
+
+// MaxPerNodeReached: the node already holds Max replicas of the release.
+type MaxPerNodeReached struct {
+	Max int
+}
+
+// Message is e.g. "node already has max_per_node (2) replicas of the release".
+func (r MaxPerNodeReached) Message() string {
+	return fmt.Sprintf("node already has max_per_node (%d) replicas of the release", r.Max)
+}
+
+func (r MaxPerNodeReached) String() string { return r.Message() }
+
+// String is "node: message".
+func (r Rejection) String() string {
+	if r.Reason == nil {
+		return r.Node
+	}
+	return r.Node + ": " + r.Reason.Message()
+}
+
+// String summarises the rejections the way the kube-scheduler's FitError
+// does, e.g. "0/5 nodes are available: 3 Insufficient nvidia.com/gpu, 2
+// node(s) not in allowed pools". Reasons are counted per kind, most frequent
+// first, ties by text, so the line is stable. Every node is a rejected node:
+// a replica stays unplaced only when no node can take it.
+func (u Unplaced) String() string {
+	if len(u.Rejected) == 0 {
+		return "0/0 nodes are available: no nodes"
+	}
+	counts := map[string]int{}
+	for _, r := range u.Rejected {
+		counts[reasonSummary(r.Reason)]++
+	}
+	kinds := make([]string, 0, len(counts))
+	for k := range counts {
+		kinds = append(kinds, k)
+	}
+	slices.SortFunc(kinds, func(a, b string) int {
+		if counts[a] != counts[b] {
+			return counts[b] - counts[a]
+		}
+		return strings.Compare(a, b)
+	})
+	var b strings.Builder
+	fmt.Fprintf(&b, "0/%d nodes are available: ", len(u.Rejected))
+	for i, k := range kinds {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Itoa(counts[k]))
+		b.WriteByte(' ')
+		b.WriteString(k)
+	}
+	return b.String()
+}
+
+// reasonSummary is the per-kind text of the histogram in Unplaced.String; it
+// drops the per-node numbers so that equal kinds count together.
+func reasonSummary(r Reason) string {
+	switch r := r.(type) {
+	case InsufficientResource:
+		return "Insufficient " + r.Resource
+	case InsufficientGPUMemory:
+		return "node(s) had insufficient GPU memory per GPU"
+	case PoolNotAllowed:
+		return "node(s) not in allowed pools"
+	case MaxPerNodeReached:
+		return "node(s) at max_per_node for the release"
+	case nil:
+		return "node(s) rejected"
+	default:
+		return r.Message()
+	}
+}
+
+// formatBytes prints whole binary units exactly (80Gi) and anything else as
+// plain bytes, so a message never rounds a capacity into looking sufficient.
+func formatBytes(n int64) string {
+	units := []struct {
+		suffix string
+		size   int64
+	}{{"Ti", 1 << 40}, {"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}}
+	for _, u := range units {
+		if n != 0 && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}

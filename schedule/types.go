@@ -1,0 +1,72 @@
+package schedule
+
+// Node is an immutable snapshot of one GPU node.
+type Node struct {
+	Name        string
+	Pool        string  // "" = belongs to no pool
+	GPUs        int     // allocatable GPUs on the node
+	Used        int     // GPUs used by workloads this Problem does not place (unmanaged pods); free for us = GPUs - Used - pool reserve - what we place
+	GPUMemory   int64   // bytes of memory per GPU
+	Product     string  // e.g. "NVIDIA-A100-SXM4-80GB"
+	Connections float64 // current active connections (live load)
+}
+
+// Pool holds per-pool settings.
+type Pool struct {
+	Weight  float64 // > 0; higher weight = takes proportionally more load. 0 or unset means 1.
+	Reserve int     // GPUs held back on each node of this pool
+}
+
+// Request asks for Replicas replicas of one release.
+type Request struct {
+	Release    string
+	Replicas   int
+	GPUs       int      // GPUs per replica (>= 0; 0 means CPU-only replica that still needs a node in allowed pools)
+	GPUMemory  int64    // bytes of GPU memory needed per GPU; 0 = any
+	Pools      []string // allowed pools; empty = any node
+	MaxPerNode int      // 0 = unlimited
+	Spread     bool     // prefer nodes not yet holding this release; see the package doc
+}
+
+// Placement maps node name -> replicas of one release on it.
+type Placement map[string]int
+
+// Total is the number of replicas in the placement.
+func (p Placement) Total() int {
+	n := 0
+	for _, c := range p {
+		n += c
+	}
+	return n
+}
+
+// Problem is everything Place needs; Place does not modify it.
+type Problem struct {
+	Nodes       []Node
+	Pools       map[string]Pool
+	Requests    []Request            // placed in slice order (callers sort by release name)
+	Current     map[string]Placement // release -> its current placement (may mention nodes that no longer exist or releases not requested)
+	ReplicaLoad float64              // load one replica adds to its node's connections; 0 means 1
+}
+
+// Result is the placement Place chose.
+type Result struct {
+	// Placements has one entry per requested release, even when nothing
+	// could be placed, so callers can tell "placed nowhere" from "not
+	// requested". Each Placement lists only nodes with > 0 replicas.
+	Placements map[string]Placement
+	Unplaced   []Unplaced // sorted by release
+}
+
+// Unplaced says why Count replicas of Release could not be placed.
+type Unplaced struct {
+	Release  string
+	Count    int
+	Rejected []Rejection // one per rejected node, sorted by node name
+}
+
+// Rejection is why one node could not take a replica.
+type Rejection struct {
+	Node   string
+	Reason Reason
+}
