@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gantry-dev/gantry/planner"
+	"github.com/gantry-dev/gantry/reconcile/dirtarget"
+	"github.com/gantry-dev/gantry/spec"
+)
+
+func (a *app) planCmd() *cobra.Command {
+	var (
+		src          sourceFlags
+		target       string
+		format       string
+		detailedExit bool
+		out          string
+	)
+	cmd := &cobra.Command{
+		Use:   "plan [PATH|GIT-URL]",
+		Short: "Show what Gantry would change",
+		Long: `Plan loads the specs, observes the target and prints the plan: what to build
+(quantize, gate, push) and which Kubernetes objects to create, update or delete.
+It changes nothing.
+
+The target is where objects live. --target dir:PATH reads YAML files in PATH as
+the live state (the embedded default, no cluster needed). Without a target the
+live state is empty, so the plan shows everything the specs want.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			path := "."
+			if len(args) == 1 {
+				path = args[0]
+			}
+			switch format {
+			case "text", "json", "markdown":
+			default:
+				return fmt.Errorf("--format %q: want text, json or markdown", format)
+			}
+			plan, err := a.plan(cmd.Context(), path, src, target)
+			if err != nil {
+				return err
+			}
+			if out != "" {
+				var buf bytes.Buffer
+				if err := planner.WriteJSON(&buf, plan); err != nil {
+					return err
+				}
+				if err := spec.WriteFileAtomic(out, buf.Bytes()); err != nil {
+					return fmt.Errorf("save plan: %w", err)
+				}
+			}
+			switch format {
+			case "json":
+				err = planner.WriteJSON(a.stdout, plan)
+			case "markdown":
+				err = planner.WriteMarkdown(a.stdout, plan, 0)
+			default:
+				err = planner.WriteText(a.stdout, plan, planner.TextOptions{Color: a.color})
+				if err == nil && out != "" {
+					fmt.Fprintf(a.stdout, "\nSaved the plan to %s.\n", out)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if detailedExit && !plan.Empty() {
+				return exitError{2}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&src.ref, "ref", "", "branch, tag or commit to check out (Git URLs only)")
+	cmd.Flags().StringArrayVar(&src.vars, "var", nil, "set a variable, NAME=VALUE (repeatable)")
+	cmd.Flags().StringVar(&target, "target", "", "where objects live: dir:PATH (default: the gantry block's target, else nothing)")
+	cmd.Flags().StringVar(&format, "format", "text", "output format: text, json or markdown")
+	cmd.Flags().BoolVar(&detailedExit, "detailed-exitcode", false, "exit 0 when there are no changes, 1 on error, 2 when there are changes")
+	cmd.Flags().StringVarP(&out, "out", "o", "", "save the plan as JSON to FILE")
+	return cmd
+}
+
+// plan loads, observes and builds. It is shared by plan and, later, apply.
+func (a *app) plan(ctx context.Context, path string, src sourceFlags, target string) (*planner.Plan, error) {
+	cfg, cleanup, err := a.load(ctx, path, src)
+	defer cleanup()
+	if err != nil {
+		return nil, err
+	}
+	observed, err := observe(ctx, cfg, target)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := planner.Build(*cfg, observed)
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	return &plan, nil
+}
+
+// observe fills the observed state from the target. GPU nodes come from the
+// static inventory in the specs.
+func observe(ctx context.Context, cfg *spec.Config, target string) (planner.Observed, error) {
+	if target == "" {
+		target = cfg.Settings.Target
+	}
+	obs := planner.Observed{Nodes: planner.StaticNodes(cfg)}
+	switch {
+	case target == "":
+	case strings.HasPrefix(target, "dir:"):
+		dir := strings.TrimPrefix(target, "dir:")
+		if dir == "" {
+			return obs, fmt.Errorf("--target dir: needs a path, as in dir:./out")
+		}
+		objs, err := dirtarget.Target{Dir: dir}.Observe(ctx)
+		if err != nil {
+			return obs, err
+		}
+		obs.Objects = objs
+	default:
+		return obs, fmt.Errorf("--target %q: this gantry supports dir:PATH", target)
+	}
+	return obs, nil
+}

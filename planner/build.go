@@ -1,0 +1,282 @@
+package planner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/gantry-dev/gantry/schedule"
+	"github.com/gantry-dev/gantry/spec"
+)
+
+// Observed is what the world has, as drivers saw it.
+type Observed struct {
+	// Objects are the managed Kubernetes objects (those labelled
+	// app.kubernetes.io/managed-by=gantry).
+	Objects []Object `json:"objects"`
+	// Nodes are the GPU nodes placement may use.
+	Nodes []schedule.Node `json:"nodes"`
+	// Artifacts are the model images that already exist, by content key.
+	Artifacts map[string]Artifact `json:"artifacts"`
+}
+
+// Artifact is a model image the registry has.
+type Artifact struct {
+	Ref    string `json:"ref"`
+	Digest string `json:"digest"`
+}
+
+// Digest fingerprints the observed state for a saved plan's staleness check.
+func (o Observed) Digest() string {
+	objs := append([]Object(nil), o.Objects...)
+	sort.Slice(objs, func(i, j int) bool { return objs[i].ID() < objs[j].ID() })
+	nodes := append([]schedule.Node(nil), o.Nodes...)
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
+	b, err := json.Marshal(Observed{Objects: objs, Nodes: nodes, Artifacts: o.Artifacts})
+	if err != nil {
+		panic("planner: marshal observed: " + err.Error()) // plain data; cannot fail
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// StaticNodes turns the config's node blocks into the nodes placement sees,
+// for local mode where there is no cluster to observe.
+func StaticNodes(cfg *spec.Config) []schedule.Node {
+	out := make([]schedule.Node, 0, len(cfg.Nodes))
+	for _, n := range cfg.Nodes {
+		out = append(out, schedule.Node{
+			Name: n.Name, Pool: n.Pool, GPUs: n.GPUs, GPUMemory: n.GPUMemory,
+			Product: n.GPUProduct, Connections: n.Connections,
+		})
+	}
+	return out
+}
+
+// ContentKey is the hex sha256 over everything that determines a release's
+// model image: the source digest, the quantize parameters, the packaging
+// and QuantizerVersion.
+func ContentKey(r *spec.Release) string {
+	v := struct {
+		Source    string   `json:"source_digest"`
+		Format    string   `json:"format"`
+		Method    string   `json:"method"`
+		GroupSize int      `json:"group_size,omitempty"`
+		Skip      []string `json:"skip,omitempty"`
+		Packaging string   `json:"packaging"`
+		Base      string   `json:"base_image,omitempty"`
+		Version   string   `json:"quantizer"`
+	}{Source: r.Model.Digest, Format: r.Model.Format, Method: "none", Packaging: r.Model.Packaging, Base: r.Model.BaseImage, Version: QuantizerVersion}
+	if q := r.Quantize; q != nil {
+		v.Method, v.GroupSize, v.Skip = q.Method, q.GroupSize, q.Skip
+	}
+	b, _ := json.Marshal(v)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// ImageRepository is where a release's model images live: under the
+// configured registry, or under gantry.local for the local OCI layout.
+func ImageRepository(cfg *spec.Config, release string) string {
+	reg := strings.TrimSuffix(cfg.Settings.Registry, "/")
+	if reg == "" {
+		reg = "gantry.local/models"
+	}
+	return reg + "/" + release
+}
+
+// ImageTag derives the tag from the content key.
+func ImageTag(key string) string { return "ck-" + key[:32] }
+
+// Build compares desired with observed and returns the plan.
+func Build(desired spec.Config, observed Observed) (Plan, error) {
+	cfg := &desired
+	plan := Plan{FormatVersion: FormatVersion, Revision: cfg.Revision, ObservedDigest: observed.Digest(), Releases: []ReleasePlan{}, Actions: []Action{}}
+
+	// Where replicas run now, from the live shard Deployments.
+	live := map[string]Object{}
+	current := map[string]schedule.Placement{}
+	for _, o := range observed.Objects {
+		if o.Label(LabelManagedBy) != ManagedBy {
+			continue // never plan against objects Gantry does not manage
+		}
+		live[o.ID()] = o
+		rel, node := o.Label(LabelRelease), o.Label(LabelNode)
+		if o.Kind == "Deployment" && rel != "" && node != "" {
+			if current[rel] == nil {
+				current[rel] = schedule.Placement{}
+			}
+			current[rel][node] += o.Replicas()
+		}
+	}
+
+	problem := schedule.Problem{Nodes: observed.Nodes, Pools: map[string]schedule.Pool{}, Current: current}
+	for _, p := range cfg.Pools {
+		w := 1.0
+		if p.Weight != nil {
+			w = *p.Weight
+		}
+		problem.Pools[p.Name] = schedule.Pool{Weight: w, Reserve: p.Reserve}
+	}
+	for i := range cfg.Releases {
+		r := &cfg.Releases[i]
+		req := schedule.Request{Release: r.Name, Replicas: r.ReplicaCount(), GPUs: r.GPUCount(), GPUMemory: r.GPUMemory()}
+		if p := r.Placement; p != nil {
+			req.Pools, req.MaxPerNode, req.Spread = p.Pools, p.MaxPerNode, p.Spread
+		}
+		problem.Requests = append(problem.Requests, req)
+	}
+	placed := schedule.Place(problem)
+	unplaced := map[string]schedule.Unplaced{}
+	for _, u := range placed.Unplaced {
+		unplaced[u.Release] = u
+	}
+
+	wanted := map[string]bool{}
+	for i := range cfg.Releases {
+		r := &cfg.Releases[i]
+		key := ContentKey(r)
+		repo := ImageRepository(cfg, r.Name)
+		model := Model{Ref: repo + ":" + ImageTag(key), Digest: UnknownDigest, Key: key}
+		rp := ReleasePlan{Name: r.Name, ContentKey: key, Image: model.Ref, Replicas: r.ReplicaCount(), Placement: placed.Placements[r.Name]}
+		if rp.Placement == nil {
+			rp.Placement = schedule.Placement{}
+		}
+		if a, ok := observed.Artifacts[key]; ok && a.Digest != "" {
+			model.Digest, rp.Digest = a.Digest, a.Digest
+		} else {
+			plan.Actions = append(plan.Actions, buildActions(r, model)...)
+		}
+		if u, ok := unplaced[r.Name]; ok {
+			u := u
+			rp.Unplaced = &u
+			plan.Warnings = append(plan.Warnings, fmt.Sprintf("release %s: %d of %d replicas cannot be placed: %s", r.Name, u.Count, r.ReplicaCount(), u.String()))
+		}
+		plan.Releases = append(plan.Releases, rp)
+
+		objs, err := Render(RenderInput{Release: r, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, Model: model, Placement: rp.Placement})
+		if err != nil {
+			return Plan{}, err
+		}
+		var deletes []Action
+		for _, o := range objs {
+			wanted[o.ID()] = true
+			if a, ok := objectAction(o, live); ok {
+				plan.Actions = append(plan.Actions, a)
+			}
+		}
+		// Shards of this release on nodes it no longer uses.
+		for _, id := range sortedKeys(live) {
+			o := live[id]
+			if o.Label(LabelRelease) == r.Name && !wanted[id] {
+				wanted[id] = true
+				deletes = append(deletes, Action{Type: Delete, Release: r.Name, Subject: subject(o), Object: ptr(o),
+					Reason: fmt.Sprintf("node %s no longer holds replicas of %s", o.Label(LabelNode), r.Name)})
+			}
+		}
+		plan.Actions = append(plan.Actions, deletes...)
+	}
+	// Prune: managed objects of releases that left the repository.
+	for _, id := range sortedKeys(live) {
+		if wanted[id] {
+			continue
+		}
+		o := live[id]
+		rel := o.Label(LabelRelease)
+		plan.Actions = append(plan.Actions, Action{Type: Delete, Release: rel, Subject: subject(o), Object: ptr(o),
+			Reason: fmt.Sprintf("release %s was removed from the repository", rel)})
+	}
+	return plan, nil
+}
+
+func buildActions(r *spec.Release, m Model) []Action {
+	var out []Action
+	method := "none"
+	if r.Quantize != nil {
+		method = r.Quantize.Method
+	}
+	if method != "none" {
+		out = append(out, Action{Type: Quantize, Release: r.Name, Subject: r.Model.Source, ContentKey: m.Key,
+			Reason: fmt.Sprintf("no %s build of %s (%s) exists yet", method, r.Model.Source, short(r.Model.Digest))})
+	}
+	if g := r.Gate; g != nil {
+		var bars []string
+		if g.MaxError != nil {
+			bars = append(bars, fmt.Sprintf("relative RMSE <= %g", *g.MaxError))
+		}
+		for _, k := range sortedKeys(g.Min) {
+			bars = append(bars, fmt.Sprintf("%s >= %g", k, g.Min[k]))
+		}
+		out = append(out, Action{Type: Gate, Release: r.Name, Subject: r.Name, ContentKey: m.Key,
+			Reason: "the new build must meet " + strings.Join(bars, ", ")})
+	}
+	out = append(out, Action{Type: Push, Release: r.Name, Subject: m.Ref, ContentKey: m.Key,
+		Reason: fmt.Sprintf("the registry has no image for content key %s", m.Key[:12])})
+	return out
+}
+
+// objectAction returns the create or update that brings live to o, if any.
+func objectAction(o Object, live map[string]Object) (Action, bool) {
+	l, ok := live[o.ID()]
+	if !ok {
+		reason := "new Service for " + o.Label(LabelRelease)
+		if o.Kind == "Deployment" {
+			reason = fmt.Sprintf("place %s on node %s", plural(o.Replicas(), "replica"), o.Label(LabelNode))
+		}
+		return Action{Type: Create, Release: o.Label(LabelRelease), Subject: subject(o), Object: ptr(o), Reason: reason}, true
+	}
+	changes := Diff(o.Manifest, l.Manifest)
+	if len(changes) == 0 {
+		return Action{}, false
+	}
+	return Action{Type: Update, Release: o.Label(LabelRelease), Subject: subject(o), Object: ptr(o), Changes: changes, Reason: updateReason(changes, l)}, true
+}
+
+func updateReason(changes []FieldChange, live Object) string {
+	var parts []string
+	seen := map[string]bool{}
+	add := func(s string) {
+		if !seen[s] {
+			seen[s] = true
+			parts = append(parts, s)
+		}
+	}
+	for _, c := range changes {
+		switch {
+		case c.Path == "spec.replicas":
+			add(fmt.Sprintf("replicas %v -> %v", fmtValue(c.Old, false), fmtValue(c.New, false)))
+		case strings.HasPrefix(c.Path, "metadata.annotations."+AnnotationContentKey), strings.Contains(c.Path, "volumes"), strings.Contains(c.Path, "modelcar"):
+			add("new model image")
+		case strings.HasPrefix(c.Path, "metadata.annotations."+AnnotationSpecHash):
+			add("release spec changed")
+		case strings.Contains(c.Path, "containers"):
+			add("runtime changed")
+		default:
+			add(c.Path + " changed")
+		}
+	}
+	if live.Annotation(AnnotationRevision) == "" && live.Annotation(AnnotationSpecHash) == "" {
+		add("drift: the live object lacks Gantry's annotations")
+	}
+	return strings.Join(parts, "; ")
+}
+
+func subject(o Object) string { return o.Kind + " " + o.Namespace + "/" + o.Name }
+
+func short(d string) string {
+	d = strings.TrimPrefix(d, "sha256:")
+	if len(d) > 12 {
+		return "sha256:" + d[:12]
+	}
+	return d
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return itoa(n) + " " + word + "s"
+}

@@ -1,0 +1,377 @@
+package planner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/gantry-dev/gantry/spec"
+)
+
+// Labels and annotations Gantry puts on every object it manages.
+const (
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedBy      = "gantry"
+	LabelRelease   = "gantry.dev/release"
+	LabelNode      = "gantry.dev/node"
+
+	AnnotationSpecHash    = "gantry.dev/spec-hash"
+	AnnotationModelDigest = "gantry.dev/model-digest"
+	AnnotationContentKey  = "gantry.dev/content-key"
+	AnnotationRevision    = "gantry.dev/revision"
+
+	// GPUResource is the extended resource GPUs are requested by.
+	GPUResource = "nvidia.com/gpu"
+	// UnknownDigest stands in for a model image digest that only the push
+	// step will know. The executor renders again once it does.
+	UnknownDigest = "(known after push)"
+)
+
+// Object is one Kubernetes object as Gantry sees it: its identity and its
+// manifest as JSON-shaped data (map[string]any, []any, string, float64 or
+// int64, bool). A desired object holds only the fields Gantry owns.
+type Object struct {
+	APIVersion string         `json:"apiVersion"`
+	Kind       string         `json:"kind"`
+	Namespace  string         `json:"namespace,omitempty"`
+	Name       string         `json:"name"`
+	Manifest   map[string]any `json:"manifest"`
+}
+
+// ID is "Kind/namespace/name", unique within a cluster.
+func (o Object) ID() string { return o.Kind + "/" + o.Namespace + "/" + o.Name }
+
+// Label returns a metadata label.
+func (o Object) Label(k string) string { return o.meta("labels", k) }
+
+// Annotation returns a metadata annotation.
+func (o Object) Annotation(k string) string { return o.meta("annotations", k) }
+
+func (o Object) meta(field, k string) string {
+	md, _ := o.Manifest["metadata"].(map[string]any)
+	m, _ := md[field].(map[string]any)
+	s, _ := m[k].(string)
+	return s
+}
+
+// Replicas is spec.replicas of a Deployment (0 when absent).
+func (o Object) Replicas() int {
+	sp, _ := o.Manifest["spec"].(map[string]any)
+	switch v := sp["replicas"].(type) {
+	case int64:
+		return int(v)
+	case float64:
+		return int(v)
+	case int:
+		return v
+	}
+	return 0
+}
+
+// ObjectFromManifest builds an Object from decoded JSON or YAML.
+func ObjectFromManifest(m map[string]any) (Object, error) {
+	o := Object{Manifest: m}
+	o.APIVersion, _ = m["apiVersion"].(string)
+	o.Kind, _ = m["kind"].(string)
+	md, _ := m["metadata"].(map[string]any)
+	o.Name, _ = md["name"].(string)
+	o.Namespace, _ = md["namespace"].(string)
+	if o.Kind == "" || o.Name == "" {
+		return o, fmt.Errorf("manifest has no kind or metadata.name")
+	}
+	return o, nil
+}
+
+// Model describes the model image one release's pods mount.
+type Model struct {
+	Ref    string // repository:tag
+	Digest string // sha256:..., or UnknownDigest
+	Key    string // content key
+}
+
+// ImageRef is the reference pods use: by digest when it is known.
+func (m Model) ImageRef() string { return m.Ref + "@" + m.Digest }
+
+var nonDNS = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// ShardName names the Deployment of one release on one node. Names that
+// would pass the 63-character limit are cut and given a hash suffix so that
+// they stay unique.
+func ShardName(release, node string) string {
+	n := strings.Trim(nonDNS.ReplaceAllString(strings.ToLower(node), "-"), "-")
+	name := release + "-" + n
+	if len(name) <= 63 && n == strings.ToLower(node) {
+		return name
+	}
+	sum := sha256.Sum256([]byte(release + "\x00" + node))
+	suffix := hex.EncodeToString(sum[:])[:8]
+	if len(name) > 54 {
+		name = strings.TrimRight(name[:54], "-")
+	}
+	return name + "-" + suffix
+}
+
+// RenderInput is everything that shapes one release's objects.
+type RenderInput struct {
+	Release   *spec.Release
+	Namespace string
+	Revision  string
+	Model     Model
+	Placement map[string]int // node -> replicas
+}
+
+// Render returns the release's Service and one Deployment per node of the
+// placement, sorted by node name.
+func Render(in RenderInput) ([]Object, error) {
+	r := in.Release
+	labels := map[string]string{
+		"app.kubernetes.io/name":      r.Name,
+		"app.kubernetes.io/instance":  r.Name,
+		"app.kubernetes.io/component": "model-server",
+		LabelManagedBy:                ManagedBy,
+		LabelRelease:                  r.Name,
+	}
+	annotations := map[string]string{
+		AnnotationSpecHash:    r.PodHash(),
+		AnnotationModelDigest: r.Model.Digest,
+		AnnotationContentKey:  in.Model.Key,
+	}
+	if in.Revision != "" {
+		annotations[AnnotationRevision] = in.Revision
+	}
+	svc := &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Name: r.Name, Namespace: in.Namespace, Labels: labels, Annotations: annotations},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{LabelRelease: r.Name},
+			Ports: []corev1.ServicePort{{
+				Name: "http", Port: int32(r.Runtime.Port), TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP,
+			}},
+		},
+	}
+	out := []Object{}
+	o, err := toObject(svc)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, o)
+
+	nodes := make([]string, 0, len(in.Placement))
+	for n, c := range in.Placement {
+		if c > 0 {
+			nodes = append(nodes, n)
+		}
+	}
+	sort.Strings(nodes)
+	for _, node := range nodes {
+		d, err := renderShard(in, node, int32(in.Placement[node]), labels, annotations)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func renderShard(in RenderInput, node string, replicas int32, labels, annotations map[string]string) (Object, error) {
+	r := in.Release
+	shardLabels := copyMap(labels)
+	shardLabels[LabelNode] = node
+	selector := map[string]string{LabelRelease: r.Name, LabelNode: node}
+	podLabels := copyMap(shardLabels)
+	podAnnotations := map[string]string{AnnotationSpecHash: annotations[AnnotationSpecHash], AnnotationContentKey: in.Model.Key}
+
+	server := corev1.Container{
+		Name:  "server",
+		Image: r.Runtime.Image,
+		Args:  r.Runtime.Args,
+		Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: int32(r.Runtime.Port), Protocol: corev1.ProtocolTCP}},
+		Env:   env(r),
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: r.Runtime.HealthPath, Port: intstr.FromString("http")}},
+			PeriodSeconds:    10,
+			FailureThreshold: 3,
+		},
+		StartupProbe: &corev1.Probe{
+			// Loading weights onto GPUs takes minutes; allow 30 minutes.
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: r.Runtime.HealthPath, Port: intstr.FromString("http")}},
+			PeriodSeconds:    10,
+			FailureThreshold: 180,
+		},
+		LivenessProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("http")}},
+			PeriodSeconds:    20,
+			FailureThreshold: 3,
+		},
+		VolumeMounts: []corev1.VolumeMount{{Name: "model", MountPath: "/models", ReadOnly: true}},
+	}
+	res, err := resources(r)
+	if err != nil {
+		return Object{}, err
+	}
+	server.Resources = res
+
+	pod := corev1.PodSpec{
+		NodeSelector: map[string]string{"kubernetes.io/hostname": node},
+		Tolerations:  []corev1.Toleration{{Key: GPUResource, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
+		Containers:   []corev1.Container{server},
+	}
+	switch r.Model.Packaging {
+	case "modelcar":
+		// KServe's modelcar: the model image runs as a sidecar in a shared
+		// process namespace and links its /models into a shared emptyDir,
+		// which the server reads through /proc.
+		share := true
+		pod.ShareProcessNamespace = &share
+		pod.Volumes = []corev1.Volume{{Name: "model", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+		pod.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "model", MountPath: "/mnt"}}
+		pod.Containers[0].Env = append(pod.Containers[0].Env, corev1.EnvVar{Name: "MODEL_DIR", Value: "/mnt/models"})
+		pod.Containers = append(pod.Containers, corev1.Container{
+			Name:         "modelcar",
+			Image:        in.Model.ImageRef(),
+			Command:      []string{"sh", "-c", "ln -sfn /proc/$$/root/models /mnt/models && exec sleep infinity"},
+			VolumeMounts: []corev1.VolumeMount{{Name: "model", MountPath: "/mnt"}},
+			Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+				corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("16Mi"),
+			}},
+		})
+	default:
+		pod.Volumes = []corev1.Volume{{Name: "model", VolumeSource: corev1.VolumeSource{
+			Image: &corev1.ImageVolumeSource{Reference: in.Model.ImageRef(), PullPolicy: corev1.PullIfNotPresent},
+		}}}
+	}
+
+	d := &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{Name: ShardName(r.Name, node), Namespace: in.Namespace, Labels: shardLabels, Annotations: annotations},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: selector},
+			Strategy: appsv1.DeploymentStrategy{
+				// One pod at a time: the node's reserve holds the GPUs for
+				// the surge pod, and the old pod serves until it is ready.
+				Type: appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{
+					MaxSurge: ptr(intstr.FromInt32(1)), MaxUnavailable: ptr(intstr.FromInt32(0)),
+				},
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations},
+				Spec:       pod,
+			},
+		},
+	}
+	return toObject(d)
+}
+
+func env(r *spec.Release) []corev1.EnvVar {
+	var out []corev1.EnvVar
+	for _, k := range sortedKeys(r.Runtime.Env) {
+		out = append(out, corev1.EnvVar{Name: k, Value: r.Runtime.Env[k]})
+	}
+	for _, k := range sortedKeys(r.Runtime.SecretEnv) {
+		name, key, _ := strings.Cut(r.Runtime.SecretEnv[k], "/")
+		out = append(out, corev1.EnvVar{Name: k, ValueFrom: &corev1.EnvVarSource{
+			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: key},
+		}})
+	}
+	return out
+}
+
+func resources(r *spec.Release) (corev1.ResourceRequirements, error) {
+	var rr corev1.ResourceRequirements
+	if g := r.GPUCount(); g > 0 {
+		q := *resource.NewQuantity(int64(g), resource.DecimalSI)
+		rr.Limits = corev1.ResourceList{GPUResource: q}
+		rr.Requests = corev1.ResourceList{GPUResource: q}
+	}
+	if r.Resources == nil {
+		return rr, nil
+	}
+	for name, raw := range map[corev1.ResourceName]string{corev1.ResourceCPU: r.Resources.CPU, corev1.ResourceMemory: r.Resources.Memory} {
+		if raw == "" {
+			continue
+		}
+		q, err := resource.ParseQuantity(raw)
+		if err != nil {
+			return rr, fmt.Errorf("release %s: %s %q: %w", r.Name, name, raw, err)
+		}
+		if rr.Requests == nil {
+			rr.Requests = corev1.ResourceList{}
+		}
+		rr.Requests[name] = q
+		if name == corev1.ResourceMemory {
+			if rr.Limits == nil {
+				rr.Limits = corev1.ResourceList{}
+			}
+			rr.Limits[name] = q
+		}
+	}
+	return rr, nil
+}
+
+// toObject converts a typed object to the JSON-shaped form and drops the
+// empty fields the typed structs always carry (creationTimestamp, status),
+// which Gantry does not own.
+func toObject(obj runtime.Object) (Object, error) {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return Object{}, fmt.Errorf("render %T: %w", obj, err)
+	}
+	prune(m)
+	return ObjectFromManifest(m)
+}
+
+// prune removes nils and empty maps recursively.
+func prune(m map[string]any) {
+	for k, v := range m {
+		switch t := v.(type) {
+		case nil:
+			delete(m, k)
+		case map[string]any:
+			prune(t)
+			if len(t) == 0 {
+				delete(m, k)
+			}
+		case []any:
+			for _, e := range t {
+				if em, ok := e.(map[string]any); ok {
+					prune(em)
+				}
+			}
+		}
+	}
+}
+
+func copyMap(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// itoa is strconv.Itoa, kept short for reasons.
+func itoa(n int) string { return strconv.Itoa(n) }

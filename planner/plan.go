@@ -1,0 +1,126 @@
+package planner
+
+import (
+	"github.com/gantry-dev/gantry/schedule"
+)
+
+// FormatVersion is the version of the JSON plan schema. It changes only
+// when a field is removed or changes meaning; adding fields keeps it.
+const FormatVersion = "1"
+
+// QuantizerVersion is part of every content key. Bump it whenever the
+// quantizer's output for the same input changes, so that every model is
+// rebuilt once.
+const QuantizerVersion = "gantry-compress/1"
+
+// ActionType says what an action does. The string values are part of the
+// JSON schema.
+type ActionType string
+
+const (
+	Quantize ActionType = "quantize"
+	Gate     ActionType = "gate"
+	Push     ActionType = "push"
+	Create   ActionType = "create"
+	Update   ActionType = "update"
+	Delete   ActionType = "delete"
+)
+
+// Symbol is the one-character mark the text view uses, as Terraform does.
+func (a ActionType) Symbol() string {
+	switch a {
+	case Create:
+		return "+"
+	case Update:
+		return "~"
+	case Delete:
+		return "-"
+	}
+	return "*"
+}
+
+// IsBuild reports whether the action builds an artifact rather than
+// changing an object.
+func (a ActionType) IsBuild() bool { return a == Quantize || a == Gate || a == Push }
+
+// Action is one step of a plan.
+type Action struct {
+	Type    ActionType `json:"action"`
+	Release string     `json:"release"`
+	// Subject is what the action acts on: "Deployment gantry/llama-a1" or
+	// a model image reference.
+	Subject string `json:"subject"`
+	// Reason is a human sentence: why this action is in the plan.
+	Reason string `json:"reason"`
+	// ContentKey is set on build actions.
+	ContentKey string `json:"content_key,omitempty"`
+	// Object is the desired object for create and update, the live one for
+	// delete.
+	Object *Object `json:"object,omitempty"`
+	// Changes lists, for an update, each field that differs.
+	Changes []FieldChange `json:"changes,omitempty"`
+}
+
+// FieldChange is one field of an update. Old is absent when the field is
+// new. Values are JSON-shaped; Sensitive values are redacted when rendered.
+type FieldChange struct {
+	Path      string `json:"path"`
+	Old       any    `json:"old,omitempty"`
+	New       any    `json:"new,omitempty"`
+	Sensitive bool   `json:"sensitive,omitempty"`
+}
+
+// ReleasePlan summarises one release.
+type ReleasePlan struct {
+	Name       string             `json:"name"`
+	ContentKey string             `json:"content_key"`
+	Image      string             `json:"image"`              // model image reference, repository:tag
+	Digest     string             `json:"digest,omitempty"`   // known digest, if the image exists
+	Replicas   int                `json:"replicas"`           // desired
+	Placement  schedule.Placement `json:"placement"`          // node -> replicas
+	Unplaced   *schedule.Unplaced `json:"unplaced,omitempty"` // replicas that fit nowhere
+}
+
+// Plan is the outcome of Build. Actions are in execution order.
+type Plan struct {
+	FormatVersion string `json:"format_version"`
+	// Revision is the Git commit of the specs ("" for a plain directory).
+	Revision string `json:"revision,omitempty"`
+	// ObservedDigest fingerprints the Observed state the plan was built
+	// from. A saved plan may be applied only while it still matches.
+	ObservedDigest string        `json:"observed_digest"`
+	Releases       []ReleasePlan `json:"releases"`
+	Actions        []Action      `json:"actions"`
+	Warnings       []string      `json:"warnings,omitempty"`
+}
+
+// Summary counts the actions by kind.
+type Summary struct {
+	Add, Change, Destroy int
+	Quantize, Gate, Push int
+}
+
+// Summary counts the plan's actions.
+func (p *Plan) Summary() Summary {
+	var s Summary
+	for _, a := range p.Actions {
+		switch a.Type {
+		case Create:
+			s.Add++
+		case Update:
+			s.Change++
+		case Delete:
+			s.Destroy++
+		case Quantize:
+			s.Quantize++
+		case Gate:
+			s.Gate++
+		case Push:
+			s.Push++
+		}
+	}
+	return s
+}
+
+// Empty reports whether the plan changes nothing.
+func (p *Plan) Empty() bool { return len(p.Actions) == 0 }

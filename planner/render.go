@@ -1,0 +1,362 @@
+package planner
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// TextOptions changes the text view.
+type TextOptions struct {
+	Color bool // ANSI colors, for a terminal
+}
+
+const (
+	ansiReset  = "\x1b[0m"
+	ansiBold   = "\x1b[1m"
+	ansiGreen  = "\x1b[32m"
+	ansiYellow = "\x1b[33m"
+	ansiRed    = "\x1b[31m"
+	ansiCyan   = "\x1b[36m"
+)
+
+type painter bool
+
+func (p painter) paint(code, s string) string {
+	if !p {
+		return s
+	}
+	return code + s + ansiReset
+}
+
+func (p painter) action(t ActionType) string {
+	switch t {
+	case Create:
+		return p.paint(ansiGreen, "+")
+	case Update:
+		return p.paint(ansiYellow, "~")
+	case Delete:
+		return p.paint(ansiRed, "-")
+	}
+	return p.paint(ansiCyan, "*")
+}
+
+// WriteText renders the plan for a person, in the manner of terraform plan.
+func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
+	c := painter(opts.Color)
+	var b strings.Builder
+	if p.Empty() {
+		b.WriteString(c.paint(ansiBold, "No changes.") + " The cluster matches the specs")
+		if p.Revision != "" {
+			fmt.Fprintf(&b, " at %s", shortRev(p.Revision))
+		}
+		b.WriteString(".\n")
+	} else {
+		b.WriteString("Gantry will perform the following actions")
+		if p.Revision != "" {
+			fmt.Fprintf(&b, " for revision %s", shortRev(p.Revision))
+		}
+		b.WriteString(":\n")
+		b.WriteString("  (" + c.paint(ansiCyan, "*") + " build, " + c.paint(ansiGreen, "+") + " create, " + c.paint(ansiYellow, "~") + " update, " + c.paint(ansiRed, "-") + " destroy)\n")
+		release := "\x00"
+		for _, a := range p.Actions {
+			if a.Release != release {
+				release = a.Release
+				fmt.Fprintf(&b, "\n  %s\n", c.paint(ansiBold, "# release "+a.Release))
+			}
+			writeTextAction(&b, c, a)
+		}
+	}
+	if len(p.Releases) > 0 {
+		b.WriteString("\nPlacement:\n")
+		width := 0
+		for _, r := range p.Releases {
+			width = max(width, len(r.Name))
+		}
+		for _, r := range p.Releases {
+			fmt.Fprintf(&b, "  %-*s  %s\n", width, r.Name, placementString(r))
+		}
+	}
+	for _, wmsg := range p.Warnings {
+		fmt.Fprintf(&b, "\n%s %s\n", c.paint(ansiYellow+ansiBold, "Warning:"), wmsg)
+	}
+	s := p.Summary()
+	fmt.Fprintf(&b, "\n%s\n", c.paint(ansiBold, fmt.Sprintf("Plan: %d to add, %d to change, %d to destroy.", s.Add, s.Change, s.Destroy)))
+	if s.Quantize+s.Gate+s.Push > 0 {
+		fmt.Fprintf(&b, "Build: %d to quantize, %d to gate, %d to push.\n", s.Quantize, s.Gate, s.Push)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func writeTextAction(b *strings.Builder, c painter, a Action) {
+	if a.Type.IsBuild() {
+		fmt.Fprintf(b, "  %s %s %s\n", c.action(a.Type), a.Type, a.Subject)
+	} else {
+		fmt.Fprintf(b, "  %s %s\n", c.action(a.Type), a.Subject)
+	}
+	fmt.Fprintf(b, "      %s\n", a.Reason)
+	switch a.Type {
+	case Create:
+		for _, kv := range highlights(a.Object) {
+			fmt.Fprintf(b, "      %s %s = %s\n", c.paint(ansiGreen, "+"), kv[0], kv[1])
+		}
+	case Update:
+		for _, ch := range a.Changes {
+			if ch.Old == nil {
+				fmt.Fprintf(b, "      %s %s = %s\n", c.paint(ansiGreen, "+"), ch.Path, fmtValue(ch.New, ch.Sensitive))
+				continue
+			}
+			fmt.Fprintf(b, "      %s %s: %s -> %s\n", c.paint(ansiYellow, "~"), ch.Path, fmtValue(ch.Old, ch.Sensitive), fmtValue(ch.New, ch.Sensitive))
+		}
+	}
+}
+
+// highlights are the fields of a new object a reviewer wants to see.
+func highlights(o *Object) [][2]string {
+	if o == nil {
+		return nil
+	}
+	var out [][2]string
+	add := func(label string, v any) {
+		if v != nil {
+			out = append(out, [2]string{label, fmtValue(v, false)})
+		}
+	}
+	spec, _ := o.Manifest["spec"].(map[string]any)
+	switch o.Kind {
+	case "Deployment":
+		add("replicas", spec["replicas"])
+		add("node", o.Label(LabelNode))
+		tpl, _ := spec["template"].(map[string]any)
+		pod, _ := tpl["spec"].(map[string]any)
+		containers, _ := pod["containers"].([]any)
+		for _, ci := range containers {
+			cm, _ := ci.(map[string]any)
+			add(fmt.Sprintf("container %v image", cm["name"]), cm["image"])
+			if res, ok := cm["resources"].(map[string]any); ok {
+				if lim, ok := res["limits"].(map[string]any); ok {
+					add("gpus", lim[GPUResource])
+				}
+			}
+		}
+		vols, _ := pod["volumes"].([]any)
+		for _, vi := range vols {
+			vm, _ := vi.(map[string]any)
+			if img, ok := vm["image"].(map[string]any); ok {
+				add("model image", img["reference"])
+			}
+		}
+	case "Service":
+		if ports, ok := spec["ports"].([]any); ok && len(ports) > 0 {
+			pm, _ := ports[0].(map[string]any)
+			add("port", pm["port"])
+		}
+	}
+	return out
+}
+
+// fmtValue renders a JSON-shaped value compactly. Sensitive values are
+// never shown.
+func fmtValue(v any, sensitive bool) string {
+	if sensitive {
+		return "(sensitive)"
+	}
+	switch t := v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return fmt.Sprintf("%q", t)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(b)
+}
+
+func placementString(r ReleasePlan) string {
+	nodes := sortedKeys(r.Placement)
+	var parts []string
+	total := 0
+	for _, n := range nodes {
+		parts = append(parts, fmt.Sprintf("%s×%d", n, r.Placement[n]))
+		total += r.Placement[n]
+	}
+	s := fmt.Sprintf("%d/%d replicas", total, r.Replicas)
+	if len(parts) > 0 {
+		s += ": " + strings.Join(parts, ", ")
+	}
+	if r.Unplaced != nil {
+		s += fmt.Sprintf(" (%d unplaced)", r.Unplaced.Count)
+	}
+	return s
+}
+
+func shortRev(r string) string {
+	if len(r) > 12 {
+		return r[:12]
+	}
+	return r
+}
+
+// WriteJSON renders the plan as indented JSON in the documented schema.
+// Map keys are sorted, so the output is stable.
+func WriteJSON(w io.Writer, p *Plan) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(redacted(p))
+}
+
+// redacted returns a copy of p whose sensitive change values are replaced,
+// so that a saved or posted plan never carries a secret. Objects are left
+// as they are: Gantry never renders secret values into objects (secret_env
+// becomes a secretKeyRef).
+func redacted(p *Plan) *Plan {
+	q := *p
+	q.Actions = make([]Action, len(p.Actions))
+	for i, a := range p.Actions {
+		if len(a.Changes) > 0 {
+			cs := make([]FieldChange, len(a.Changes))
+			for j, c := range a.Changes {
+				if c.Sensitive {
+					if c.Old != nil {
+						c.Old = "(sensitive)"
+					}
+					c.New = "(sensitive)"
+				}
+				cs[j] = c
+			}
+			a.Changes = cs
+		}
+		q.Actions[i] = a
+	}
+	return &q
+}
+
+// ReadJSON reads a plan written by WriteJSON (gantry plan -out).
+func ReadJSON(r io.Reader) (*Plan, error) {
+	var p Plan
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("read plan: %w", err)
+	}
+	if p.FormatVersion != FormatVersion {
+		return nil, fmt.Errorf("read plan: format_version %q, this gantry reads %q", p.FormatVersion, FormatVersion)
+	}
+	return &p, nil
+}
+
+// MarkdownLimit is GitHub's limit on the length of a comment.
+const MarkdownLimit = 65536
+
+// WriteMarkdown renders the plan for a pull-request comment. Each release's
+// details fold into <details>; when the whole would pass limit characters
+// (MarkdownLimit when 0), details are cut, last release first, and a note
+// says what was cut.
+func WriteMarkdown(w io.Writer, p *Plan, limit int) error {
+	if limit <= 0 {
+		limit = MarkdownLimit
+	}
+	s := p.Summary()
+	var head strings.Builder
+	head.WriteString("### Gantry plan")
+	if p.Revision != "" {
+		fmt.Fprintf(&head, " for `%s`", shortRev(p.Revision))
+	}
+	head.WriteString("\n\n")
+	if p.Empty() {
+		head.WriteString("**No changes.** The cluster matches the specs.\n")
+	} else {
+		fmt.Fprintf(&head, "**Plan: %d to add, %d to change, %d to destroy.**", s.Add, s.Change, s.Destroy)
+		if s.Quantize+s.Gate+s.Push > 0 {
+			fmt.Fprintf(&head, " Build: %d to quantize, %d to gate, %d to push.", s.Quantize, s.Gate, s.Push)
+		}
+		head.WriteString("\n")
+	}
+	for _, wmsg := range p.Warnings {
+		fmt.Fprintf(&head, "\n> [!WARNING]\n> %s\n", mdEscape(wmsg))
+	}
+	if len(p.Releases) > 0 {
+		head.WriteString("\n| Release | Replicas | Placement | Model image |\n|---|---|---|---|\n")
+		for _, r := range p.Releases {
+			img := r.Image
+			if r.Digest != "" {
+				img += "@" + short(r.Digest)
+			}
+			fmt.Fprintf(&head, "| `%s` | %d | %s | `%s` |\n", r.Name, r.Replicas, mdEscape(placementString(r)), img)
+		}
+	}
+
+	// One folded section per release, in plan order.
+	type section struct{ release, body string }
+	var sections []section
+	idx := map[string]int{}
+	for _, a := range p.Actions {
+		i, ok := idx[a.Release]
+		if !ok {
+			i = len(sections)
+			idx[a.Release] = i
+			sections = append(sections, section{release: a.Release})
+		}
+		var b strings.Builder
+		writeTextAction(&b, painter(false), a)
+		// Unindented, so that GitHub colors + and - lines in a diff block.
+		for _, line := range strings.SplitAfter(b.String(), "\n") {
+			sections[i].body += strings.TrimPrefix(line, "  ")
+		}
+	}
+	render := func(sec section) string {
+		counts := map[ActionType]int{}
+		for _, a := range p.Actions {
+			if a.Release == sec.release {
+				counts[a.Type]++
+			}
+		}
+		var parts []string
+		for _, t := range []ActionType{Quantize, Gate, Push, Create, Update, Delete} {
+			if counts[t] > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", counts[t], t))
+			}
+		}
+		return fmt.Sprintf("\n<details><summary><code>%s</code>: %s</summary>\n\n```diff\n%s```\n\n</details>\n",
+			sec.release, strings.Join(parts, ", "), strings.ReplaceAll(sec.body, "```", "ʼʼʼ"))
+	}
+	body := make([]string, len(sections))
+	total := head.Len()
+	for i, sec := range sections {
+		body[i] = render(sec)
+		total += len(body[i])
+	}
+	const noteRoom = 400
+	cut := 0
+	for i := len(body) - 1; i >= 0 && total+noteRoom > limit; i-- {
+		total -= len(body[i])
+		stub := fmt.Sprintf("\n- `%s`: details cut\n", sections[i].release)
+		body[i] = stub
+		total += len(stub)
+		cut++
+	}
+	var out strings.Builder
+	out.WriteString(head.String())
+	for _, b := range body {
+		out.WriteString(b)
+	}
+	if cut > 0 {
+		fmt.Fprintf(&out, "\n> [!NOTE]\n> The details of %d of %d releases were cut to stay under GitHub's %d-character comment limit. Run `gantry plan` for the full plan.\n", cut, len(sections), MarkdownLimit)
+	}
+	res := out.String()
+	if len(res) > limit { // the summary table alone is too long
+		res = res[:limit-200]
+		res = res[:strings.LastIndexByte(res, '\n')+1] + "\n> [!NOTE]\n> This plan was cut to stay under GitHub's comment limit. Run `gantry plan` for the full plan.\n"
+	}
+	_, err := io.WriteString(w, res)
+	return err
+}
+
+func mdEscape(s string) string {
+	r := strings.NewReplacer("|", "\\|", "<", "&lt;", ">", "&gt;")
+	return r.Replace(s)
+}

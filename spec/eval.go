@@ -1,0 +1,209 @@
+package spec
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/ext/typeexpr"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+	"github.com/zclconf/go-cty/cty/convert"
+	"github.com/zclconf/go-cty/cty/function"
+	"github.com/zclconf/go-cty/cty/function/stdlib"
+)
+
+// functions are the functions expressions may call: the common part of the
+// cty standard library under the names Terraform users know.
+func functions() map[string]function.Function {
+	return map[string]function.Function{
+		"abs": stdlib.AbsoluteFunc, "ceil": stdlib.CeilFunc, "floor": stdlib.FloorFunc,
+		"max": stdlib.MaxFunc, "min": stdlib.MinFunc, "parseint": stdlib.ParseIntFunc,
+		"pow": stdlib.PowFunc, "signum": stdlib.SignumFunc, "log": stdlib.LogFunc,
+		"chomp": stdlib.ChompFunc, "format": stdlib.FormatFunc, "formatlist": stdlib.FormatListFunc,
+		"indent": stdlib.IndentFunc, "join": stdlib.JoinFunc, "lower": stdlib.LowerFunc,
+		"upper": stdlib.UpperFunc, "regex": stdlib.RegexFunc, "regexall": stdlib.RegexAllFunc,
+		"replace": stdlib.ReplaceFunc, "split": stdlib.SplitFunc, "strrev": stdlib.ReverseFunc,
+		"substr": stdlib.SubstrFunc, "title": stdlib.TitleFunc, "trim": stdlib.TrimFunc,
+		"trimprefix": stdlib.TrimPrefixFunc, "trimsuffix": stdlib.TrimSuffixFunc,
+		"trimspace": stdlib.TrimSpaceFunc, "strlen": stdlib.StrlenFunc,
+		"coalesce": stdlib.CoalesceFunc, "coalescelist": stdlib.CoalesceListFunc,
+		"compact": stdlib.CompactFunc, "concat": stdlib.ConcatFunc, "contains": stdlib.ContainsFunc,
+		"distinct": stdlib.DistinctFunc, "element": stdlib.ElementFunc, "flatten": stdlib.FlattenFunc,
+		"index": stdlib.IndexFunc, "keys": stdlib.KeysFunc, "length": stdlib.LengthFunc,
+		"lookup": stdlib.LookupFunc, "merge": stdlib.MergeFunc, "range": stdlib.RangeFunc,
+		"reverse": stdlib.ReverseListFunc, "setintersection": stdlib.SetIntersectionFunc,
+		"setproduct": stdlib.SetProductFunc, "setunion": stdlib.SetUnionFunc,
+		"slice": stdlib.SliceFunc, "sort": stdlib.SortFunc, "values": stdlib.ValuesFunc,
+		"zipmap": stdlib.ZipmapFunc, "chunklist": stdlib.ChunklistFunc,
+		"jsonencode": stdlib.JSONEncodeFunc, "jsondecode": stdlib.JSONDecodeFunc,
+		"csvdecode": stdlib.CSVDecodeFunc,
+		"tostring":  stdlib.MakeToFunc(cty.String), "tonumber": stdlib.MakeToFunc(cty.Number),
+		"tobool": stdlib.MakeToFunc(cty.Bool), "tolist": stdlib.MakeToFunc(cty.List(cty.DynamicPseudoType)),
+		"toset": stdlib.MakeToFunc(cty.Set(cty.DynamicPseudoType)), "tomap": stdlib.MakeToFunc(cty.Map(cty.DynamicPseudoType)),
+	}
+}
+
+// variableDecl is a decoded variable block.
+type variableDecl struct {
+	Name     string
+	Type     cty.Type
+	Default  cty.Value
+	DefRange hcl.Range
+}
+
+var variableSchema = &hcl.BodySchema{
+	Attributes: []hcl.AttributeSchema{
+		{Name: "type"}, {Name: "default"}, {Name: "description"}, {Name: "sensitive"},
+	},
+}
+
+func decodeVariable(b *hcl.Block) (*variableDecl, hcl.Diagnostics) {
+	v := &variableDecl{Name: b.Labels[0], Type: cty.DynamicPseudoType, DefRange: b.DefRange}
+	if !hclsyntax.ValidIdentifier(v.Name) {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError, Summary: "Invalid variable name",
+			Detail:  "A variable name must start with a letter or underscore and may contain only letters, digits, underscores, and dashes.",
+			Subject: b.LabelRanges[0].Ptr(),
+		}}
+	}
+	content, diags := b.Body.Content(variableSchema)
+	if a, ok := content.Attributes["type"]; ok {
+		ty, d := typeexpr.TypeConstraint(a.Expr)
+		diags = append(diags, d...)
+		if !d.HasErrors() {
+			v.Type = ty
+		}
+	}
+	if a, ok := content.Attributes["default"]; ok {
+		val, d := a.Expr.Value(nil)
+		diags = append(diags, d...)
+		if !d.HasErrors() {
+			cv, err := convert.Convert(val, v.Type)
+			if err != nil {
+				diags = append(diags, &hcl.Diagnostic{
+					Severity: hcl.DiagError, Summary: "Invalid default value for variable",
+					Detail:  fmt.Sprintf("This default value is not compatible with the variable's type constraint: %s.", err),
+					Subject: a.Expr.Range().Ptr(),
+				})
+			} else {
+				v.Default = cv
+			}
+		}
+	}
+	return v, diags
+}
+
+// variableValue resolves one variable from, in order: opts.Vars,
+// the environment (GANTRY_VAR_name) and the default.
+func variableValue(v *variableDecl, opts LoadOptions) (cty.Value, hcl.Diagnostics) {
+	raw, ok := opts.Vars[v.Name]
+	src := "-var"
+	if !ok && !opts.NoEnv {
+		raw, ok = os.LookupEnv("GANTRY_VAR_" + v.Name)
+		src = "GANTRY_VAR_" + v.Name
+	}
+	if !ok {
+		if v.Default == cty.NilVal {
+			return cty.DynamicVal, hcl.Diagnostics{{
+				Severity: hcl.DiagError, Summary: "No value for required variable",
+				Detail:  fmt.Sprintf("The variable %q has no default, so a value must be set with -var %s=VALUE or GANTRY_VAR_%s.", v.Name, v.Name, v.Name),
+				Subject: v.DefRange.Ptr(),
+			}}
+		}
+		return v.Default, nil
+	}
+	var val cty.Value
+	if v.Type == cty.String || v.Type == cty.DynamicPseudoType {
+		val = cty.StringVal(raw)
+	} else {
+		expr, diags := hclsyntax.ParseExpression([]byte(raw), src, hcl.InitialPos)
+		if diags.HasErrors() {
+			return cty.DynamicVal, diags
+		}
+		val, diags = expr.Value(nil)
+		if diags.HasErrors() {
+			return cty.DynamicVal, diags
+		}
+	}
+	cv, err := convert.Convert(val, v.Type)
+	if err != nil {
+		return cty.DynamicVal, hcl.Diagnostics{{
+			Severity: hcl.DiagError, Summary: "Invalid value for variable",
+			Detail:  fmt.Sprintf("The value of %q from %s does not fit its type: %s.", v.Name, src, err),
+			Subject: v.DefRange.Ptr(),
+		}}
+	}
+	return cv, nil
+}
+
+// evalLocals evaluates locals in dependency order, reporting cycles and
+// references to locals that do not exist.
+func evalLocals(attrs map[string]*hcl.Attribute, vars cty.Value, funcs map[string]function.Function) (map[string]cty.Value, hcl.Diagnostics) {
+	var diags hcl.Diagnostics
+	deps := map[string][]string{}
+	names := make([]string, 0, len(attrs))
+	for name, a := range attrs {
+		names = append(names, name)
+		for _, tr := range a.Expr.Variables() {
+			if tr.RootName() != "local" || len(tr) < 2 {
+				continue
+			}
+			if s, ok := tr[1].(hcl.TraverseAttr); ok {
+				if _, exists := attrs[s.Name]; !exists {
+					diags = append(diags, &hcl.Diagnostic{
+						Severity: hcl.DiagError, Summary: "Reference to undeclared local value",
+						Detail:  fmt.Sprintf("A local value named %q has not been declared.", s.Name),
+						Subject: tr.SourceRange().Ptr(),
+					})
+					continue
+				}
+				deps[name] = append(deps[name], s.Name)
+			}
+		}
+	}
+	sort.Strings(names)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	out := map[string]cty.Value{}
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(n string, stack []string) bool
+	visit = func(n string, stack []string) bool {
+		switch state[n] {
+		case 2:
+			return true
+		case 1:
+			a := attrs[n]
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Cycle in local values",
+				Detail:  fmt.Sprintf("The local values refer to each other in a cycle: %s -> %s.", strings.Join(stack, " -> "), n),
+				Subject: a.NameRange.Ptr(),
+			})
+			return false
+		}
+		state[n] = 1
+		for _, d := range deps[n] {
+			if !visit(d, append(stack, n)) {
+				return false
+			}
+		}
+		ctx := &hcl.EvalContext{
+			Variables: map[string]cty.Value{"var": vars, "local": cty.ObjectVal(out)},
+			Functions: funcs,
+		}
+		v, d := attrs[n].Expr.Value(ctx)
+		diags = append(diags, d...)
+		out[n] = v
+		state[n] = 2
+		return true
+	}
+	for _, n := range names {
+		if !visit(n, nil) {
+			break
+		}
+	}
+	return out, diags
+}

@@ -1,0 +1,287 @@
+package spec
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
+	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/zclconf/go-cty/cty"
+)
+
+// LoadOptions changes how a repository is loaded.
+type LoadOptions struct {
+	// Vars sets variables, as -var NAME=VALUE does. A value is taken as a
+	// string when the variable's type is string or unset, and parsed as an
+	// HCL expression otherwise.
+	Vars map[string]string
+	// NoEnv ignores GANTRY_VAR_* environment variables (for tests).
+	NoEnv bool
+}
+
+var rootSchema = &hcl.BodySchema{
+	Blocks: []hcl.BlockHeaderSchema{
+		{Type: "gantry"},
+		{Type: "variable", LabelNames: []string{"name"}},
+		{Type: "locals"},
+		{Type: "node_pool", LabelNames: []string{"name"}},
+		{Type: "node", LabelNames: []string{"name"}},
+		{Type: "release", LabelNames: []string{"name"}},
+	},
+}
+
+// Files lists the *.hcl files below root in load order: lexical by
+// slash-separated relative path. Hidden directories (.git, .gantry) are
+// skipped.
+func Files(root string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path != root && strings.HasPrefix(d.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if strings.HasSuffix(d.Name(), ".hcl") && d.Type().IsRegular() {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list config files in %s: %w", root, err)
+	}
+	sort.Slice(files, func(i, j int) bool { return filepath.ToSlash(files[i]) < filepath.ToSlash(files[j]) })
+	return files, nil
+}
+
+// Load reads every *.hcl file below root, evaluates variables and locals,
+// decodes and validates. The Config is usable only when the diagnostics have
+// no errors; it is returned either way so that its Files can print them.
+func Load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diagnostics) {
+	cfg := &Config{Root: root, Files: map[string]*hcl.File{}}
+	info, err := os.Stat(root)
+	if err != nil {
+		return cfg, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read config directory", Detail: err.Error()}}
+	}
+	if !info.IsDir() {
+		return cfg, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Not a directory", Detail: fmt.Sprintf("%s is not a directory; point Gantry at the root of a config repository.", root)}}
+	}
+	paths, err := Files(root)
+	if err != nil {
+		return cfg, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Cannot read config directory", Detail: err.Error()}}
+	}
+	if len(paths) == 0 {
+		return cfg, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "No configuration files", Detail: fmt.Sprintf("There are no *.hcl files in %s.", root)}}
+	}
+	parser := hclparse.NewParser()
+	var diags hcl.Diagnostics
+	var bodies []*hcl.File
+	for _, p := range paths {
+		f, d := parser.ParseHCLFile(p)
+		diags = append(diags, d...)
+		if f != nil {
+			bodies = append(bodies, f)
+		}
+	}
+	cfg.Files = parser.Files()
+	if diags.HasErrors() {
+		return cfg, diags
+	}
+
+	var blocks []*hcl.Block
+	for _, f := range bodies {
+		content, d := f.Body.Content(rootSchema)
+		diags = append(diags, d...)
+		blocks = append(blocks, content.Blocks...)
+	}
+
+	// Variables and locals first: everything else may refer to them.
+	seen := map[string]map[string]hcl.Range{}
+	dup := func(kind, name string, r hcl.Range, subject *hcl.Range) bool {
+		if seen[kind] == nil {
+			seen[kind] = map[string]hcl.Range{}
+		}
+		if prev, ok := seen[kind][name]; ok {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  fmt.Sprintf("Duplicate %s %q", kind, name),
+				Detail:   fmt.Sprintf("A %s named %q was already defined. Previous definition at %s:%d.", kind, name, prev.Filename, prev.Start.Line),
+				Subject:  subject,
+			})
+			return true
+		}
+		seen[kind][name] = r
+		return false
+	}
+	vars := map[string]cty.Value{}
+	localAttrs := map[string]*hcl.Attribute{}
+	for _, b := range blocks {
+		switch b.Type {
+		case "variable":
+			v, d := decodeVariable(b)
+			diags = append(diags, d...)
+			if v == nil || dup("variable", v.Name, b.DefRange, b.LabelRanges[0].Ptr()) {
+				continue
+			}
+			val, d := variableValue(v, opts)
+			diags = append(diags, d...)
+			vars[v.Name] = val
+		case "locals":
+			attrs, d := b.Body.JustAttributes()
+			diags = append(diags, d...)
+			for name, a := range attrs {
+				if dup("local value", name, a.NameRange, a.NameRange.Ptr()) {
+					continue
+				}
+				localAttrs[name] = a
+			}
+		}
+	}
+	funcs := functions()
+	varObj := cty.ObjectVal(vars)
+	locals, d := evalLocals(localAttrs, varObj, funcs)
+	diags = append(diags, d...)
+	if diags.HasErrors() {
+		return cfg, diags
+	}
+	evalCtx := &hcl.EvalContext{
+		Variables: map[string]cty.Value{"var": varObj, "local": cty.ObjectVal(locals)},
+		Functions: funcs,
+	}
+
+	for _, b := range blocks {
+		switch b.Type {
+		case "gantry":
+			if dup("gantry block", "settings", b.DefRange, b.DefRange.Ptr()) {
+				continue
+			}
+			diags = append(diags, gohcl.DecodeBody(b.Body, evalCtx, &cfg.Settings)...)
+			cfg.Settings.DefRange = b.DefRange
+		case "node_pool":
+			var p NodePool
+			diags = append(diags, gohcl.DecodeBody(b.Body, evalCtx, &p)...)
+			p.Name, p.DefRange = b.Labels[0], b.DefRange
+			if !dup("node_pool", p.Name, b.DefRange, b.LabelRanges[0].Ptr()) {
+				cfg.Pools = append(cfg.Pools, p)
+			}
+		case "node":
+			var n Node
+			diags = append(diags, gohcl.DecodeBody(b.Body, evalCtx, &n)...)
+			n.Name, n.DefRange = b.Labels[0], b.DefRange
+			if !dup("node", n.Name, b.DefRange, b.LabelRanges[0].Ptr()) {
+				cfg.Nodes = append(cfg.Nodes, n)
+			}
+		case "release":
+			var r Release
+			diags = append(diags, gohcl.DecodeBody(b.Body, evalCtx, &r)...)
+			r.Name, r.DefRange = b.Labels[0], b.DefRange
+			if !dup("release", r.Name, b.DefRange, b.LabelRanges[0].Ptr()) {
+				cfg.Releases = append(cfg.Releases, r)
+			}
+		}
+	}
+	if diags.HasErrors() {
+		return cfg, diags
+	}
+	sort.Slice(cfg.Pools, func(i, j int) bool { return cfg.Pools[i].Name < cfg.Pools[j].Name })
+	sort.Slice(cfg.Nodes, func(i, j int) bool { return cfg.Nodes[i].Name < cfg.Nodes[j].Name })
+	sort.Slice(cfg.Releases, func(i, j int) bool { return cfg.Releases[i].Name < cfg.Releases[j].Name })
+
+	diags = append(diags, validate(cfg)...)
+	if diags.HasErrors() {
+		return cfg, diags
+	}
+	diags = append(diags, resolveDigests(ctx, cfg)...)
+	return cfg, diags
+}
+
+// resolveDigests fills Model.Digest for repo-path sources that do not pin
+// one, by hashing the file. Pinned digests are trusted here and verified
+// when the model is read for quantization.
+func resolveDigests(ctx context.Context, cfg *Config) hcl.Diagnostics {
+	var diags hcl.Diagnostics
+	for i := range cfg.Releases {
+		m := &cfg.Releases[i].Model
+		if m.Digest != "" || m.Kind() != SourcePath {
+			continue
+		}
+		d, err := FileDigest(ctx, filepath.Join(cfg.Root, filepath.FromSlash(m.Source)))
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError, Summary: "Cannot read model file",
+				Detail: err.Error(), Subject: m.DefRange.Ptr(),
+			})
+			continue
+		}
+		m.Digest = d
+	}
+	return diags
+}
+
+// FileDigest is "sha256:<hex>" of a file's content, streamed. A directory
+// (a safetensors checkpoint) hashes the sorted list of its regular files'
+// relative names and digests.
+func FileDigest(ctx context.Context, path string) (string, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if !info.IsDir() {
+		return hashFile(ctx, path)
+	}
+	h := sha256.New()
+	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		fd, err := hashFile(ctx, p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(path, p)
+		fmt.Fprintf(h, "%s %s\n", filepath.ToSlash(rel), fd)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("hash model directory %s: %w", path, err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func hashFile(ctx context.Context, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
+		return "", fmt.Errorf("hash %s: %w", path, err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ctxReader stops a long read when ctx is cancelled.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,264 @@
+package spec
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Config is a whole config repository after loading and validation.
+type Config struct {
+	// Root is the directory the repository was loaded from.
+	Root string `json:"-"`
+	// Revision is the Git commit the files came from ("" for a plain
+	// directory). The source sets it; Load leaves it empty.
+	Revision string     `json:"-"`
+	Settings Settings   `json:"settings"`
+	Pools    []NodePool `json:"node_pools"` // sorted by name
+	Nodes    []Node     `json:"nodes"`      // sorted by name
+	Releases []Release  `json:"releases"`   // sorted by name
+	// Files holds every parsed file by the name used in diagnostics, for
+	// hcl.NewDiagnosticTextWriter.
+	Files map[string]*hcl.File `json:"-"`
+}
+
+// Release returns the release with the given name.
+func (c *Config) Release(name string) (*Release, bool) {
+	for i := range c.Releases {
+		if c.Releases[i].Name == name {
+			return &c.Releases[i], true
+		}
+	}
+	return nil, false
+}
+
+// Pool returns the node pool with the given name.
+func (c *Config) Pool(name string) (*NodePool, bool) {
+	for i := range c.Pools {
+		if c.Pools[i].Name == name {
+			return &c.Pools[i], true
+		}
+	}
+	return nil, false
+}
+
+// Settings is the gantry block.
+type Settings struct {
+	// Namespace the Kubernetes objects go to. Default "gantry".
+	Namespace string `hcl:"namespace,optional" json:"namespace"`
+	// Registry is the repository prefix model images are pushed under, such
+	// as "registry.example.com/models". Empty means the local OCI layout.
+	Registry string `hcl:"registry,optional" json:"registry,omitempty"`
+	// Target is where objects go: "kube" (the current kubeconfig) or
+	// "dir:PATH". Empty lets the command line decide.
+	Target    string     `hcl:"target,optional" json:"target,omitempty"`
+	WriteBack *WriteBack `hcl:"write_back,block" json:"write_back,omitempty"`
+
+	DefRange hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// WriteBack says how Gantry commits its own decisions back to Git.
+type WriteBack struct {
+	Mode        string `hcl:"mode,optional" json:"mode"` // "push" (default) or "branch"
+	Branch      string `hcl:"branch,optional" json:"branch,omitempty"`
+	AuthorName  string `hcl:"author_name,optional" json:"author_name"`
+	AuthorEmail string `hcl:"author_email,optional" json:"author_email"`
+	SigningKey  string `hcl:"signing_key_file,optional" json:"signing_key_file,omitempty"`
+
+	DefRange hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// NodePool groups GPU nodes by label selector.
+type NodePool struct {
+	Name     string            `hcl:"name,label" json:"name"`
+	Selector map[string]string `hcl:"selector,optional" json:"selector,omitempty"`
+	// Weight scales how much load the pool takes; default 1.
+	Weight *float64 `hcl:"weight,optional" json:"weight"`
+	// Reserve is GPUs held back on each node of the pool for rolling-update
+	// surges, so a rollout never deadlocks on a full node.
+	Reserve int `hcl:"reserve,optional" json:"reserve"`
+
+	DefRange hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// Node is one GPU node of the static inventory used when there is no cluster.
+type Node struct {
+	Name         string  `hcl:"name,label" json:"name"`
+	Pool         string  `hcl:"pool" json:"pool"`
+	GPUs         int     `hcl:"gpus" json:"gpus"`
+	GPUMemoryRaw string  `hcl:"gpu_memory" json:"gpu_memory"`
+	GPUProduct   string  `hcl:"gpu_product,optional" json:"gpu_product,omitempty"`
+	Connections  float64 `hcl:"connections,optional" json:"connections"`
+
+	// GPUMemory is GPUMemoryRaw in bytes, per GPU.
+	GPUMemory int64     `json:"-"`
+	DefRange  hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// Release is one model served by a set of replicas.
+type Release struct {
+	Name      string     `hcl:"name,label" json:"name"`
+	Model     Model      `hcl:"model,block" json:"model"`
+	Quantize  *Quantize  `hcl:"quantize,block" json:"quantize,omitempty"`
+	Gate      *Gate      `hcl:"gate,block" json:"gate,omitempty"`
+	Runtime   Runtime    `hcl:"runtime,block" json:"runtime"`
+	Replicas  *int       `hcl:"replicas,optional" json:"replicas"`
+	Resources *Resources `hcl:"resources,block" json:"resources,omitempty"`
+	Placement *Placement `hcl:"placement,block" json:"placement,omitempty"`
+	Autoscale *Autoscale `hcl:"autoscale,block" json:"autoscale,omitempty"`
+	Rollback  *Rollback  `hcl:"rollback,block" json:"rollback,omitempty"`
+
+	DefRange hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// ReplicaCount is the desired number of replicas (default 1).
+func (r *Release) ReplicaCount() int {
+	if r.Replicas == nil {
+		return 1
+	}
+	return *r.Replicas
+}
+
+// Model says where the weights come from.
+type Model struct {
+	// Source is a path inside the repo, oci://REF or https://URL.
+	Source string `hcl:"source" json:"source"`
+	Format string `hcl:"format" json:"format"` // "safetensors" or "gguf"
+	// Digest pins the source content, "sha256:<hex>". Required for https
+	// sources; computed from the file for repo paths when absent.
+	Digest string `hcl:"digest,optional" json:"digest,omitempty"`
+	// Packaging is how the model reaches the pod: "modelpack" (an OCI
+	// artifact mounted as an image volume, the default) or "modelcar".
+	Packaging string `hcl:"packaging,optional" json:"packaging"`
+	// BaseImage is the modelcar base image.
+	BaseImage string `hcl:"base_image,optional" json:"base_image,omitempty"`
+
+	DefRange hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// SourceKind tells the three kinds of model source apart.
+type SourceKind int
+
+const (
+	SourcePath SourceKind = iota
+	SourceOCI
+	SourceHTTPS
+)
+
+// Kind classifies Source.
+func (m *Model) Kind() SourceKind {
+	switch {
+	case hasPrefix(m.Source, "oci://"):
+		return SourceOCI
+	case hasPrefix(m.Source, "https://"), hasPrefix(m.Source, "http://"):
+		return SourceHTTPS
+	}
+	return SourcePath
+}
+
+func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
+
+// Quantize says how to compress the weights.
+type Quantize struct {
+	Method    string   `hcl:"method" json:"method"`
+	GroupSize int      `hcl:"group_size,optional" json:"group_size,omitempty"`
+	Skip      []string `hcl:"skip,optional" json:"skip,omitempty"`
+	// Runner is "local" (in the daemon, the default) or "job" (a
+	// Kubernetes Job, for models too big for the daemon).
+	Runner string `hcl:"runner,optional" json:"runner"`
+
+	DefRange hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// Gate blocks a release whose quantization error or evaluation misses the bar.
+type Gate struct {
+	MaxError *float64           `hcl:"max_error,optional" json:"max_error,omitempty"`
+	EvalFile string             `hcl:"eval_file,optional" json:"eval_file,omitempty"`
+	Min      map[string]float64 `hcl:"min,optional" json:"min,omitempty"`
+
+	DefRange hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// Runtime is the serving container.
+type Runtime struct {
+	Image string            `hcl:"image" json:"image"`
+	Args  []string          `hcl:"args,optional" json:"args,omitempty"`
+	Port  int               `hcl:"port,optional" json:"port"` // default 8000
+	Env   map[string]string `hcl:"env,optional" json:"env,omitempty"`
+	// SecretEnv maps an environment variable to "SECRET/KEY" of a
+	// Kubernetes Secret, so that secrets never live in Git.
+	SecretEnv  map[string]string `hcl:"secret_env,optional" json:"secret_env,omitempty"`
+	HealthPath string            `hcl:"health_path,optional" json:"health_path"` // default "/health"
+
+	DefRange hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// Resources is what one replica needs.
+type Resources struct {
+	GPUs         *int   `hcl:"gpus,optional" json:"gpus"`
+	GPUMemoryRaw string `hcl:"gpu_memory,optional" json:"gpu_memory,omitempty"`
+	CPU          string `hcl:"cpu,optional" json:"cpu,omitempty"`
+	Memory       string `hcl:"memory,optional" json:"memory,omitempty"`
+
+	// GPUMemory is GPUMemoryRaw in bytes: memory needed on each GPU.
+	GPUMemory int64     `json:"-"`
+	DefRange  hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// GPUCount is the GPUs per replica (default 1 with a resources block, 0
+// without: a release that asks for nothing gets no GPU).
+func (r *Release) GPUCount() int {
+	if r.Resources == nil || r.Resources.GPUs == nil {
+		if r.Resources == nil {
+			return 0
+		}
+		return 1
+	}
+	return *r.Resources.GPUs
+}
+
+// GPUMemory is the GPU memory needed per GPU, in bytes (0: any).
+func (r *Release) GPUMemory() int64 {
+	if r.Resources == nil {
+		return 0
+	}
+	return r.Resources.GPUMemory
+}
+
+// Placement constrains where replicas may run.
+type Placement struct {
+	Pools      []string `hcl:"pools,optional" json:"pools,omitempty"`
+	MaxPerNode int      `hcl:"max_per_node,optional" json:"max_per_node,omitempty"`
+	Spread     bool     `hcl:"spread,optional" json:"spread,omitempty"`
+
+	DefRange hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// Autoscale drives replicas from a Prometheus query.
+type Autoscale struct {
+	Query       string  `hcl:"query" json:"query"`
+	Target      float64 `hcl:"target" json:"target"`
+	Min         int     `hcl:"min" json:"min"`
+	Max         int     `hcl:"max" json:"max"`
+	CooldownRaw string  `hcl:"cooldown,optional" json:"cooldown,omitempty"`
+
+	Cooldown time.Duration `json:"-"` // default 5m
+	DefRange hcl.Range     `hcl:",def_range" json:"-"`
+}
+
+// Rollback restores a release's previous values when a query crosses a
+// threshold soon after a change.
+type Rollback struct {
+	Query     string  `hcl:"query" json:"query"`
+	Threshold float64 `hcl:"threshold" json:"threshold"`
+	WindowRaw string  `hcl:"window" json:"window"`
+
+	Window   time.Duration `json:"-"`
+	DefRange hcl.Range     `hcl:",def_range" json:"-"`
+}
+
+// Methods lists the quantize methods by model format.
+var Methods = map[string][]string{
+	"gguf":        {"none", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "q4_k_m", "q5_k_m"},
+	"safetensors": {"none", "fp8", "int8", "int4"},
+}

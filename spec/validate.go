@@ -1,0 +1,462 @@
+package spec
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+var (
+	dnsLabelRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	digestRE   = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	envNameRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	secretish  = regexp.MustCompile(`(?i)(token|secret|password|passwd|api_?key|private_?key|credential)`)
+)
+
+// validator collects diagnostics for a decoded Config. Attribute ranges
+// are looked up in the syntax tree on demand, only when a diagnostic needs
+// one, so that the decoded types stay plain.
+type validator struct {
+	cfg   *Config
+	diags hcl.Diagnostics
+}
+
+func (v *validator) errorf(subject hcl.Range, summary, format string, args ...any) {
+	v.diags = append(v.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf(format, args...), Subject: subject.Ptr()})
+}
+
+func (v *validator) warnf(subject hcl.Range, summary, format string, args ...any) {
+	v.diags = append(v.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: summary, Detail: fmt.Sprintf(format, args...), Subject: subject.Ptr()})
+}
+
+// attr returns the range of the value of attribute name inside the block
+// defined at def, or def itself when there is no such attribute.
+func (v *validator) attr(def hcl.Range, name string) hcl.Range {
+	f := v.cfg.Files[def.Filename]
+	if f == nil {
+		return def
+	}
+	body, ok := f.Body.(*hclsyntax.Body)
+	if !ok {
+		return def
+	}
+	if b := findBlock(body, def); b != nil {
+		if a, ok := b.Body.Attributes[name]; ok {
+			return a.Expr.Range()
+		}
+	}
+	return def
+}
+
+func findBlock(body *hclsyntax.Body, def hcl.Range) *hclsyntax.Block {
+	for _, b := range body.Blocks {
+		if b.DefRange() == def {
+			return b
+		}
+		if inner := findBlock(b.Body, def); inner != nil {
+			return inner
+		}
+	}
+	return nil
+}
+
+func validate(cfg *Config) hcl.Diagnostics {
+	v := &validator{cfg: cfg}
+	v.settings()
+	pools := map[string]*NodePool{}
+	for i := range cfg.Pools {
+		p := &cfg.Pools[i]
+		pools[p.Name] = p
+		v.pool(p)
+	}
+	// The most GPU memory per GPU that each pool's static nodes offer.
+	poolMem := map[string]int64{}
+	for i := range cfg.Nodes {
+		n := &cfg.Nodes[i]
+		v.node(n, pools)
+		if n.GPUMemory > poolMem[n.Pool] {
+			poolMem[n.Pool] = n.GPUMemory
+		}
+	}
+	for i := range cfg.Releases {
+		v.release(&cfg.Releases[i], pools, poolMem)
+	}
+	return v.diags
+}
+
+func (v *validator) settings() {
+	s := &v.cfg.Settings
+	if s.Namespace == "" {
+		s.Namespace = "gantry"
+	} else if !dnsLabelRE.MatchString(s.Namespace) || len(s.Namespace) > 63 {
+		v.errorf(v.attr(s.DefRange, "namespace"), "Invalid namespace", "%q is not a valid Kubernetes namespace: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit.", s.Namespace)
+	}
+	if s.Target != "" && s.Target != "kube" && !strings.HasPrefix(s.Target, "dir:") {
+		v.errorf(v.attr(s.DefRange, "target"), "Invalid target", "target must be \"kube\" or \"dir:PATH\", not %q.", s.Target)
+	}
+	if wb := s.WriteBack; wb != nil {
+		switch wb.Mode {
+		case "":
+			wb.Mode = "push"
+		case "push", "branch":
+		default:
+			v.errorf(v.attr(wb.DefRange, "mode"), "Invalid write_back mode", "mode must be \"push\" or \"branch\", not %q.", wb.Mode)
+		}
+		if wb.AuthorName == "" {
+			wb.AuthorName = "Gantry"
+		}
+		if wb.AuthorEmail == "" {
+			wb.AuthorEmail = "gantry@localhost"
+		}
+	}
+}
+
+func (v *validator) pool(p *NodePool) {
+	if p.Weight == nil {
+		one := 1.0
+		p.Weight = &one
+	} else if *p.Weight <= 0 {
+		v.errorf(v.attr(p.DefRange, "weight"), "Invalid pool weight", "weight must be greater than zero, got %g.", *p.Weight)
+	}
+	if p.Reserve < 0 {
+		v.errorf(v.attr(p.DefRange, "reserve"), "Invalid reserve", "reserve is a number of GPUs and cannot be negative, got %d.", p.Reserve)
+	}
+}
+
+func (v *validator) node(n *Node, pools map[string]*NodePool) {
+	p, ok := pools[n.Pool]
+	if !ok {
+		v.unknownPool(v.attr(n.DefRange, "pool"), n.Pool)
+	}
+	if n.GPUs < 0 {
+		v.errorf(v.attr(n.DefRange, "gpus"), "Invalid GPU count", "gpus cannot be negative, got %d.", n.GPUs)
+	}
+	mem, err := ParseMemory(n.GPUMemoryRaw)
+	if err != nil {
+		v.errorf(v.attr(n.DefRange, "gpu_memory"), "Invalid quantity", "gpu_memory: %s.", err)
+	}
+	n.GPUMemory = mem
+	if n.Connections < 0 {
+		v.errorf(v.attr(n.DefRange, "connections"), "Invalid connections", "connections cannot be negative, got %g.", n.Connections)
+	}
+	if ok && p.Reserve > n.GPUs && n.GPUs >= 0 {
+		v.warnf(n.DefRange, "Reserve exceeds node", "Pool %q reserves %d GPUs per node but node %q has only %d, so nothing can be placed on it.", n.Pool, p.Reserve, n.Name, n.GPUs)
+	}
+}
+
+func (v *validator) unknownPool(r hcl.Range, name string) {
+	var names []string
+	for _, p := range v.cfg.Pools {
+		names = append(names, p.Name)
+	}
+	detail := fmt.Sprintf("There is no node_pool named %q.", name)
+	if len(names) > 0 {
+		detail += fmt.Sprintf(" Declared pools: %s.", strings.Join(names, ", "))
+	}
+	v.errorf(r, "Unknown node pool", "%s", detail)
+}
+
+func (v *validator) release(r *Release, pools map[string]*NodePool, poolMem map[string]int64) {
+	if !dnsLabelRE.MatchString(r.Name) || len(r.Name) > 50 {
+		v.errorf(r.DefRange, "Invalid release name", "%q cannot name Kubernetes objects: use at most 50 lowercase letters, digits and '-', starting and ending with a letter or digit.", r.Name)
+	}
+	if r.Replicas != nil && *r.Replicas < 0 {
+		v.errorf(v.attr(r.DefRange, "replicas"), "Invalid replicas", "replicas cannot be negative, got %d.", *r.Replicas)
+	}
+	v.model(r)
+	v.quantize(r)
+	v.gate(r)
+	v.runtime(r)
+	v.resources(r)
+	v.placement(r, pools, poolMem)
+	v.autoscale(r)
+	if rb := r.Rollback; rb != nil {
+		d, err := ParseDuration(rb.WindowRaw)
+		if err != nil {
+			v.errorf(v.attr(rb.DefRange, "window"), "Invalid duration", "window: %s.", err)
+		}
+		rb.Window = d
+		if strings.TrimSpace(rb.Query) == "" {
+			v.errorf(v.attr(rb.DefRange, "query"), "Empty query", "rollback needs a PromQL query.")
+		}
+	}
+}
+
+func (v *validator) model(r *Release) {
+	m := &r.Model
+	switch m.Format {
+	case "safetensors", "gguf":
+	default:
+		v.errorf(v.attr(m.DefRange, "format"), "Unsupported model format", "format must be \"safetensors\" or \"gguf\", not %q.", m.Format)
+	}
+	switch m.Packaging {
+	case "":
+		m.Packaging = "modelpack"
+	case "modelpack", "modelcar":
+	default:
+		v.errorf(v.attr(m.DefRange, "packaging"), "Invalid packaging", "packaging must be \"modelpack\" (an OCI artifact mounted as an image volume) or \"modelcar\", not %q.", m.Packaging)
+	}
+	if m.Digest != "" && !digestRE.MatchString(m.Digest) {
+		v.errorf(v.attr(m.DefRange, "digest"), "Invalid digest", "digest must be \"sha256:\" followed by 64 lowercase hex digits.")
+	}
+	src := v.attr(m.DefRange, "source")
+	switch m.Kind() {
+	case SourceHTTPS:
+		if strings.HasPrefix(m.Source, "http://") {
+			v.errorf(src, "Insecure model source", "Model sources must use https://, not http://.")
+		}
+		if m.Digest == "" {
+			v.errorf(src, "Missing digest", "A model fetched over https must pin its content with digest = \"sha256:...\", so that the release is reproducible.")
+		}
+	case SourceOCI:
+		ref := strings.TrimPrefix(m.Source, "oci://")
+		if ref == "" {
+			v.errorf(src, "Invalid model source", "oci:// needs an image reference, such as oci://registry.example.com/models/llama@sha256:....")
+		} else if m.Digest == "" && !strings.Contains(ref, "@sha256:") {
+			v.errorf(src, "Missing digest", "An oci:// model must be pinned, either by reference (@sha256:...) or with digest = \"sha256:...\".")
+		}
+	case SourcePath:
+		v.repoPath(src, "source", m.Source, true)
+	}
+}
+
+// repoPath checks that p names an existing file inside the repository,
+// lexically and after resolving symlinks.
+func (v *validator) repoPath(subject hcl.Range, attr, p string, mustExist bool) {
+	if p == "" {
+		v.errorf(subject, "Empty path", "%s must name a file inside the repository.", attr)
+		return
+	}
+	if filepath.IsAbs(p) || path.IsAbs(p) || (len(p) > 1 && p[1] == ':') {
+		v.errorf(subject, "Path escapes the repository", "%s must be relative to the repository root, not the absolute path %q.", attr, p)
+		return
+	}
+	clean := path.Clean(filepath.ToSlash(p))
+	if clean == ".." || strings.HasPrefix(clean, "../") {
+		v.errorf(subject, "Path escapes the repository", "%s %q points outside the repository.", attr, p)
+		return
+	}
+	full := filepath.Join(v.cfg.Root, filepath.FromSlash(clean))
+	real, err := filepath.EvalSymlinks(full)
+	if err != nil {
+		if mustExist {
+			detail := fmt.Sprintf("%s %q does not exist in the repository.", attr, p)
+			if !os.IsNotExist(err) {
+				detail = fmt.Sprintf("%s %q: %s.", attr, p, err)
+			}
+			v.errorf(subject, "File not found", "%s", detail)
+		}
+		return
+	}
+	root, err := filepath.EvalSymlinks(v.cfg.Root)
+	if err != nil {
+		return
+	}
+	rel, err := filepath.Rel(root, real)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		v.errorf(subject, "Path escapes the repository", "%s %q is a symlink to a file outside the repository.", attr, p)
+	}
+}
+
+func (v *validator) quantize(r *Release) {
+	q := r.Quantize
+	if q == nil {
+		return
+	}
+	if methods, ok := Methods[r.Model.Format]; ok && !slices.Contains(methods, q.Method) {
+		other := "gguf"
+		if r.Model.Format == "gguf" {
+			other = "safetensors"
+		}
+		detail := fmt.Sprintf("Method %q does not apply to %s models. Methods for %s: %s.", q.Method, r.Model.Format, r.Model.Format, strings.Join(methods, ", "))
+		if slices.Contains(Methods[other], q.Method) {
+			detail = fmt.Sprintf("Method %q is for %s models, but this model is %s. Methods for %s: %s.", q.Method, other, r.Model.Format, r.Model.Format, strings.Join(methods, ", "))
+		}
+		v.errorf(v.attr(q.DefRange, "method"), "Quantize method does not fit the model format", "%s", detail)
+	}
+	if q.GroupSize != 0 {
+		switch {
+		case q.Method != "int4":
+			v.errorf(v.attr(q.DefRange, "group_size"), "group_size does not apply", "group_size applies only to int4; %q has a fixed block size.", q.Method)
+		case q.GroupSize < 0 || q.GroupSize%8 != 0:
+			v.errorf(v.attr(q.DefRange, "group_size"), "Invalid group_size", "group_size must be a positive multiple of 8, got %d.", q.GroupSize)
+		}
+	} else if q.Method == "int4" {
+		q.GroupSize = 128
+	}
+	for _, g := range q.Skip {
+		if _, err := path.Match(g, ""); err != nil {
+			v.errorf(v.attr(q.DefRange, "skip"), "Invalid glob", "skip pattern %q: %s.", g, err)
+		}
+	}
+	switch q.Runner {
+	case "":
+		q.Runner = "local"
+	case "local", "job":
+	default:
+		v.errorf(v.attr(q.DefRange, "runner"), "Invalid runner", "runner must be \"local\" or \"job\", not %q.", q.Runner)
+	}
+}
+
+func (v *validator) gate(r *Release) {
+	g := r.Gate
+	if g == nil {
+		return
+	}
+	if g.MaxError != nil && *g.MaxError <= 0 {
+		v.errorf(v.attr(g.DefRange, "max_error"), "Invalid max_error", "max_error is a relative RMSE and must be greater than zero, got %g.", *g.MaxError)
+	}
+	if len(g.Min) > 0 && g.EvalFile == "" {
+		v.errorf(v.attr(g.DefRange, "min"), "Missing eval_file", "min compares metrics from an evaluation file; set eval_file to a JSON file in the repository.")
+	}
+	if g.EvalFile != "" {
+		v.repoPath(v.attr(g.DefRange, "eval_file"), "eval_file", g.EvalFile, true)
+	}
+}
+
+func (v *validator) runtime(r *Release) {
+	rt := &r.Runtime
+	if rt.Image == "" {
+		v.errorf(v.attr(rt.DefRange, "image"), "Empty image", "runtime needs a container image.")
+	}
+	if rt.Port == 0 {
+		rt.Port = 8000
+	} else if rt.Port < 1 || rt.Port > 65535 {
+		v.errorf(v.attr(rt.DefRange, "port"), "Invalid port", "port must be between 1 and 65535, got %d.", rt.Port)
+	}
+	if rt.HealthPath == "" {
+		rt.HealthPath = "/health"
+	} else if !strings.HasPrefix(rt.HealthPath, "/") {
+		v.errorf(v.attr(rt.DefRange, "health_path"), "Invalid health_path", "health_path must start with '/', got %q.", rt.HealthPath)
+	}
+	for _, k := range sortedKeys(rt.Env) {
+		if !envNameRE.MatchString(k) {
+			v.errorf(v.attr(rt.DefRange, "env"), "Invalid environment variable name", "%q is not a valid environment variable name.", k)
+		}
+		if secretish.MatchString(k) && rt.Env[k] != "" {
+			// The value itself is never echoed: it may be a real secret.
+			v.warnf(v.attr(rt.DefRange, "env"), "Possible secret in Git", "%s looks like a secret, and its value is stored in Git. Put it in a Kubernetes Secret and use secret_env = { %s = \"SECRET/KEY\" } instead.", k, k)
+		}
+	}
+	for _, k := range sortedKeys(rt.SecretEnv) {
+		if !envNameRE.MatchString(k) {
+			v.errorf(v.attr(rt.DefRange, "secret_env"), "Invalid environment variable name", "%q is not a valid environment variable name.", k)
+		}
+		if _, dup := rt.Env[k]; dup {
+			v.errorf(v.attr(rt.DefRange, "secret_env"), "Duplicate environment variable", "%s is set in both env and secret_env.", k)
+		}
+		name, key, ok := strings.Cut(rt.SecretEnv[k], "/")
+		if !ok || !dnsLabelRE.MatchString(name) || key == "" {
+			v.errorf(v.attr(rt.DefRange, "secret_env"), "Invalid secret reference", "secret_env %s must be \"SECRET-NAME/KEY\", got %q.", k, rt.SecretEnv[k])
+		}
+	}
+}
+
+func (v *validator) resources(r *Release) {
+	res := r.Resources
+	if res == nil {
+		return
+	}
+	if res.GPUs != nil && *res.GPUs < 0 {
+		v.errorf(v.attr(res.DefRange, "gpus"), "Invalid GPU count", "gpus cannot be negative, got %d.", *res.GPUs)
+	}
+	if res.GPUMemoryRaw != "" {
+		m, err := ParseMemory(res.GPUMemoryRaw)
+		if err != nil {
+			v.errorf(v.attr(res.DefRange, "gpu_memory"), "Invalid quantity", "gpu_memory: %s.", err)
+		}
+		res.GPUMemory = m
+	}
+	if res.CPU != "" {
+		if _, err := ParseCPU(res.CPU); err != nil {
+			v.errorf(v.attr(res.DefRange, "cpu"), "Invalid quantity", "cpu: %s.", err)
+		}
+	}
+	if res.Memory != "" {
+		if _, err := ParseMemory(res.Memory); err != nil {
+			v.errorf(v.attr(res.DefRange, "memory"), "Invalid quantity", "memory: %s.", err)
+		}
+	}
+}
+
+func (v *validator) placement(r *Release, pools map[string]*NodePool, poolMem map[string]int64) {
+	var allowed []string
+	if p := r.Placement; p != nil {
+		for _, name := range p.Pools {
+			if _, ok := pools[name]; !ok {
+				v.unknownPool(v.attr(p.DefRange, "pools"), name)
+			}
+		}
+		if p.MaxPerNode < 0 {
+			v.errorf(v.attr(p.DefRange, "max_per_node"), "Invalid max_per_node", "max_per_node cannot be negative, got %d.", p.MaxPerNode)
+		}
+		allowed = p.Pools
+	}
+	if len(allowed) == 0 {
+		for name := range pools {
+			allowed = append(allowed, name)
+		}
+	}
+	need := r.GPUMemory()
+	if need == 0 || len(v.cfg.Nodes) == 0 {
+		return // with no static inventory the cluster decides
+	}
+	var best int64
+	for _, name := range allowed {
+		best = max(best, poolMem[name])
+	}
+	if need > best {
+		slices.Sort(allowed)
+		v.errorf(v.attr(r.Resources.DefRange, "gpu_memory"), "GPU memory exceeds every node",
+			"This release needs %s per GPU, but the most any node in pools %s offers is %s.",
+			FormatBytes(need), strings.Join(allowed, ", "), FormatBytes(best))
+	}
+}
+
+func (v *validator) autoscale(r *Release) {
+	a := r.Autoscale
+	if a == nil {
+		return
+	}
+	if a.Min < 0 {
+		v.errorf(v.attr(a.DefRange, "min"), "Invalid min", "min cannot be negative, got %d.", a.Min)
+	}
+	if a.Min > a.Max {
+		v.errorf(v.attr(a.DefRange, "max"), "min is greater than max", "autoscale min (%d) must not exceed max (%d).", a.Min, a.Max)
+	}
+	if a.Target <= 0 {
+		v.errorf(v.attr(a.DefRange, "target"), "Invalid target", "target is the query value one replica should carry and must be greater than zero, got %g.", a.Target)
+	}
+	if strings.TrimSpace(a.Query) == "" {
+		v.errorf(v.attr(a.DefRange, "query"), "Empty query", "autoscale needs a PromQL query.")
+	}
+	a.Cooldown = defaultCooldown
+	if a.CooldownRaw != "" {
+		d, err := ParseDuration(a.CooldownRaw)
+		if err != nil {
+			v.errorf(v.attr(a.DefRange, "cooldown"), "Invalid duration", "cooldown: %s.", err)
+		}
+		a.Cooldown = d
+	}
+	if n := r.ReplicaCount(); r.Replicas != nil && a.Min <= a.Max && (n < a.Min || n > a.Max) {
+		v.warnf(v.attr(r.DefRange, "replicas"), "Replicas outside autoscale range", "replicas = %d is outside [%d, %d]; the autoscaler will move it into range.", n, a.Min, a.Max)
+	}
+}
+
+const defaultCooldown = 5 * 60 * 1e9
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
