@@ -1,0 +1,158 @@
+package ctensors
+
+import (
+	"math"
+
+	st "github.com/gantry-dev/gantry/compress/safetensors"
+)
+
+// The kernels follow compressed-tensors (src/compressed_tensors/quantization/
+// utils/helpers.py calculate_qparams and quant_args.py
+// round_to_quantized_type_args, checked against the stored source):
+//
+//   - symmetric scale = max|x| / ((qmax − qmin) / 2): for FP8 E4M3 that is
+//     max|x|/448; for int8 (range [−128, 127]) max|x|/127.5 and for int4
+//     ([−8, 7]) max|x|/7.5 — not /127 or /7: the range is split evenly so
+//     that −max|x| maps to the most negative code;
+//   - a zero scale is replaced by the scale dtype's epsilon;
+//   - q = clamp(x/scale, qmin, qmax), then rounded: for integers with
+//     torch.round, which is round-half-to-even; for FP8 by the cast to
+//     float8_e4m3fn, round to nearest even (the clamp makes it saturating).
+//
+// Deviations: the division is done in float32 (compressed-tensors divides
+// in the weight's dtype), and only the finite values set the scale (with
+// AllowNonFinite; otherwise non-finite input is an error before any kernel
+// runs).
+
+// FP8Max is the largest FP8 E4M3 magnitude, the FP8 scale divisor.
+const FP8Max = st.F8E4M3Max
+
+// scaleEps is torch.finfo(dtype).eps for the scale dtype.
+func scaleEps(dt st.DType) float32 {
+	switch dt {
+	case st.BF16:
+		return 1.0 / 128
+	case st.F16:
+		return 1.0 / 1024
+	}
+	return 1.1920929e-07
+}
+
+// roundScale rounds a scale to the dtype it is stored in, so that the
+// quantization and the error report use the scale a loader will see.
+func roundScale(s float32, dt st.DType) float32 {
+	switch dt {
+	case st.BF16:
+		s = st.BF16ToF32(st.F32ToBF16(s))
+	case st.F16:
+		s = st.F16ToF32(st.F32ToF16(s))
+	}
+	if s == 0 {
+		s = scaleEps(dt)
+	}
+	return s
+}
+
+// absMax returns max|x| over the finite elements of x.
+func absMax(x []float32) float32 {
+	var m float32
+	for _, v := range x {
+		a := float32(math.Abs(float64(v)))
+		if a > m && a <= math.MaxFloat32 {
+			m = a
+		}
+	}
+	return m
+}
+
+// QuantizeFP8Row quantizes one row (one output channel) to FP8 E4M3 with a
+// single float32 scale = max|x|/448. It writes len(x) codes to q, the
+// dequantized values q·scale to y when y is not nil, and returns the scale.
+func QuantizeFP8Row(q []byte, y, x []float32) float32 {
+	s := absMax(x) / FP8Max
+	if s == 0 {
+		s = scaleEps(st.F32)
+	}
+	q = q[:len(x)]
+	for i, v := range x {
+		v /= s
+		// F32ToF8E4M3 saturates, which is clamp(v, ±448) followed by the cast.
+		q[i] = st.F32ToF8E4M3(v)
+	}
+	if y != nil {
+		y = y[:len(x)]
+		for i, c := range q {
+			y[i] = st.F8E4M3ToF32(c) * s
+		}
+	}
+	return s
+}
+
+// roundEven rounds v, |v| ≤ 2^22, to the nearest integer, ties to even: adding
+// and subtracting 1.5·2^23 leaves no fraction bits, and float32 addition
+// rounds to nearest even.
+func roundEven(v float32) float32 {
+	const magic = 12582912 // 1.5·2^23
+	return (v + magic) - magic
+}
+
+// QuantizeIntRow quantizes one row symmetrically to bits (4 or 8) in groups
+// of group elements (group = len(x) for one scale per channel), and packs
+// the codes as compressed-tensors pack_to_int32 does (quantized/
+// pack_quantized.py, checked against the stored source): each value is
+// offset by 2^(bits−1) to make it unsigned (int4: q+8 in 0..15, int8: q+128
+// in 0..255), and 32/bits consecutive values along the row share one
+// 32-bit word, the first in the lowest bits. len(x) must be a multiple of
+// group and of 32/bits.
+//
+// Scales are rounded to scaleType (the dtype they will be stored in) before
+// use and written to scales (len(x)/group of them). packed receives
+// len(x)·bits/32 words; y, when not nil, the dequantized values q·scale.
+// NaN inputs quantize to 0 and ±Inf saturate.
+func QuantizeIntRow(packed []uint32, scales []float32, y, x []float32, bits, group int, scaleType st.DType) {
+	qmax := float32(int(1)<<(bits-1) - 1) // 7 or 127
+	qmin := -qmax - 1                     // -8 or -128
+	half := (qmax - qmin) / 2             // 7.5 or 127.5
+	offset := uint32(1) << (bits - 1)
+	perWord := 32 / bits
+	mask := uint32(1)<<bits - 1
+	ng := len(x) / group
+	packed = packed[:len(x)/perWord]
+	for i := range packed {
+		packed[i] = 0
+	}
+	for g := 0; g < ng; g++ {
+		xs := x[g*group : (g+1)*group]
+		s := roundScale(absMax(xs)/half, scaleType)
+		scales[g] = s
+		base := g * group
+		for i, v := range xs {
+			v /= s
+			if v > qmax {
+				v = qmax
+			} else if v < qmin {
+				v = qmin
+			} else if v != v {
+				v = 0
+			}
+			qi := int32(roundEven(v))
+			e := base + i
+			packed[e/perWord] |= (uint32(qi) + offset) & mask << (uint(e%perWord) * uint(bits))
+			if y != nil {
+				y[e] = float32(qi) * s
+			}
+		}
+	}
+}
+
+// UnpackInt reverses the packing of QuantizeIntRow: it writes the signed
+// codes of len(dst) values from packed.
+func UnpackInt(dst []int8, packed []uint32, bits int) {
+	perWord := 32 / bits
+	mask := uint32(1)<<bits - 1
+	offset := int32(1) << (bits - 1)
+	for e := range dst {
+		u := packed[e/perWord] >> (uint(e%perWord) * uint(bits)) & mask
+		dst[e] = int8(int32(u) - offset)
+	}
+}
