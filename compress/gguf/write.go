@@ -1,0 +1,387 @@
+package gguf
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+)
+
+// AlignmentOf returns the data alignment that kvs ask for: the value of
+// general.alignment if present, else DefaultAlignment.
+func AlignmentOf(kvs []KV) (int64, error) {
+	for _, kv := range kvs {
+		if kv.Key == KeyAlignment {
+			a, ok := kv.Value.(uint32)
+			if !ok || a == 0 || a&(a-1) != 0 {
+				return 0, fmt.Errorf("%s must be a power-of-two u32, got %v (%T)", KeyAlignment, kv.Value, kv.Value)
+			}
+			return int64(a), nil
+		}
+	}
+	return DefaultAlignment, nil
+}
+
+// Layout assigns canonical data offsets to tensors (each at the next
+// multiple of alignment after the previous one's data) and returns the
+// size of the data section including the padding after the last tensor.
+func Layout(tensors []TensorInfo, alignment int64) (int64, error) {
+	var off int64
+	for i := range tensors {
+		t := &tensors[i]
+		n, err := t.Type.RowSize(t.Elements())
+		if err != nil {
+			return 0, fmt.Errorf("tensor %q: %w", t.Name, err)
+		}
+		t.Offset = off
+		off = alignUp(off+n, alignment)
+	}
+	return off, nil
+}
+
+// encoder writes little-endian values and counts bytes.
+type encoder struct {
+	w   io.Writer
+	n   int64
+	err error
+	buf [8]byte
+}
+
+func (e *encoder) write(p []byte) {
+	if e.err != nil {
+		return
+	}
+	n, err := e.w.Write(p)
+	e.n += int64(n)
+	e.err = err
+}
+
+func (e *encoder) u8(v uint8) { e.buf[0] = v; e.write(e.buf[:1]) }
+func (e *encoder) u16(v uint16) {
+	binary.LittleEndian.PutUint16(e.buf[:2], v)
+	e.write(e.buf[:2])
+}
+func (e *encoder) u32(v uint32) {
+	binary.LittleEndian.PutUint32(e.buf[:4], v)
+	e.write(e.buf[:4])
+}
+func (e *encoder) u64(v uint64) {
+	binary.LittleEndian.PutUint64(e.buf[:8], v)
+	e.write(e.buf[:8])
+}
+func (e *encoder) str(s string) {
+	e.u64(uint64(len(s)))
+	if e.err == nil {
+		_, e.err = io.WriteString(e.w, s)
+		e.n += int64(len(s))
+	}
+}
+
+func b2u(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (e *encoder) value(v any) {
+	switch v := v.(type) {
+	case uint8:
+		e.u8(v)
+	case int8:
+		e.u8(uint8(v))
+	case uint16:
+		e.u16(v)
+	case int16:
+		e.u16(uint16(v))
+	case uint32:
+		e.u32(v)
+	case int32:
+		e.u32(uint32(v))
+	case float32:
+		e.u32(math.Float32bits(v))
+	case bool:
+		e.u8(b2u(v))
+	case string:
+		e.str(v)
+	case uint64:
+		e.u64(v)
+	case int64:
+		e.u64(uint64(v))
+	case float64:
+		e.u64(math.Float64bits(v))
+	case Array:
+		e.u32(uint32(v.Elem))
+		e.u64(uint64(v.Len()))
+		switch s := v.Values.(type) {
+		case []uint8:
+			e.write(s)
+		case []int8:
+			for _, x := range s {
+				e.u8(uint8(x))
+			}
+		case []uint16:
+			for _, x := range s {
+				e.u16(x)
+			}
+		case []int16:
+			for _, x := range s {
+				e.u16(uint16(x))
+			}
+		case []uint32:
+			for _, x := range s {
+				e.u32(x)
+			}
+		case []int32:
+			for _, x := range s {
+				e.u32(uint32(x))
+			}
+		case []float32:
+			for _, x := range s {
+				e.u32(math.Float32bits(x))
+			}
+		case []bool:
+			for _, x := range s {
+				e.u8(b2u(x))
+			}
+		case []string:
+			for _, x := range s {
+				e.str(x)
+			}
+		case []uint64:
+			for _, x := range s {
+				e.u64(x)
+			}
+		case []int64:
+			for _, x := range s {
+				e.u64(uint64(x))
+			}
+		case []float64:
+			for _, x := range s {
+				e.u64(math.Float64bits(x))
+			}
+		case []Array:
+			for _, x := range s {
+				e.value(x)
+			}
+		}
+	}
+}
+
+// WriteHeader writes the GGUF v3 header for kvs and tensors (whose Offset
+// fields must already be laid out, see Layout) followed by the zero padding
+// up to the data section, and returns the bytes written.
+func WriteHeader(w io.Writer, kvs []KV, tensors []TensorInfo) (int64, error) {
+	alignment, err := AlignmentOf(kvs)
+	if err != nil {
+		return 0, err
+	}
+	seen := make(map[string]bool, len(kvs))
+	for _, kv := range kvs {
+		if seen[kv.Key] {
+			return 0, fmt.Errorf("metadata key %q: %w", kv.Key, ErrDuplicate)
+		}
+		seen[kv.Key] = true
+		if _, err := TypeOf(kv.Value); err != nil {
+			return 0, fmt.Errorf("metadata key %q: %w", kv.Key, err)
+		}
+	}
+	names := make(map[string]bool, len(tensors))
+	for _, t := range tensors {
+		if names[t.Name] {
+			return 0, fmt.Errorf("tensor %q: %w", t.Name, ErrDuplicate)
+		}
+		names[t.Name] = true
+		if !t.Type.Known() || len(t.Shape) > MaxDims {
+			return 0, fmt.Errorf("tensor %q: type %v with %d dims: %w", t.Name, t.Type, len(t.Shape), ErrShape)
+		}
+	}
+	e := &encoder{w: w}
+	e.write([]byte(Magic))
+	e.u32(3)
+	e.u64(uint64(len(tensors)))
+	e.u64(uint64(len(kvs)))
+	for _, kv := range kvs {
+		e.str(kv.Key)
+		typ, _ := TypeOf(kv.Value)
+		e.u32(uint32(typ))
+		e.value(kv.Value)
+	}
+	for _, t := range tensors {
+		e.str(t.Name)
+		e.u32(uint32(len(t.Shape)))
+		for _, d := range t.Shape {
+			e.u64(uint64(d))
+		}
+		e.u32(uint32(t.Type))
+		e.u64(uint64(t.Offset))
+	}
+	e.write(make([]byte, alignUp(e.n, alignment)-e.n))
+	return e.n, e.err
+}
+
+// Writer streams a canonical GGUF file: NewWriter writes the header, Write
+// takes the tensors' data concatenated in tensor order (the Writer inserts
+// the alignment padding), and Finish checks that every tensor was written
+// in full and pads the last one.
+type Writer struct {
+	w         io.Writer
+	tensors   []TensorInfo
+	alignment int64
+	cur       int   // tensor being written
+	left      int64 // bytes left of tensors[cur]
+	n         int64 // data bytes written (without padding)
+	zeros     []byte
+	err       error
+}
+
+// NewWriter lays out tensors (overwriting their Offset fields) and writes
+// the header to w.
+func NewWriter(w io.Writer, kvs []KV, tensors []TensorInfo) (*Writer, error) {
+	alignment, err := AlignmentOf(kvs)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := Layout(tensors, alignment); err != nil {
+		return nil, err
+	}
+	if _, err := WriteHeader(w, kvs, tensors); err != nil {
+		return nil, fmt.Errorf("write header: %w", err)
+	}
+	gw := &Writer{w: w, tensors: tensors, alignment: alignment, cur: -1, zeros: make([]byte, alignment)}
+	gw.advance()
+	return gw, nil
+}
+
+// advance pads the tensor just finished and moves to the next one with
+// data.
+func (w *Writer) advance() {
+	for w.left == 0 && w.cur < len(w.tensors) {
+		if w.cur >= 0 {
+			n := w.tensors[w.cur].Bytes()
+			if pad := alignUp(n, w.alignment) - n; pad > 0 && w.err == nil {
+				_, w.err = w.w.Write(w.zeros[:pad])
+			}
+		}
+		w.cur++
+		if w.cur < len(w.tensors) {
+			w.left = w.tensors[w.cur].Bytes()
+		}
+	}
+}
+
+// Write writes tensor data. It fails if p runs past the last tensor.
+func (w *Writer) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 && w.err == nil {
+		if w.cur >= len(w.tensors) {
+			w.err = errors.New("gguf: write past the last tensor")
+			break
+		}
+		k := int64(len(p))
+		if k > w.left {
+			k = w.left
+		}
+		var n int
+		n, w.err = w.w.Write(p[:k])
+		written += n
+		w.n += int64(n)
+		w.left -= int64(n)
+		p = p[n:]
+		if w.left == 0 {
+			w.advance()
+		}
+	}
+	return written, w.err
+}
+
+// Current is the index of the tensor the next Write goes to.
+func (w *Writer) Current() int { return w.cur }
+
+// Finish reports an error if any tensor data is missing.
+func (w *Writer) Finish() error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.cur < len(w.tensors) {
+		return fmt.Errorf("gguf: tensor %q: %d bytes of data missing", w.tensors[w.cur].Name, w.left)
+	}
+	return nil
+}
+
+// FileWriter is a Writer into a temporary file that becomes path on
+// Commit.
+type FileWriter struct {
+	*Writer
+	path string
+	f    *os.File
+	bw   *bufio.Writer
+	done bool
+}
+
+// Create starts writing a GGUF file that will appear at path only when
+// Commit succeeds. The temporary file lives in path's directory so that the
+// final rename is atomic.
+func Create(ctx context.Context, path string, kvs []KV, tensors []TensorInfo) (*FileWriter, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	fw := &FileWriter{path: path, f: f, bw: bufio.NewWriterSize(f, 1<<20)}
+	w, err := NewWriter(fw.bw, kvs, tensors)
+	if err != nil {
+		fw.Abort()
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	fw.Writer = w
+	return fw, nil
+}
+
+// Commit checks that all data was written, flushes, syncs and renames the
+// temporary file to the target path. On error the temporary file is
+// removed.
+func (fw *FileWriter) Commit(ctx context.Context) error {
+	if fw.done {
+		return errors.New("gguf: commit after commit or abort")
+	}
+	err := ctx.Err()
+	if err == nil {
+		err = fw.Finish()
+	}
+	if err == nil {
+		err = fw.bw.Flush()
+	}
+	if err == nil {
+		err = fw.f.Sync()
+	}
+	if cerr := fw.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(fw.f.Name(), fw.path)
+	}
+	fw.done = true
+	if err != nil {
+		os.Remove(fw.f.Name())
+		return fmt.Errorf("write %s: %w", fw.path, err)
+	}
+	return nil
+}
+
+// Abort discards the temporary file. It is safe to call after Commit.
+func (fw *FileWriter) Abort() {
+	if fw.done {
+		return
+	}
+	fw.done = true
+	fw.f.Close()
+	os.Remove(fw.f.Name())
+}
