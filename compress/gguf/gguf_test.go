@@ -202,7 +202,7 @@ type hb struct{ bytes.Buffer }
 
 func (h *hb) u32(v uint32) *hb { binary.Write(h, binary.LittleEndian, v); return h }
 func (h *hb) u64(v uint64) *hb { binary.Write(h, binary.LittleEndian, v); return h }
-func (h *hb) str(s string) *hb  { h.u64(uint64(len(s))); h.WriteString(s); return h }
+func (h *hb) str(s string) *hb { h.u64(uint64(len(s))); h.WriteString(s); return h }
 func (h *hb) tensor(name string, typ uint32, off uint64, dims ...uint64) *hb {
 	h.str(name).u32(uint32(len(dims)))
 	for _, d := range dims {
