@@ -88,6 +88,7 @@ func decodeVariable(b *hcl.Block) (*variableDecl, hcl.Diagnostics) {
 					Detail:  fmt.Sprintf("This default value is not compatible with the variable's type constraint: %s.", err),
 					Subject: a.Expr.Range().Ptr(),
 				})
+				v.Default = cty.DynamicVal // reported; do not also say it is missing
 			} else {
 				v.Default = cv
 			}
@@ -144,6 +145,7 @@ func variableValue(v *variableDecl, opts LoadOptions) (cty.Value, hcl.Diagnostic
 func evalLocals(attrs map[string]*hcl.Attribute, vars cty.Value, funcs map[string]function.Function) (map[string]cty.Value, hcl.Diagnostics) {
 	var diags hcl.Diagnostics
 	deps := map[string][]string{}
+	undeclared := map[string]bool{} // locals that refer to missing ones; not evaluated
 	names := make([]string, 0, len(attrs))
 	for name, a := range attrs {
 		names = append(names, name)
@@ -158,6 +160,7 @@ func evalLocals(attrs map[string]*hcl.Attribute, vars cty.Value, funcs map[strin
 						Detail:  fmt.Sprintf("A local value named %q has not been declared.", s.Name),
 						Subject: tr.SourceRange().Ptr(),
 					})
+					undeclared[name] = true
 					continue
 				}
 				deps[name] = append(deps[name], s.Name)
@@ -165,9 +168,6 @@ func evalLocals(attrs map[string]*hcl.Attribute, vars cty.Value, funcs map[strin
 		}
 	}
 	sort.Strings(names)
-	if diags.HasErrors() {
-		return nil, diags
-	}
 	out := map[string]cty.Value{}
 	state := map[string]int{} // 1 visiting, 2 done
 	var visit func(n string, stack []string) bool
@@ -190,6 +190,11 @@ func evalLocals(attrs map[string]*hcl.Attribute, vars cty.Value, funcs map[strin
 				return false
 			}
 		}
+		if undeclared[n] {
+			state[n] = 2
+			out[n] = cty.DynamicVal
+			return true
+		}
 		ctx := &hcl.EvalContext{
 			Variables: map[string]cty.Value{"var": vars, "local": cty.ObjectVal(out)},
 			Functions: funcs,
@@ -201,8 +206,8 @@ func evalLocals(attrs map[string]*hcl.Attribute, vars cty.Value, funcs map[strin
 		return true
 	}
 	for _, n := range names {
-		if !visit(n, nil) {
-			break
+		if state[n] == 0 {
+			visit(n, nil)
 		}
 	}
 	return out, diags

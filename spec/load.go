@@ -70,6 +70,30 @@ func Files(root string) ([]string, error) {
 // decodes and validates. The Config is usable only when the diagnostics have
 // no errors; it is returned either way so that its Files can print them.
 func Load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diagnostics) {
+	cfg, diags := load(ctx, root, opts)
+	sortDiagnostics(diags)
+	return cfg, diags
+}
+
+// sortDiagnostics orders diagnostics by position, so that output is stable
+// whatever order decoding visited maps in. Diagnostics without a subject
+// keep their place at the end.
+func sortDiagnostics(diags hcl.Diagnostics) {
+	sort.SliceStable(diags, func(i, j int) bool {
+		a, b := diags[i].Subject, diags[j].Subject
+		switch {
+		case a == nil || b == nil:
+			return a != nil && b == nil
+		case a.Filename != b.Filename:
+			return a.Filename < b.Filename
+		case a.Start.Byte != b.Start.Byte:
+			return a.Start.Byte < b.Start.Byte
+		}
+		return diags[i].Summary < diags[j].Summary
+	})
+}
+
+func load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diagnostics) {
 	cfg := &Config{Root: root, Files: map[string]*hcl.File{}}
 	info, err := os.Stat(root)
 	if err != nil {

@@ -20,6 +20,10 @@ var (
 	secretish  = regexp.MustCompile(`(?i)(token|secret|password|passwd|api_?key|private_?key|credential)`)
 )
 
+// LooksSecret reports whether an environment variable's name suggests its
+// value is a secret. Renderers redact such values.
+func LooksSecret(name string) bool { return secretish.MatchString(name) }
+
 // validator collects diagnostics for a decoded Config. Attribute ranges
 // are looked up in the syntax tree on demand, only when a diagnostic needs
 // one, so that the decoded types stay plain.
@@ -340,9 +344,16 @@ func (v *validator) runtime(r *Release) {
 		if !envNameRE.MatchString(k) {
 			v.errorf(v.attr(rt.DefRange, "env"), "Invalid environment variable name", "%q is not a valid environment variable name.", k)
 		}
-		if secretish.MatchString(k) && rt.Env[k] != "" {
-			// The value itself is never echoed: it may be a real secret.
-			v.warnf(v.attr(rt.DefRange, "env"), "Possible secret in Git", "%s looks like a secret, and its value is stored in Git. Put it in a Kubernetes Secret and use secret_env = { %s = \"SECRET/KEY\" } instead.", k, k)
+		if LooksSecret(k) && rt.Env[k] != "" {
+			// No subject: the diagnostic printer would echo the source
+			// line, and with it the secret, into CI logs. The position
+			// goes into the text instead.
+			r := v.attr(rt.DefRange, "env")
+			v.diags = append(v.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning, Summary: "Possible secret in Git",
+				Detail: fmt.Sprintf("%s:%d:%d: %s looks like a secret, and its value is stored in Git. Put it in a Kubernetes Secret and use secret_env = { %s = \"SECRET/KEY\" } instead.",
+					r.Filename, r.Start.Line, r.Start.Column, k, k),
+			})
 		}
 	}
 	for _, k := range sortedKeys(rt.SecretEnv) {

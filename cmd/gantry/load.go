@@ -80,6 +80,7 @@ func (a *app) printDiags(files map[string]*hcl.File, diags hcl.Diagnostics) {
 	if len(diags) == 0 {
 		return
 	}
-	w := hcl.NewDiagnosticTextWriter(a.stderr, files, 100, a.errColor)
-	w.WriteDiagnostics(diags)
+	if err := spec.WriteDiagnostics(a.stderr, files, diags, 100, a.errColor); err != nil {
+		fmt.Fprintf(a.stderr, "Error: print diagnostics: %s\n", err)
+	}
 }

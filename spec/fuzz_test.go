@@ -1,0 +1,50 @@
+package spec
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzLoad feeds arbitrary bytes through the whole loader: parsing,
+// variables, decoding and validation must never panic, and must either
+// succeed or say why.
+func FuzzLoad(f *testing.F) {
+	seeds, _ := filepath.Glob(filepath.Join("..", "testdata", "invalid", "*", "*.hcl"))
+	seeds = append(seeds, filepath.Join("..", "examples", "quickstart", "releases.hcl"))
+	for _, s := range seeds {
+		if b, err := os.ReadFile(s); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "main.hcl"), src, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, diags := Load(context.Background(), dir, LoadOptions{NoEnv: true})
+		if cfg == nil {
+			t.Fatal("nil config")
+		}
+		for _, d := range diags {
+			if d.Summary == "" {
+				t.Errorf("diagnostic without summary: %+v", d)
+			}
+		}
+	})
+}
+
+// FuzzParseMemory checks that the quantity parser never panics and that
+// what it accepts is non-negative.
+func FuzzParseMemory(f *testing.F) {
+	for _, s := range []string{"80Gi", "40GB", "1.5Ti", "", "9e9", "0.000001Ki"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if n, err := ParseMemory(s); err == nil && n < 0 {
+			t.Errorf("ParseMemory(%q) = %d", s, n)
+		}
+		_, _ = ParseCPU(s)
+	})
+}

@@ -1,0 +1,11 @@
+release "chat" {
+  model {
+    source = "oci://registry.example.com/m@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+    format = "gguf"
+  }
+  runtime {
+    image      = "vllm/vllm-openai:v0.6.3"
+    env        = { HF_TOKEN = "hf_abcdefSECRETVALUE" }
+    secret_env = { OPENAI_API_KEY = "not a ref" }
+  }
+}

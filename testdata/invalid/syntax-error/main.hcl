@@ -1,0 +1,5 @@
+release "chat" {
+  model {
+    source = "models/x.gguf
+  }
+}
