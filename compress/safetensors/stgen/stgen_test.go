@@ -33,7 +33,9 @@ func TestDeterministicAndShardIndependent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var idx struct {
-		Metadata  struct{ TotalSize int64 `json:"total_size"` }
+		Metadata struct {
+			TotalSize int64 `json:"total_size"`
+		}
 		WeightMap map[string]string `json:"weight_map"`
 	}
 	raw, err := os.ReadFile(filepath.Join(d3, "model.safetensors.index.json"))
