@@ -248,9 +248,9 @@ func updateReason(changes []FieldChange, live Object) string {
 		switch {
 		case c.Path == "spec.replicas":
 			add(fmt.Sprintf("replicas %v -> %v", fmtValue(c.Old, false), fmtValue(c.New, false)))
-		case strings.HasPrefix(c.Path, "metadata.annotations."+AnnotationContentKey), strings.Contains(c.Path, "volumes"), strings.Contains(c.Path, "modelcar"):
+		case strings.Contains(c.Path, AnnotationContentKey), strings.Contains(c.Path, "volumes"), strings.Contains(c.Path, "modelcar"):
 			add("new model image")
-		case strings.HasPrefix(c.Path, "metadata.annotations."+AnnotationSpecHash):
+		case strings.Contains(c.Path, AnnotationSpecHash):
 			add("release spec changed")
 		case strings.Contains(c.Path, "containers"):
 			add("runtime changed")

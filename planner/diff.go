@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
-	"strings"
+
+	"github.com/gantry-dev/gantry/spec"
 )
 
 // ignoredPaths are fields that never by themselves make an update: the Git
@@ -48,7 +49,13 @@ func diffValue(path string, want, have any, present bool, out *[]FieldChange) {
 			return
 		}
 		for i := range w {
+			n := len(*out)
 			diffValue(fmt.Sprintf("%s[%d]", path, i), w[i], h[i], true, out)
+			if isSecretEntry(w[i]) || isSecretEntry(h[i]) {
+				for k := n; k < len(*out); k++ {
+					(*out)[k].Sensitive = true
+				}
+			}
 		}
 	default:
 		if !present || !scalarEqual(want, have) {
@@ -62,17 +69,47 @@ func change(path string, old, new any, present bool) FieldChange {
 	if present {
 		c.Old = old
 	}
-	c.Sensitive = sensitivePath(path)
+	c.Sensitive = containsSecret(old) || containsSecret(new)
 	return c
 }
 
-// sensitivePath marks env values as sensitive: they may carry tokens that
-// somebody put in Git by mistake, and a plan is posted on pull requests.
-func sensitivePath(path string) bool {
-	if strings.HasSuffix(path, ".env") {
-		return true
+// isSecretEntry reports whether v itself is an env entry with a
+// secret-looking name.
+func isSecretEntry(v any) bool {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return false
 	}
-	return strings.Contains(path, ".env[") && !strings.Contains(path, ".valueFrom")
+	name, _ := m["name"].(string)
+	_, hasValue := m["value"]
+	return hasValue && spec.LooksSecret(name)
+}
+
+// containsSecret reports whether v holds an environment entry whose name
+// looks like a secret ({name: HF_TOKEN, value: ...}). Such values are
+// redacted wherever a plan is shown or saved: a plan is posted on pull
+// requests, and somebody may have put a token in Git by mistake.
+func containsSecret(v any) bool {
+	switch t := v.(type) {
+	case map[string]any:
+		if name, ok := t["name"].(string); ok && spec.LooksSecret(name) {
+			if _, ok := t["value"]; ok {
+				return true
+			}
+		}
+		for _, e := range t {
+			if containsSecret(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range t {
+			if containsSecret(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // scalarEqual treats numbers by value, so that int64 from a renderer and

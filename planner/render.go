@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/gantry-dev/gantry/spec"
 )
 
 // TextOptions changes the text view.
@@ -161,7 +163,7 @@ func highlights(o *Object) [][2]string {
 // never shown.
 func fmtValue(v any, sensitive bool) string {
 	if sensitive {
-		return "(sensitive)"
+		return Redacted
 	}
 	switch t := v.(type) {
 	case nil:
@@ -209,22 +211,27 @@ func WriteJSON(w io.Writer, p *Plan) error {
 	return enc.Encode(redacted(p))
 }
 
-// redacted returns a copy of p whose sensitive change values are replaced,
-// so that a saved or posted plan never carries a secret. Objects are left
-// as they are: Gantry never renders secret values into objects (secret_env
-// becomes a secretKeyRef).
+// redacted returns a copy of p whose sensitive values are replaced, so that
+// a saved or posted plan never carries a secret: changes marked Sensitive,
+// and env entries with secret-looking names inside objects. (secret_env is
+// rendered as a secretKeyRef and carries no value to begin with.)
 func redacted(p *Plan) *Plan {
 	q := *p
 	q.Actions = make([]Action, len(p.Actions))
 	for i, a := range p.Actions {
+		if a.Object != nil && containsSecret(a.Object.Manifest) {
+			o := *a.Object
+			o.Manifest = redactEnv(o.Manifest).(map[string]any)
+			a.Object = &o
+		}
 		if len(a.Changes) > 0 {
 			cs := make([]FieldChange, len(a.Changes))
 			for j, c := range a.Changes {
 				if c.Sensitive {
 					if c.Old != nil {
-						c.Old = "(sensitive)"
+						c.Old = Redacted
 					}
-					c.New = "(sensitive)"
+					c.New = Redacted
 				}
 				cs[j] = c
 			}
@@ -234,6 +241,33 @@ func redacted(p *Plan) *Plan {
 	}
 	return &q
 }
+
+// redactEnv deep-copies v, replacing the value of secret-looking env entries.
+func redactEnv(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			out[k] = redactEnv(e)
+		}
+		if name, ok := t["name"].(string); ok && spec.LooksSecret(name) {
+			if _, ok := t["value"]; ok {
+				out["value"] = Redacted
+			}
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = redactEnv(e)
+		}
+		return out
+	}
+	return v
+}
+
+// Redacted replaces a secret value in rendered plans.
+const Redacted = "(sensitive)"
 
 // ReadJSON reads a plan written by WriteJSON (gantry plan -out).
 func ReadJSON(r io.Reader) (*Plan, error) {
@@ -276,12 +310,24 @@ func WriteMarkdown(w io.Writer, p *Plan, limit int) error {
 		}
 		head.WriteString("\n")
 	}
-	for _, wmsg := range p.Warnings {
+	// The head is budgeted too, so that a plan with thousands of releases
+	// still leaves room for details: at most 20 warnings, and table rows
+	// up to a third of the limit.
+	const maxWarnings = 20
+	for i, wmsg := range p.Warnings {
+		if i == maxWarnings {
+			fmt.Fprintf(&head, "\n> [!WARNING]\n> ...and %d more warnings; run `gantry plan` to see them all.\n", len(p.Warnings)-maxWarnings)
+			break
+		}
 		fmt.Fprintf(&head, "\n> [!WARNING]\n> %s\n", mdEscape(wmsg))
 	}
 	if len(p.Releases) > 0 {
 		head.WriteString("\n| Release | Replicas | Placement | Model image |\n|---|---|---|---|\n")
-		for _, r := range p.Releases {
+		for i, r := range p.Releases {
+			if head.Len() > limit/3 {
+				fmt.Fprintf(&head, "| ...and %d more releases | | | |\n", len(p.Releases)-i)
+				break
+			}
 			img := r.Image
 			if r.Digest != "" {
 				img += "@" + short(r.Digest)
