@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gantry-dev/gantry/planner"
+)
+
+func gantry(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+const quickstart = "../../examples/quickstart"
+
+func TestValidate(t *testing.T) {
+	code, out, errs := gantry(t, "validate", quickstart)
+	if code != 0 || !strings.Contains(out, "2 releases, 2 node pools, 3 nodes") {
+		t.Fatalf("validate quickstart: %d %q %q", code, out, errs)
+	}
+	code, _, errs = gantry(t, "validate", "../../testdata/invalid/unknown-attribute")
+	if code != 1 {
+		t.Fatalf("invalid spec exit %d", code)
+	}
+	for _, want := range []string{"unknown-attribute/main.hcl:13:3", "13:   replica = 3", "^^^^^^^", `Did you mean "replicas"?`} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+}
+
+func TestPlanDetailedExitCode(t *testing.T) {
+	target := t.TempDir()
+	code, out, errs := gantry(t, "plan", quickstart, "--target", "dir:"+target, "-detailed-exitcode")
+	if code != 2 {
+		t.Fatalf("exit %d, stderr %s", code, errs)
+	}
+	if !strings.Contains(out, "Plan: 5 to add, 0 to change, 0 to destroy.") || !strings.Contains(out, "Build: 2 to quantize, 1 to gate, 2 to push.") {
+		t.Errorf("plan output:\n%s", out)
+	}
+	if code, _, _ := gantry(t, "plan", quickstart); code != 0 {
+		t.Errorf("without -detailed-exitcode: exit %d", code)
+	}
+	// An invalid spec is exit 1 and plans nothing.
+	if code, out, _ := gantry(t, "plan", "../../testdata/invalid/impossible-values", "-detailed-exitcode"); code != 1 || out != "" {
+		t.Errorf("invalid spec: exit %d, stdout %q", code, out)
+	}
+}
+
+func TestPlanFormatsAndOut(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "plan.json")
+	code, out, errs := gantry(t, "plan", quickstart, "--format", "json", "-out", file)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := planner.ReadJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Actions) != 10 || !strings.Contains(out, `"format_version": "1"`) {
+		t.Errorf("saved plan has %d actions", len(p.Actions))
+	}
+	code, out, _ = gantry(t, "plan", quickstart, "-format=markdown")
+	if code != 0 || !strings.HasPrefix(out, "### Gantry plan") || !strings.Contains(out, "<details>") {
+		t.Errorf("markdown: %d\n%s", code, out)
+	}
+	if code, _, errs := gantry(t, "plan", quickstart, "--format", "yaml"); code != 1 || !strings.Contains(errs, "want text, json or markdown") {
+		t.Errorf("bad format: %d %s", code, errs)
+	}
+	if code, _, errs := gantry(t, "plan", quickstart, "--target", "kube:prod"); code != 1 || !strings.Contains(errs, "dir:PATH") {
+		t.Errorf("bad target: %d %s", code, errs)
+	}
+}
+
+func TestFmt(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "main.hcl")
+	if err := os.WriteFile(path, []byte("node_pool \"a\" {\nweight=2\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := gantry(t, "fmt", "-check", "-diff", dir)
+	if code != 3 || !strings.Contains(out, "main.hcl") || !strings.Contains(out, "+  weight = 2") {
+		t.Fatalf("fmt -check: %d\n%s", code, out)
+	}
+	if code, _, _ := gantry(t, "fmt", dir); code != 0 {
+		t.Fatalf("fmt: exit %d", code)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "node_pool \"a\" {\n  weight = 2\n}\n" {
+		t.Errorf("formatted:\n%s", b)
+	}
+	if code, out, _ := gantry(t, "fmt", "-check", dir); code != 0 || out != "" {
+		t.Errorf("second check: %d %q", code, out)
+	}
+	if code, _, _ := gantry(t, "fmt", "-check", quickstart); code != 0 {
+		t.Error("the quickstart is not formatted")
+	}
+}
+
+func TestPlanGitURL(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	repo := t.TempDir()
+	if err := os.CopyFS(repo, os.DirFS(quickstart)); err != nil {
+		t.Fatal(err)
+	}
+	git := func(args ...string) string {
+		cmd := exec.Command("git", append([]string{"-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git("init", "-q", "-b", "main")
+	git("add", ".")
+	git("commit", "-q", "-m", "first")
+	first := git("rev-parse", "HEAD")
+	git("tag", "v1")
+	if err := os.WriteFile(filepath.Join(repo, "releases.hcl"), []byte(strings.Replace(readFile(t, filepath.Join(repo, "releases.hcl")), "replicas = 3", "replicas = 4", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	git("commit", "-q", "-am", "scale")
+
+	code, out, errs := gantry(t, "plan", "file://"+repo)
+	if code != 0 || !strings.Contains(out, "4/4 replicas") {
+		t.Fatalf("plan main: %d %s\n%s", code, errs, out)
+	}
+	code, out, errs = gantry(t, "plan", "file://"+repo, "--ref", "v1")
+	if code != 0 || !strings.Contains(out, "3/3 replicas") || !strings.Contains(out, "revision "+first[:12]) {
+		t.Fatalf("plan v1: %d %s\n%s", code, errs, out)
+	}
+	if code, _, errs := gantry(t, "plan", "file://"+repo, "--ref", "nope"); code != 1 || !strings.Contains(errs, `ref "nope"`) {
+		t.Errorf("unknown ref: %d %s", code, errs)
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestVersionAndTerraformFlags(t *testing.T) {
+	if code, out, _ := gantry(t, "version"); code != 0 || !strings.HasPrefix(out, "gantry ") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	// -v is no long flag: it stays a (bad) shorthand, not --v.
+	if code, _, errs := gantry(t, "plan", quickstart, "-v"); code != 1 || !strings.Contains(errs, "unknown shorthand flag: 'v'") {
+		t.Errorf("-v: %d %s", code, errs)
+	}
+}
