@@ -626,7 +626,7 @@ func (w *worker) do(u unit, sch scheme, opts Options) (int64, error) {
 		if bad >= 0 {
 			addFinite(&stats, w.x, w.y)
 		} else {
-			stats.Add(w.x, w.y)
+			addStats(&stats, w.x, w.y)
 		}
 	}
 	if _, err := sj.out.WriteAt(w.out, j.outOff+u.lo*int64(outRow)); err != nil {

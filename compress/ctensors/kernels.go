@@ -3,6 +3,8 @@ package ctensors
 import (
 	"math"
 
+	"github.com/gantry-dev/gantry/compress/quality"
+
 	st "github.com/gantry-dev/gantry/compress/safetensors"
 )
 
@@ -116,6 +118,11 @@ func QuantizeIntRow(packed []uint32, scales []float32, y, x []float32, bits, gro
 	offset := uint32(1) << (bits - 1)
 	perWord := 32 / bits
 	mask := uint32(1)<<bits - 1
+	// Shifts instead of division by perWord: bits is 4 or 8.
+	wordShift, bitShift := uint(2), uint(3)
+	if bits == 4 {
+		wordShift, bitShift = 3, 2
+	}
 	ng := len(x) / group
 	packed = packed[:len(x)/perWord]
 	for i := range packed {
@@ -137,7 +144,7 @@ func QuantizeIntRow(packed []uint32, scales []float32, y, x []float32, bits, gro
 			}
 			qi := int32(roundEven(v))
 			e := base + i
-			packed[e/perWord] |= (uint32(qi) + offset) & mask << (uint(e%perWord) * uint(bits))
+			packed[e>>wordShift] |= (uint32(qi) + offset) & mask << (uint(e&(perWord-1)) << bitShift)
 			if y != nil {
 				y[e] = float32(qi) * s
 			}
@@ -155,4 +162,39 @@ func UnpackInt(dst []int8, packed []uint32, bits int) {
 		u := packed[e/perWord] >> (uint(e%perWord) * uint(bits)) & mask
 		dst[e] = int8(int32(u) - offset)
 	}
+}
+
+// addStats accumulates x against its reconstruction y into s exactly as
+// quality.Stats.Add defines the sums, with two independent float64
+// accumulators and no data-dependent branches so that it keeps up with the
+// kernels. The summation order is fixed, so results are deterministic.
+func addStats(s *quality.Stats, x, y []float32) {
+	y = y[:len(x)]
+	var xx0, yy0, xy0, ee0, xx1, yy1, xy1, ee1, mx0, mx1 float64
+	i := 0
+	for ; i+1 < len(x); i += 2 {
+		a0, b0 := float64(x[i]), float64(y[i])
+		a1, b1 := float64(x[i+1]), float64(y[i+1])
+		e0, e1 := a0-b0, a1-b1
+		xx0 += a0 * a0
+		xx1 += a1 * a1
+		yy0 += b0 * b0
+		yy1 += b1 * b1
+		xy0 += a0 * b0
+		xy1 += a1 * b1
+		ee0 += e0 * e0
+		ee1 += e1 * e1
+		mx0 = max(mx0, math.Abs(e0))
+		mx1 = max(mx1, math.Abs(e1))
+	}
+	if i < len(x) {
+		a0, b0 := float64(x[i]), float64(y[i])
+		e0 := a0 - b0
+		xx0 += a0 * a0
+		yy0 += b0 * b0
+		xy0 += a0 * b0
+		ee0 += e0 * e0
+		mx0 = max(mx0, math.Abs(e0))
+	}
+	s.Merge(quality.Stats{N: int64(len(x)), SumXX: xx0 + xx1, SumYY: yy0 + yy1, SumXY: xy0 + xy1, SumEE: ee0 + ee1, MaxAbs: max(mx0, mx1)})
 }

@@ -4,6 +4,8 @@ import (
 	"math"
 	"testing"
 
+	"github.com/gantry-dev/gantry/compress/quality"
+
 	st "github.com/gantry-dev/gantry/compress/safetensors"
 )
 
@@ -174,5 +176,18 @@ func TestScaleRoundedToStorageType(t *testing.T) {
 	QuantizeIntRow(packed, scales, nil, x, 4, 8, st.BF16)
 	if st.BF16ToF32(st.F32ToBF16(scales[0])) != scales[0] {
 		t.Errorf("scale %g is not a bf16 value", scales[0])
+	}
+}
+
+func TestAddStatsMatchesQuality(t *testing.T) {
+	x := []float32{1, -2, 3.5, 0, 0.25}
+	y := []float32{1.1, -2, 3, 0.5, 0.25}
+	for n := 0; n <= len(x); n++ {
+		var a, b quality.Stats
+		a.Add(x[:n], y[:n])
+		addStats(&b, x[:n], y[:n])
+		if a != b {
+			t.Errorf("n=%d: %+v != %+v", n, a, b)
+		}
 	}
 }

@@ -124,27 +124,24 @@ func F32ToF8E4M3(f float32) uint8 {
 	b := math.Float32bits(f)
 	sign := uint8(b>>24) & 0x80
 	a := b & 0x7fffffff
-	if a > 0x7f800000 {
-		return sign | 0x7f
-	}
-	if a >= 0x43e00000 { // 448.0
+	switch {
+	case a >= 0x43e00000: // ≥ 448, Inf or NaN
+		if a > 0x7f800000 {
+			return sign | 0x7f
+		}
 		return sign | 0x7e
+	case a >= 0x3c800000: // ≥ 2^-6: a normal result
+		// Round the float32 mantissa to 3 bits, half to even; a carry
+		// moves into the exponent as it should, and cannot pass 448.
+		a += 0x7ffff + (a>>20)&1
+		// (exp−127+7)<<3 | top 3 mantissa bits = (a>>20) − (120<<3).
+		return sign | uint8(a>>20-120<<3)
 	}
-	exp := int32(a>>23) - 127
-	if exp < -6 {
-		// Subnormal range: the code is round(|f|·2^9); exact scaling by a
-		// power of two, then round half to even. A result of 8 is the
-		// smallest normal (0x08), which the code layout gives for free.
-		q := math.RoundToEven(float64(math.Float32frombits(a)) * 512)
-		return sign | uint8(q)
-	}
-	mant := a & 0x7fffff
-	q := uint32(exp+7)<<3 | mant>>20
-	rem := mant & 0xfffff
-	if rem > 0x80000 || (rem == 0x80000 && q&1 == 1) {
-		q++ // carries into the exponent correctly; cannot pass 0x7e since |f| < 448
-	}
-	return sign | uint8(q)
+	// Subnormal range: multiples of 2^-9. Adding 2^14, whose float32 ulp is
+	// 2^-9, rounds to one half to even; 8 is the smallest normal (0x08),
+	// which the code layout gives for free.
+	r := math.Float32frombits(a) + 16384
+	return sign | uint8(math.Float32bits(r)-0x46800000)
 }
 
 // DecodeFloat32 converts len(dst) elements of type dt from little-endian
