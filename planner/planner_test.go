@@ -363,4 +363,3 @@ func TestJSONSchemaStable(t *testing.T) {
 		}
 	}
 }
-

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -13,21 +15,24 @@ import (
 // a branch, a tag, or a commit hash; "" means the remote's default branch.
 // It returns the commit hash checked out.
 func Checkout(ctx context.Context, url, ref, dir string) (string, error) {
+	if err := checkURL(url); err != nil {
+		return "", err
+	}
 	opts := &git.CloneOptions{URL: url, Tags: git.AllTags}
 	repo, err := git.PlainCloneContext(ctx, dir, false, opts)
 	if err != nil {
-		return "", fmt.Errorf("clone %s: %w", redactURL(url), err)
+		return "", fmt.Errorf("clone %s: %w", describe(url), err)
 	}
 	if ref == "" {
 		head, err := repo.Head()
 		if err != nil {
-			return "", fmt.Errorf("clone %s: read HEAD: %w", redactURL(url), err)
+			return "", fmt.Errorf("clone %s: read HEAD: %w", describe(url), err)
 		}
 		return head.Hash().String(), nil
 	}
 	hash, err := resolve(repo, ref)
 	if err != nil {
-		return "", fmt.Errorf("clone %s: %w", redactURL(url), err)
+		return "", fmt.Errorf("clone %s: %w", describe(url), err)
 	}
 	wt, err := repo.Worktree()
 	if err != nil {
@@ -39,13 +44,52 @@ func Checkout(ctx context.Context, url, ref, dir string) (string, error) {
 	return hash.String(), nil
 }
 
+// hasScheme reports whether raw is a URL with a scheme, as go-git decides
+// it: anything else is an scp-like address or a local path.
+func hasScheme(raw string) bool {
+	i := strings.Index(raw, "://")
+	return i > 0 && !strings.Contains(raw[:i], ":")
+}
+
+// checkURL rejects a URL that does not parse before go-git sees it: the
+// url.Parse error go-git would return quotes the URL, password included.
+func checkURL(raw string) error {
+	if !hasScheme(raw) {
+		return nil
+	}
+	if _, err := url.Parse(raw); err != nil {
+		return fmt.Errorf("clone %s: not a valid URL (percent-encode special characters in the user name, password and path)", describe(raw))
+	}
+	return nil
+}
+
+// describe names the repository raw in an error without the credentials
+// it holds, also when raw does not parse (redactURL then returns it as is):
+// everything between the scheme and the last @ goes.
+func describe(raw string) string {
+	if _, err := url.Parse(raw); err == nil || !hasScheme(raw) {
+		return redactURL(raw)
+	}
+	i := strings.Index(raw, "://") + len("://")
+	if at := strings.LastIndex(raw[i:], "@"); at >= 0 {
+		return raw[:i] + "REDACTED" + raw[i+at:]
+	}
+	return raw
+}
+
 // resolve finds ref as a remote branch, a tag, or a (possibly short) hash.
+// A full branch name (refs/heads/NAME) is looked up among the remote
+// branches: a clone has a local branch only for the remote's HEAD.
 func resolve(repo *git.Repository, ref string) (plumbing.Hash, error) {
-	for _, name := range []plumbing.ReferenceName{
+	names := []plumbing.ReferenceName{
 		plumbing.NewRemoteReferenceName("origin", ref),
 		plumbing.NewTagReferenceName(ref),
 		plumbing.ReferenceName(ref),
-	} {
+	}
+	if branch, ok := strings.CutPrefix(ref, "refs/heads/"); ok {
+		names = append([]plumbing.ReferenceName{plumbing.NewRemoteReferenceName("origin", branch)}, names...)
+	}
+	for _, name := range names {
 		if h, err := repo.ResolveRevision(plumbing.Revision(name)); err == nil {
 			return *h, nil
 		}
