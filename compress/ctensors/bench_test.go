@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -137,7 +136,7 @@ func TestPeakRSS(t *testing.T) {
 	for _, scheme := range []string{"fp8", "int8", "int4"} {
 		out := filepath.Join(t.TempDir(), "out")
 		cmd := exec.Command(os.Args[0], "-test.run=^TestRSSChild$")
-		cmd.Env = append(os.Environ(), "GANTRY_RSS_CHILD="+strings.Join([]string{in, out, scheme}, "\x00"))
+		cmd.Env = append(os.Environ(), "GANTRY_RSS_CHILD=1", "GANTRY_RSS_IN="+in, "GANTRY_RSS_OUT="+out, "GANTRY_RSS_SCHEME="+scheme)
 		msg, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", scheme, err, msg)
@@ -163,12 +162,10 @@ func lastLine(s string) string {
 
 // TestRSSChild is TestPeakRSS's child process.
 func TestRSSChild(t *testing.T) {
-	arg := os.Getenv("GANTRY_RSS_CHILD")
-	if arg == "" {
+	if os.Getenv("GANTRY_RSS_CHILD") == "" {
 		t.Skip("child of TestPeakRSS")
 	}
-	p := strings.Split(arg, "\x00")
-	if _, err := Convert(context.Background(), p[0], p[1], Options{Scheme: p[2]}); err != nil {
+	if _, err := Convert(context.Background(), os.Getenv("GANTRY_RSS_IN"), os.Getenv("GANTRY_RSS_OUT"), Options{Scheme: os.Getenv("GANTRY_RSS_SCHEME")}); err != nil {
 		t.Fatal(err)
 	}
 	status, _ := os.ReadFile("/proc/self/status")
@@ -177,5 +174,4 @@ func TestRSSChild(t *testing.T) {
 			fmt.Println(strings.Join(strings.Fields(l), " "))
 		}
 	}
-	_ = strconv.Itoa
 }
