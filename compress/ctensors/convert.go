@@ -333,6 +333,9 @@ func Convert(ctx context.Context, inDir, outDir string, opts Options) (rep quali
 
 	// Build the output next to outDir.
 	parent := filepath.Dir(absOut)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return rep, fmt.Errorf("ctensors: %w", err)
+	}
 	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(absOut)+".tmp-")
 	if err != nil {
 		return rep, fmt.Errorf("ctensors: %w", err)
