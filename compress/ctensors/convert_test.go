@@ -438,3 +438,42 @@ func TestCancel(t *testing.T) {
 		t.Errorf("cancelled conversion left %v", ents)
 	}
 }
+
+// TestOutputCanonical checks that each output shard is in the safetensors
+// package's canonical form: reading it and writing it back is identical.
+func TestOutputCanonical(t *testing.T) {
+	in := gen(t, smallCfg)
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := Convert(context.Background(), in, out, Options{Scheme: "int4"}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := st.Open(filepath.Join(out, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	w, err := st.NewWriter(&buf, f.Metadata(), f.Tensors())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range f.Tensors() {
+		b, err := f.ReadTensor(context.Background(), ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteTensor(ti.Name, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	orig, _ := os.ReadFile(filepath.Join(out, "model.safetensors"))
+	if !bytes.Equal(orig, buf.Bytes()) {
+		t.Error("output shard is not canonical")
+	}
+	if f.Metadata()["format"] != "pt" {
+		t.Errorf("metadata not carried over: %v", f.Metadata())
+	}
+}
