@@ -15,13 +15,12 @@ const (
 func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
 
 // roundHalfAway is C's roundf followed by a conversion to int: halves go away
-// from zero. Adding ±0.5 in float64 is exact for any float32 below 2^29, and
-// the conversion truncates, so this equals roundf without a math.Round call.
+// from zero. Adding ±0.5 (with v's sign) in float64 is exact for any float32
+// from 2^−28 up to 2^29, cannot reach the next integer for smaller v, and the
+// conversion truncates; so this equals roundf without a branch or math.Round.
 func roundHalfAway(v float32) int32 {
-	if v < 0 {
-		return int32(float64(v) - 0.5)
-	}
-	return int32(float64(v) + 0.5)
+	f := float64(v)
+	return int32(f + math.Copysign(0.5, f))
 }
 
 func putF16(b []byte, v float32) { binary.LittleEndian.PutUint16(b, FP32ToFP16(v)) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"runtime"
 
 	"github.com/gantry-dev/gantry/compress/ggml"
@@ -272,11 +271,9 @@ func process(f *gguf.File, plan *Plan, j *job, opts Options) error {
 		return fmt.Errorf("tensor %q: %w", tp.Name, err)
 	}
 	if !opts.AllowNonFinite {
-		for i, v := range x {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return &NonFiniteError{File: f.Name, Tensor: tp.Name, Index: j.first + int64(i),
-					Offset: j.inOff + int64(i)*tp.From.TypeSize(), Value: v}
-			}
+		if i := firstNonFinite(x); i >= 0 {
+			return &NonFiniteError{File: f.Name, Tensor: tp.Name, Index: j.first + int64(i),
+				Offset: j.inOff + int64(i)*tp.From.TypeSize(), Value: x[i]}
 		}
 	}
 	n, err := tp.To.RowSize(j.n)
@@ -294,6 +291,6 @@ func process(f *gguf.File, plan *Plan, j *job, opts Options) error {
 	if err := ggml.Dequantize(tp.To, b.y, b.out); err != nil {
 		return fmt.Errorf("tensor %q: %w", tp.Name, err)
 	}
-	j.stats.Add(x, b.y)
+	j.stats = errorStats(x, b.y)
 	return nil
 }

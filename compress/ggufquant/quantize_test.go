@@ -16,6 +16,7 @@ import (
 	"github.com/gantry-dev/gantry/compress/ggml"
 	"github.com/gantry-dev/gantry/compress/gguf"
 	"github.com/gantry-dev/gantry/compress/gguf/ggufgen"
+	"github.com/gantry-dev/gantry/compress/quality"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.sha256 golden digests")
@@ -272,5 +273,29 @@ func TestProgressMonotonic(t *testing.T) {
 	}
 	if last != total {
 		t.Errorf("progress ended at %d, want %d", last, total)
+	}
+}
+
+func TestErrorStatsMatchesQuality(t *testing.T) {
+	x := make([]float32, 1003)
+	y := make([]float32, len(x))
+	for i := range x {
+		x[i] = float32(math.Sin(float64(i)))
+		y[i] = x[i] + float32(i%7-3)*1e-3
+	}
+	var want quality.Stats
+	want.Add(x, y)
+	got := errorStats(x, y)
+	close := func(a, b float64) bool { return math.Abs(a-b) <= 1e-12*math.Max(1, math.Abs(a)) }
+	if got.N != want.N || got.MaxAbs != want.MaxAbs || !close(got.SumXX, want.SumXX) || !close(got.SumYY, want.SumYY) ||
+		!close(got.SumXY, want.SumXY) || !close(got.SumEE, want.SumEE) {
+		t.Errorf("errorStats = %+v, quality = %+v", got, want)
+	}
+	if firstNonFinite(x) != -1 {
+		t.Error("finite input flagged")
+	}
+	x[500] = float32(math.Inf(-1))
+	if firstNonFinite(x) != 500 {
+		t.Error("-Inf not found")
 	}
 }
