@@ -85,7 +85,13 @@ func FP32ToBF16(f float32) uint16 {
 func DecodeF16(dst []float32, src []byte) {
 	src = src[:2*len(dst)]
 	for i := range dst {
-		dst[i] = f16Table[binary.LittleEndian.Uint16(src[2*i:])]
+		h := uint32(src[2*i]) | uint32(src[2*i+1])<<8
+		em := h & 0x7fff
+		if em-0x400 < 0x7800 { // normal: rebias the exponent by 112
+			dst[i] = math.Float32frombits((h&0x8000)<<16 | (em<<13 + 112<<23))
+		} else { // zero, subnormal, Inf, NaN
+			dst[i] = f16Table[h]
+		}
 	}
 }
 

@@ -105,3 +105,17 @@ func TestNearestInt(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeF16AllPatterns(t *testing.T) {
+	src := make([]byte, 2<<16)
+	for i := 0; i < 1<<16; i++ {
+		src[2*i], src[2*i+1] = byte(i), byte(i>>8)
+	}
+	dst := make([]float32, 1<<16)
+	DecodeF16(dst, src)
+	for i, v := range dst {
+		if math.Float32bits(v) != math.Float32bits(FP16ToFP32(uint16(i))) {
+			t.Fatalf("DecodeF16(%#04x) = %g, want %g", i, v, FP16ToFP32(uint16(i)))
+		}
+	}
+}
