@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -164,5 +165,53 @@ func TestVersionAndTerraformFlags(t *testing.T) {
 	// -v is no long flag: it stays a (bad) shorthand, not --v.
 	if code, _, errs := gantry(t, "plan", quickstart, "-v"); code != 1 || !strings.Contains(errs, "unknown shorthand flag: 'v'") {
 		t.Errorf("-v: %d %s", code, errs)
+	}
+}
+
+func TestQuantize(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "q8.gguf")
+	code, stdout, errs := gantry(t, "quantize", "--in", quickstart+"/models/tiny-llama-f16.gguf", "--out", out, "--type", "q8_0", "--threads", "2")
+	if code != 0 {
+		t.Fatalf("gguf: exit %d: %s", code, errs)
+	}
+	if !strings.Contains(stdout, "blk.0.attn_q.weight") || !strings.Contains(stdout, "(model)") || !strings.Contains(stdout, "Quantized ") {
+		t.Errorf("report:\n%s", stdout)
+	}
+	if errs != "" {
+		t.Errorf("not a terminal, yet stderr has %q", errs)
+	}
+	if b, err := os.ReadFile(out); err != nil || string(b[:4]) != "GGUF" {
+		t.Fatalf("output: %v", err)
+	}
+
+	code, stdout, errs = gantry(t, "quantize", "--in", quickstart+"/models/tiny-llama", "--out", filepath.Join(dir, "fp8"), "--type", "fp8", "--report", "json")
+	if code != 0 {
+		t.Fatalf("safetensors: exit %d: %s", code, errs)
+	}
+	var rep struct {
+		Summary struct {
+			RelRMSE float64 `json:"rel_rmse"`
+			Params  int64   `json:"params"`
+		} `json:"summary"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.Summary.Params == 0 || rep.Summary.RelRMSE <= 0 || rep.Summary.RelRMSE > 0.1 {
+		t.Errorf("json report %+v (%v):\n%s", rep, err, stdout)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--in", quickstart + "/models/tiny-llama", "--out", filepath.Join(dir, "x"), "--type", "q4_k_m"}, "use fp8, int8 or int4"},
+		{[]string{"--in", quickstart + "/models/tiny-llama-f16.gguf", "--out", filepath.Join(dir, "y"), "--type", "int4"}, "is for safetensors checkpoints"},
+		{[]string{"--in", quickstart + "/gantry.hcl", "--out", filepath.Join(dir, "z"), "--type", "q8_0"}, "neither a GGUF file nor a safetensors checkpoint"},
+		{[]string{"--in", "nope.gguf", "--out", filepath.Join(dir, "z"), "--type", "q8_0"}, "no such file"},
+		{[]string{"--out", "x"}, "--in, --out and --type are required"},
+	} {
+		code, _, errs := gantry(t, append([]string{"quantize"}, tc.args...)...)
+		if code != 1 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want %q", tc.args, code, errs, tc.want)
+		}
 	}
 }

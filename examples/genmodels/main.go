@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/gantry-dev/gantry/compress/ggml"
+	"github.com/gantry-dev/gantry/compress/gguf/ggufgen"
 	"github.com/gantry-dev/gantry/compress/safetensors"
 	"github.com/gantry-dev/gantry/compress/safetensors/stgen"
 )
@@ -23,6 +25,13 @@ import (
 var TinyLlama = stgen.Config{
 	Layers: 2, Hidden: 128, Intermediate: 256, Vocab: 256, Heads: 4, KVHeads: 2,
 	DType: safetensors.BF16, Seed: 42,
+}
+
+// TinyGGUF is the quickstart's GGUF model: F16, rows of 256 so that the
+// K-quants apply.
+var TinyGGUF = ggufgen.Config{
+	Name: "tiny-llama", Layers: 2, Embd: 256, FF: 512, Vocab: 256, Heads: 4, HeadsKV: 2,
+	Type: ggml.F16, Seed: 42,
 }
 
 func main() {
@@ -39,5 +48,8 @@ func generate(ctx context.Context, out string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	return stgen.WriteLlamaCheckpoint(ctx, dir, TinyLlama)
+	if err := stgen.WriteLlamaCheckpoint(ctx, dir, TinyLlama); err != nil {
+		return err
+	}
+	return ggufgen.WriteLlama(ctx, filepath.Join(out, "tiny-llama-f16.gguf"), TinyGGUF)
 }

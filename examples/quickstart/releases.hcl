@@ -44,20 +44,21 @@ release "tiny-chat" {
   }
 }
 
-# The same model in FP8 as a canary on the big GPUs.
-release "tiny-chat-fp8" {
+# The same model as GGUF, 4-bit K-quants, served by llama.cpp on the big GPUs.
+release "tiny-chat-gguf" {
   model {
-    source = "models/tiny-llama"
-    format = "safetensors"
+    source = "models/tiny-llama-f16.gguf"
+    format = "gguf"
   }
 
   quantize {
-    method = "fp8"
+    method = "q4_k_m"
   }
 
   runtime {
-    image = local.vllm_image
-    args  = ["--model", "/models", "--served-model-name", "tiny-chat-fp8"]
+    image = "ghcr.io/ggml-org/llama.cpp:server"
+    args  = ["--model", "/models/model.gguf", "--port", "8080", "--n-gpu-layers", "99"]
+    port  = 8080
     env   = local.common_env
   }
 
@@ -73,7 +74,7 @@ release "tiny-chat-fp8" {
   }
 
   rollback {
-    query     = "sum(rate(vllm:request_failure_total{release=\"{{.Release}}\"}[5m])) / sum(rate(vllm:request_success_total{release=\"{{.Release}}\"}[5m]))"
+    query     = "sum(rate(llamacpp:requests_failed_total{release=\"{{.Release}}\"}[5m])) / sum(rate(llamacpp:requests_processing{release=\"{{.Release}}\"}[5m]))"
     threshold = 0.05
     window    = "30m"
   }

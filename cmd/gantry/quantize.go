@@ -1,0 +1,96 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gantry-dev/gantry/compress"
+	"github.com/gantry-dev/gantry/compress/quality"
+)
+
+func (a *app) quantizeCmd() *cobra.Command {
+	var (
+		in, out, typ, report string
+		opts                 compress.Options
+	)
+	cmd := &cobra.Command{
+		Use:   "quantize --in PATH --out PATH --type TYPE",
+		Short: "Quantize a model file (GGUF) or checkpoint (safetensors)",
+		Long: `Quantize compresses a model as the release pipeline does, offline.
+
+A GGUF input (F32, F16 or BF16) takes a llama-quantize type: q8_0, q4_0, q4_1,
+q5_0, q5_1, q4_k, q5_k, q6_k, q4_k_s, q4_k_m, q5_k_s, q5_k_m. The output is byte
+for byte what llama-quantize writes, with its per-tensor mixes unless --pure.
+
+A safetensors checkpoint directory (with config.json) takes fp8, int8 or int4 and
+becomes a vLLM-loadable compressed-tensors checkpoint.
+
+It ends with the error of every quantized tensor against the original (relative
+RMSE, max abs error, cosine) and a whole-model summary; --report json prints it as
+JSON. The output is written atomically. NaN or Inf weights are an error naming the
+tensor unless --allow-nonfinite.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if in == "" || out == "" || typ == "" {
+				return errors.New("--in, --out and --type are required")
+			}
+			if report != "table" && report != "json" {
+				return fmt.Errorf("--report %q: want table or json", report)
+			}
+			opts.Type = typ
+			total, err := compress.InputSize(in)
+			if err != nil {
+				return fmt.Errorf("quantize: %w", err)
+			}
+			bar := newProgressBar(cmd.Context(), a.stderr, isTerminal(a.stderr), "quantize", total)
+			opts.Progress = bar.Set
+			rep, err := compress.Quantize(cmd.Context(), in, out, opts)
+			bar.Done(err == nil)
+			if err != nil {
+				return err
+			}
+			if report == "json" {
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			return writeReport(a.stdout, rep, out)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&in, "in", "", "input: a GGUF file or a safetensors checkpoint directory")
+	f.StringVar(&out, "out", "", "output file (GGUF) or directory (safetensors)")
+	f.StringVar(&typ, "type", "", "target type, e.g. q4_k_m, q8_0, fp8, int4")
+	f.IntVar(&opts.Threads, "threads", 0, "worker threads (default GOMAXPROCS)")
+	f.BoolVar(&opts.Pure, "pure", false, "GGUF: quantize every eligible tensor to the base type (no mixes)")
+	f.StringArrayVar(&opts.Skip, "skip", nil, "glob of tensor names to leave unquantized (repeatable)")
+	f.IntVar(&opts.GroupSize, "group-size", 0, "int4 group size (default 128)")
+	f.BoolVar(&opts.LeaveOutput, "leave-output-tensor", false, "GGUF: keep output.weight unquantized")
+	f.BoolVar(&opts.AllowNonFinite, "allow-nonfinite", false, "quantize NaN and Inf weights instead of failing")
+	f.StringVar(&report, "report", "table", "report format: table or json")
+	return cmd
+}
+
+func writeReport(w io.Writer, rep quality.Report, out string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "tensor\ttype\tparams\trel RMSE\tmax abs\tcosine\t")
+	row := func(t quality.Tensor) {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.5f\t%.5g\t%.6f\t\n", t.Name, t.Type, t.Params, t.RelRMSE, t.MaxAbs, t.Cosine)
+	}
+	for _, t := range rep.Tensors {
+		row(t)
+	}
+	fmt.Fprintln(tw, strings.Repeat("-", 6)+"\t\t\t\t\t\t")
+	row(rep.Summary)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\nQuantized %d tensors (%d parameters) into %s.\n", len(rep.Tensors), rep.Summary.Params, out)
+	return err
+}
