@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gantry-dev/gantry/compress"
 	"github.com/gantry-dev/gantry/planner"
 )
 
@@ -213,5 +214,13 @@ func TestQuantize(t *testing.T) {
 		if code != 1 || !strings.Contains(errs, tc.want) {
 			t.Errorf("%v: exit %d, stderr %q; want %q", tc.args, code, errs, tc.want)
 		}
+	}
+}
+
+// The planner keys artifacts by the quantizer's version; the two constants
+// live apart because planner may not import compress.
+func TestQuantizerVersionsAgree(t *testing.T) {
+	if compress.Version != planner.QuantizerVersion {
+		t.Fatalf("compress.Version %q != planner.QuantizerVersion %q", compress.Version, planner.QuantizerVersion)
 	}
 }
