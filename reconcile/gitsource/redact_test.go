@@ -1,0 +1,65 @@
+package gitsource
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestRedactURL(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"https://user:s3cret@github.com/org/specs.git", "https://REDACTED@github.com/org/specs.git"},
+		{"https://ghp_token123@github.com/org/specs.git", "https://REDACTED@github.com/org/specs.git"}, // token as user
+		{"https://oauth2:glpat-x%2Fy@gitlab.com/g/specs.git", "https://REDACTED@gitlab.com/g/specs.git"},
+		{"http://u:p@127.0.0.1:8080/specs.git?x=1#frag", "http://REDACTED@127.0.0.1:8080/specs.git?x=1#frag"},
+		{"ssh://git@example.com:2222/specs.git", "ssh://REDACTED@example.com:2222/specs.git"},
+		{"https://github.com/org/specs.git", "https://github.com/org/specs.git"},
+		{"file:///srv/git/specs.git", "file:///srv/git/specs.git"},
+		{"git@github.com:org/specs.git", "git@github.com:org/specs.git"}, // scp-like: no password
+		{"/srv/git/specs", "/srv/git/specs"},
+		{"../specs", "../specs"},
+		{"", ""},
+	} {
+		if got := redactURL(tc.in); got != tc.want {
+			t.Errorf("redactURL(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		// Parses: as redactURL.
+		{"https://user:s3cret@github.com/org/specs.git", "https://REDACTED@github.com/org/specs.git"},
+		{"https://github.com/org/specs.git", "https://github.com/org/specs.git"},
+		{"/srv/git/specs%zz", "/srv/git/specs%zz"}, // a local path, not a URL
+		{"git@github.com:org/specs.git", "git@github.com:org/specs.git"},
+		// Does not parse, which redactURL passes through whole.
+		{"https://user:s3cr%zzet@github.com/org/specs.git", "https://REDACTED@github.com/org/specs.git"},
+		{"https://user:s3c/ret@github.com/org/specs.git", "https://REDACTED@github.com/org/specs.git"},
+		{"https://user:s3cret@github.com/org/sp%zzecs.git", "https://REDACTED@github.com/org/sp%zzecs.git"},
+		{"https://github.com/org/sp%zzecs.git", "https://github.com/org/sp%zzecs.git"},
+	} {
+		if got := describe(tc.in); got != tc.want {
+			t.Errorf("describe(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// A URL that does not parse fails before go-git, whose url.Parse error
+// would quote it password and all.
+func TestCheckoutInvalidURLKeepsSecret(t *testing.T) {
+	for _, raw := range []string{
+		"https://user:s3cr%zzet@127.0.0.1:1/specs.git", // an unescaped % in the password
+		"https://user:s3cr/et@127.0.0.1:1/specs.git",   // an unescaped / in the password
+		"https://user:s3cret@127.0.0.1:1/sp%zzecs.git",
+		"https://user:s3cret@127.0.0.1:notaport/specs.git",
+	} {
+		_, err := Checkout(context.Background(), raw, "", t.TempDir())
+		if err == nil {
+			t.Fatalf("Checkout(%q) succeeded", raw)
+		}
+		if msg := err.Error(); strings.Contains(msg, "s3cr") || !strings.Contains(msg, "not a valid URL") {
+			t.Errorf("Checkout(%q): %q, want a \"not a valid URL\" error without the password", raw, msg)
+		}
+	}
+}
