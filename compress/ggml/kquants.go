@@ -69,7 +69,7 @@ func makeQKX2(nmax int32, x, weights []float32, l, laux []uint8, rmin, rdelta fl
 			q := clampInt(nearestInt(iscale*(x[i]-min)), 0, nmax)
 			laux[i] = uint8(q)
 			w := weights[i]
-			wl := w * float32(q)
+			wl := float32(w * float32(q)) // explicit: no fusion into sumL's add
 			sumL += wl
 			sumL2 += float32(wl * float32(q))
 			sumXL += float32(wl * x[i])
@@ -184,7 +184,7 @@ func kScales(x *[QK_K]float32, nmax int32, rmin, rdelta float32, nstep int, sc *
 		if d == 0 {
 			continue
 		}
-		dm := dminf * float32(m)
+		dm := float32(dminf * float32(m)) // explicit: no fusion with x+dm below
 		for i := 32 * j; i < 32*j+32; i++ {
 			l[i] = uint8(clampInt(nearestInt((x[i]+dm)/d), 0, nmax))
 		}
