@@ -164,11 +164,11 @@ func TestBuildOrderAndCounts(t *testing.T) {
 		// 3rd -> a2 (2 < 6).
 		"create tiny-chat Deployment llm/tiny-chat-gpu-a2",
 		"create tiny-chat Deployment llm/tiny-chat-gpu-l1",
-		"quantize tiny-chat-fp8 models/tiny-llama",
-		"push tiny-chat-fp8 gantry.local/models/tiny-chat-fp8:" + planner.ImageTag(planner.ContentKey(&quickstart(t).Releases[1])),
-		"create tiny-chat-fp8 Service llm/tiny-chat-fp8",
-		// fp8 needs 2 GPUs of 40Gi: a100 only. a2 (4+1)/2 = 2.5 < a1 6.
-		"create tiny-chat-fp8 Deployment llm/tiny-chat-fp8-gpu-a2",
+		"quantize tiny-chat-gguf models/tiny-llama-f16.gguf",
+		"push tiny-chat-gguf gantry.local/models/tiny-chat-gguf:" + planner.ImageTag(planner.ContentKey(&quickstart(t).Releases[1])),
+		"create tiny-chat-gguf Service llm/tiny-chat-gguf",
+		// gguf needs 2 GPUs of 40Gi: a100 only. a2 (4+1)/2 = 2.5 < a1 6.
+		"create tiny-chat-gguf Deployment llm/tiny-chat-gguf-gpu-a2",
 	}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("actions (-want +got):\n%s", d)
@@ -258,8 +258,8 @@ func TestDriftAndPrune(t *testing.T) {
 		}
 	}
 	want := []string{
-		"Deployment llm/tiny-chat-fp8-gpu-a2: release tiny-chat-fp8 was removed from the repository",
-		"Service llm/tiny-chat-fp8: release tiny-chat-fp8 was removed from the repository",
+		"Deployment llm/tiny-chat-gguf-gpu-a2: release tiny-chat-gguf was removed from the repository",
+		"Service llm/tiny-chat-gguf: release tiny-chat-gguf was removed from the repository",
 	}
 	if d := cmp.Diff(want, deletes); d != "" {
 		t.Errorf("prune (-want +got):\n%s", d)
@@ -310,7 +310,7 @@ func TestUnplaceableWarns(t *testing.T) {
 	n := 40
 	cfg.Releases[1].Replicas = &n
 	p := build(t, cfg, planner.Observed{})
-	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "tiny-chat-fp8") || !strings.Contains(p.Warnings[0], "cannot be placed") {
+	if len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "tiny-chat-gguf") || !strings.Contains(p.Warnings[0], "cannot be placed") {
 		t.Fatalf("warnings %q", p.Warnings)
 	}
 	// a100 nodes: 8 GPUs - 1 reserve = 7 free, 2 per replica -> 3 each;

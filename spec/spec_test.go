@@ -163,7 +163,7 @@ func TestLoadQuickstart(t *testing.T) {
 	for _, r := range cfg.Releases {
 		names = append(names, r.Name)
 	}
-	if d := cmp.Diff([]string{"tiny-chat", "tiny-chat-fp8"}, names); d != "" {
+	if d := cmp.Diff([]string{"tiny-chat", "tiny-chat-gguf"}, names); d != "" {
 		t.Errorf("releases (-want +got):\n%s", d)
 	}
 	r, _ := cfg.Release("tiny-chat")
