@@ -13,8 +13,10 @@ const groupMaxEps float32 = 1e-15
 // the float32 mantissa (ties to even), which is then read back from the bits.
 // It is exact for |v| ≤ 4194303; outside that range it returns what ggml's
 // version returns, so out-of-range inputs still give identical bytes.
+// The explicit conversion rounds a product passed as v before the addition,
+// so the compiler cannot fuse the two into an FMA after inlining.
 func nearestInt(v float32) int32 {
-	f := v + 12582912
+	f := float32(v) + 12582912
 	return int32(math.Float32bits(f)&0x007fffff) - 0x00400000
 }
 
@@ -31,7 +33,7 @@ func makeQKX2(nmax int32, x, weights []float32, l, laux []uint8, rmin, rdelta fl
 	laux = laux[:n]
 	min, max := x[0], x[0]
 	sumW := weights[0]
-	sumX := sumW * x[0]
+	sumX := float32(sumW * x[0]) // explicit: no fusion with the += below
 	for i := 1; i < n; i++ {
 		if x[i] < min {
 			min = x[i]

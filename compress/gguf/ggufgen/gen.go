@@ -197,7 +197,7 @@ func WriteLlama(ctx context.Context, path string, cfg Config) error {
 			v := vals[:k]
 			for i := range v {
 				if isNorm {
-					v[i] = 1 + 0.05*g.normal()
+					v[i] = 1 + float32(0.05*g.normal()) // explicit: no FMA, same bytes on every CPU
 				} else {
 					x := g.normal() * scale
 					if g.next()%1024 == 0 { // rare outliers, as trained weights have
