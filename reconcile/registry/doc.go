@@ -1,0 +1,44 @@
+// Package registry packages models as OCI images, pushes them, observes
+// which exist, and pulls them back, with go-containerregistry and no Docker
+// daemon.
+//
+// Two packagings, chosen per release (model.packaging):
+//
+//   - BuildModelPack: a CNCF ModelPack model artifact (artifactType
+//     application/vnd.cncf.model.manifest.v1+json, config
+//     application/vnd.cncf.model.config.v1+json with descriptor{name,
+//     version, revision}, config{format, precision, quantization, paramSize}
+//     and modelfs{type: layers, diffIds}). One uncompressed tar layer per
+//     file, typed weight, weight.config or doc, annotated with
+//     org.cncf.model.filepath and org.opencontainers.image.title. Kubernetes
+//     image volumes and ModelPack tools (modctl) mount it.
+//   - BuildModelcar: KServe's modelcar, a base image plus the files under
+//     /models, one layer per file, built with mutate.Append. Pushed to the
+//     registry its base came from, the base's blobs are mounted, not
+//     downloaded.
+//
+// What it promises:
+//
+//   - Reproducible: the same Model (and base) gives the same digest. Tars
+//     have sorted entries, mtime 0, uid/gid 0, fixed modes; no timestamps
+//     are recorded. Provenance (release, content key, source model digest,
+//     quantize parameters, Git revision) goes into manifest annotations,
+//     so a different revision is a different digest; the planner pushes a
+//     content key once, so the first revision that built it is recorded.
+//   - Streaming: layers are read from disk when hashed and again when
+//     written, never held in memory (see BENCHMARKS.md, "registry").
+//   - Idempotent: Store.Write skips blobs the store has, so re-pushing an
+//     unchanged model uploads nothing (HEADs and one manifest PUT).
+//
+// Stores (Store: Has, Write): Remote, a registry, with authn.DefaultKeychain,
+// parallel uploads, a progress bar on a terminal, bounded jittered retries
+// of network errors and 5xx, and an immediate ErrUnauthorized on 401/403
+// whose message holds no credentials; Layout, an OCI image layout directory
+// (DefaultLayoutDir), the embedded default with no registry. Observe turns
+// Has into the planner's Observed.Artifacts. Pull (and PullRef for
+// "oci://REF") extracts either packaging into a directory, verifying
+// digests, atomically.
+//
+// Tags are the planner's (planner.ImageTag of the content key); the
+// Deployment references the digest Write returns.
+package registry
