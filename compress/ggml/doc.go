@@ -11,7 +11,9 @@
 //     float32 arithmetic in C source order with no fused multiply-add,
 //     fp16 scales rounded to nearest even, roundf (half away from zero)
 //     where ggml uses roundf and nearest_int (half to even, with its
-//     magic-number trick) where ggml uses nearest_int.
+//     magic-number trick) where ggml uses nearest_int. Products that feed an
+//     addition are converted explicitly, so Go cannot fuse them into FMAs
+//     (checked: ggufquant's golden digests hold with GOAMD64=v3 too).
 //   - Dequantize is the inverse that ggml's dequantize_row_* computes.
 //   - FP16/BF16 conversions are exact (widening) or round to nearest even
 //     (narrowing), handle subnormals, infinities and NaN, and need no cgo.
