@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gantry-dev/gantry/planner"
+	"github.com/gantry-dev/gantry/reconcile"
+	"github.com/gantry-dev/gantry/reconcile/dirtarget"
+	"github.com/gantry-dev/gantry/reconcile/gitsource"
+	"github.com/gantry-dev/gantry/reconcile/registry"
+	"github.com/gantry-dev/gantry/spec"
+)
+
+// engineFlags configure an engine: shared by run and apply.
+type engineFlags struct {
+	repo, ref, target, state string
+	insecure                 bool
+	jobs                     int
+	vars                     []string
+}
+
+func (f *engineFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.repo, "repo", ".", "the specs: a directory or a Git URL")
+	fl.StringVar(&f.ref, "ref", "", "branch, tag or commit to track (Git URLs only)")
+	fl.StringVar(&f.target, "target", "", "where objects go: dir:PATH (default: the gantry block's target, else dir:<state>/objects)")
+	fl.StringVar(&f.state, "state-dir", ".gantry", "Gantry's own files: the OCI layout (oci/), builds and sources (work/), Git cache (git/)")
+	fl.BoolVar(&f.insecure, "registry-insecure", false, "allow plain HTTP to registries other than localhost")
+	fl.IntVar(&f.jobs, "jobs", 2, "releases reconciled at once")
+	fl.StringArrayVar(&f.vars, "var", nil, "set a variable, NAME=VALUE (repeatable)")
+}
+
+// engine builds the engine the flags describe. The registry and the
+// target are chosen from the specs as they are at start-up.
+func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *gitsource.Repo, error) {
+	vars := map[string]string{}
+	for _, kv := range f.vars {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, nil, fmt.Errorf("-var %q: want NAME=VALUE", kv)
+		}
+		vars[k] = v
+	}
+	e := &reconcile.Engine{Jobs: f.jobs, Vars: vars, WorkDir: filepath.Join(f.state, "work"), Log: slog.Default()}
+	var repo *gitsource.Repo
+	if isGitURL(f.repo) {
+		sum := sha256.Sum256([]byte(f.repo + "\x00" + f.ref))
+		repo = &gitsource.Repo{URL: f.repo, Ref: f.ref, Dir: filepath.Join(f.state, "git", hex.EncodeToString(sum[:8]))}
+		e.Source = reconcile.GitSource{Repo: repo}
+	} else {
+		if f.ref != "" {
+			return nil, nil, fmt.Errorf("--ref applies only to a Git URL; %s is a directory", f.repo)
+		}
+		e.Source = reconcile.DirSource{Dir: f.repo}
+	}
+	// Read the settings once to pick the drivers.
+	snap, err := e.Source.Fetch(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, diags := spec.Load(ctx, snap.Dir, spec.LoadOptions{Vars: vars})
+	a.printDiags(cfg.Files, diags)
+	if diags.HasErrors() {
+		return nil, nil, exitError{1}
+	}
+	target := f.target
+	if target == "" {
+		target = cfg.Settings.Target
+	}
+	if target == "" {
+		target = "dir:" + filepath.Join(f.state, "objects")
+	}
+	dir, ok := strings.CutPrefix(target, "dir:")
+	if !ok || dir == "" {
+		return nil, nil, fmt.Errorf("--target %q: this gantry supports dir:PATH", target)
+	}
+	e.Target = reconcile.DirTarget{Target: dirtarget.Target{Dir: dir}}
+	if cfg.Settings.Registry != "" {
+		e.Store = registry.NewRemote(registry.Options{Insecure: f.insecure})
+	} else {
+		e.Store = registry.NewLayout(filepath.Join(f.state, "oci"))
+	}
+	return e, repo, nil
+}
+
+func (a *app) runCmd() *cobra.Command {
+	var (
+		f        engineFlags
+		once     bool
+		interval time.Duration
+		listen   string
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Keep the target equal to the specs (the reconcile daemon)",
+		Long: `Run reconciles the target with the specs: for each release it quantizes the
+model, gates it, pushes the image and applies the objects, then prunes what the
+specs no longer want. With --once it does one pass, prints the result and exits
+(non-zero if any release failed). Otherwise it keeps going: on every --interval
+(with jitter), when a directory of specs changes on disk, and on a webhook.
+
+On embedded defaults (no registry in the specs, no --target) images go to the
+OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			e, _, err := a.engine(ctx, &f)
+			if err != nil {
+				return err
+			}
+			if once {
+				res, err := e.Reconcile(ctx)
+				a.printResult(res)
+				if err != nil {
+					if errors.Is(err, reconcile.ErrInvalidSpecs) {
+						fmt.Fprint(a.stderr, e.Status().Diagnostics)
+					}
+					return err
+				}
+				for _, r := range res.Releases {
+					if r.State == reconcile.StateFailed || r.State == reconcile.StateBlocked {
+						return exitError{1}
+					}
+				}
+				return nil
+			}
+			return a.loop(ctx, e, &f, interval, listen)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&once, "once", false, "reconcile once and exit")
+	cmd.Flags().DurationVar(&interval, "interval", time.Minute, "time between reconciles (a resync even when nothing changed)")
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the status page, /metrics, /healthz, /readyz and /hooks/git")
+	return cmd
+}
+
+// loop reconciles until ctx ends, on a jittered interval and on triggers
+// from the file watcher.
+func (a *app) loop(ctx context.Context, e *reconcile.Engine, f *engineFlags, interval time.Duration, listen string) error {
+	trigger := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case trigger <- struct{}{}:
+		default:
+		}
+	}
+	if !isGitURL(f.repo) {
+		go func() {
+			if err := gitsource.Watch(ctx, f.repo, 300*time.Millisecond, poke); err != nil {
+				slog.Error("file watcher stopped; falling back to the interval", "err", err)
+			}
+		}()
+	}
+	slog.Info("gantry running", "repo", f.repo, "interval", interval, "listen", listen)
+	for {
+		res, err := e.Reconcile(ctx)
+		if ctx.Err() != nil {
+			slog.Info("shutting down")
+			return nil
+		}
+		if err != nil {
+			slog.Error("reconcile failed", "revision", res.Revision, "err", err)
+		} else {
+			slog.Info("reconciled", "revision", res.Revision, "executed", res.Executed)
+		}
+		// ±10% jitter keeps a fleet of daemons from polling in lockstep.
+		wait := interval + time.Duration(rand.Int64N(int64(interval)/5+1)) - interval/10
+		select {
+		case <-ctx.Done():
+			slog.Info("shutting down")
+			return nil
+		case <-time.After(wait):
+		case <-trigger:
+		}
+	}
+}
+
+func (a *app) printResult(res reconcile.Result) {
+	if res.Plan != nil {
+		_ = planner.WriteText(a.stdout, res.Plan, planner.TextOptions{Color: a.color})
+	}
+	if len(res.Releases) == 0 {
+		return
+	}
+	fmt.Fprintf(a.stdout, "\nReconciled revision %s: %d actions executed.\n\n", orNone(res.Revision), res.Executed)
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RELEASE\tSTATE\tIMAGE\tREASON")
+	for _, r := range res.Releases {
+		img := r.Image
+		if r.Digest != "" {
+			img = strings.SplitN(r.Image, ":", 2)[0] + "@" + shortDigest(r.Digest)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.State, img, r.Reason)
+	}
+	tw.Flush()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(not a Git working copy)"
+	}
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+func shortDigest(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
+}

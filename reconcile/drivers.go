@@ -1,0 +1,81 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/gantry-dev/gantry/planner"
+	"github.com/gantry-dev/gantry/reconcile/dirtarget"
+	"github.com/gantry-dev/gantry/reconcile/gitsource"
+	"github.com/gantry-dev/gantry/schedule"
+	"github.com/gantry-dev/gantry/spec"
+)
+
+// Snapshot is one revision of the specs on disk.
+type Snapshot struct {
+	Dir      string
+	Revision string // "" for a plain directory
+}
+
+// Source yields the latest specs.
+type Source interface {
+	Fetch(ctx context.Context) (Snapshot, error)
+}
+
+// Target is where Kubernetes objects live.
+type Target interface {
+	// Observe returns the managed objects and the GPU nodes.
+	Observe(ctx context.Context, cfg *spec.Config) ([]planner.Object, []schedule.Node, error)
+	// Apply carries out create, update and delete actions in order.
+	Apply(ctx context.Context, namespace string, actions []planner.Action) error
+}
+
+// DirSource is a plain directory (or a working copy, whose HEAD commit is
+// reported as the revision).
+type DirSource struct{ Dir string }
+
+// Fetch returns the directory as it is now.
+func (s DirSource) Fetch(ctx context.Context) (Snapshot, error) {
+	if _, err := os.Stat(s.Dir); err != nil {
+		return Snapshot{}, fmt.Errorf("specs: %w", err)
+	}
+	rev, _ := gitsource.Head(ctx, s.Dir) // not a working copy: no revision
+	return Snapshot{Dir: s.Dir, Revision: rev}, nil
+}
+
+// DirTarget renders objects into a directory of YAML files, the embedded
+// default. GPU nodes come from the specs' static inventory.
+type DirTarget struct{ dirtarget.Target }
+
+// Observe reads the YAML files back.
+func (t DirTarget) Observe(ctx context.Context, cfg *spec.Config) ([]planner.Object, []schedule.Node, error) {
+	objs, err := t.Target.Observe(ctx)
+	return objs, planner.StaticNodes(cfg), err
+}
+
+// Apply writes and removes files.
+func (t DirTarget) Apply(ctx context.Context, _ string, actions []planner.Action) error {
+	for _, a := range actions {
+		var err error
+		switch a.Type {
+		case planner.Create, planner.Update:
+			err = t.Put(ctx, *a.Object)
+		case planner.Delete:
+			err = t.Delete(ctx, *a.Object)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GitSource is a remote repository kept in a cache directory.
+type GitSource struct{ Repo *gitsource.Repo }
+
+// Fetch brings the checkout up to date.
+func (s GitSource) Fetch(ctx context.Context) (Snapshot, error) {
+	dir, rev, err := s.Repo.Fetch(ctx)
+	return Snapshot{Dir: dir, Revision: rev}, err
+}

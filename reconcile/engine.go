@@ -1,0 +1,350 @@
+package reconcile
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/gantry-dev/gantry/compress"
+	"github.com/gantry-dev/gantry/compress/quality"
+	"github.com/gantry-dev/gantry/planner"
+	"github.com/gantry-dev/gantry/reconcile/registry"
+	"github.com/gantry-dev/gantry/spec"
+)
+
+// ErrInvalidSpecs is returned when the specs do not validate; nothing is
+// executed and Status.Diagnostics says why.
+var ErrInvalidSpecs = errors.New("the specs are invalid")
+
+// Engine runs reconciles. Its fields are set once, before the first call.
+type Engine struct {
+	Source Source
+	Target Target
+	// Store holds model images: a registry or the local OCI layout.
+	Store registry.Store
+	// Images reads oci:// model sources and modelcar base images; nil
+	// means Store when it can (registry.Remote and registry.Layout can).
+	Images registry.Source
+	// WorkDir caches sources and quantized builds, keyed by content.
+	WorkDir string
+	// Jobs is how many releases run at once; default 2.
+	Jobs int
+	// Vars are -var values for the specs.
+	Vars map[string]string
+	Log  *slog.Logger
+	// Quantize is compress.Quantize unless a test replaces it.
+	Quantize func(ctx context.Context, in, out string, opts compress.Options) (quality.Report, error)
+	// Observer, if set, hears about work done (metrics).
+	Observer Observer
+
+	mu       sync.Mutex
+	status   Status
+	failures map[string]failure
+}
+
+// Observer is told what an engine does, for metrics. Implementations
+// must be safe for concurrent use.
+type Observer interface {
+	Reconciled(result string, d time.Duration, revision string)
+	Quantized(release string, bytes int64)
+	Pushed(release string, bytes int64)
+}
+
+type failure struct {
+	count int
+	next  time.Time
+	hash  string // the release's spec when it failed; a new spec retries at once
+}
+
+// Result says what one reconcile did.
+type Result struct {
+	Revision string
+	Plan     *planner.Plan
+	// Executed counts the actions carried out (builds and object changes).
+	Executed int
+	Releases []ReleaseStatus
+}
+
+func (e *Engine) log() *slog.Logger {
+	if e.Log != nil {
+		return e.Log
+	}
+	return slog.Default()
+}
+
+// Reconcile runs one pass: fetch, load, observe, plan, execute.
+func (e *Engine) Reconcile(ctx context.Context) (Result, error) {
+	start := time.Now()
+	res, err := e.reconcile(ctx)
+	outcome := "success"
+	switch {
+	case errors.Is(err, ErrInvalidSpecs):
+		outcome = "invalid"
+	case err != nil:
+		outcome = "error"
+	}
+	if e.Observer != nil {
+		e.Observer.Reconciled(outcome, time.Since(start), res.Revision)
+	}
+	e.mu.Lock()
+	e.status.Time = start
+	e.status.Duration = time.Since(start)
+	e.status.Phase = outcome
+	e.status.Error = ""
+	if err != nil {
+		e.status.Error = err.Error()
+	}
+	e.mu.Unlock()
+	return res, err
+}
+
+func (e *Engine) reconcile(ctx context.Context) (Result, error) {
+	snap, err := e.Source.Fetch(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("fetch specs: %w", err)
+	}
+	res := Result{Revision: snap.Revision}
+	cfg, diags := spec.Load(ctx, snap.Dir, spec.LoadOptions{Vars: e.Vars})
+	cfg.Revision = snap.Revision
+	var text bytes.Buffer
+	_ = spec.WriteDiagnostics(&text, cfg.Files, diags, 0, false)
+	e.mu.Lock()
+	e.status.Revision, e.status.Diagnostics = snap.Revision, text.String()
+	e.mu.Unlock()
+	if diags.HasErrors() {
+		e.log().Error("specs are invalid; nothing executed", "revision", snap.Revision, "errors", len(diags.Errs()))
+		return res, ErrInvalidSpecs
+	}
+
+	objs, nodes, err := e.Target.Observe(ctx, cfg)
+	if err != nil {
+		return res, fmt.Errorf("observe target: %w", err)
+	}
+	refs := map[string]string{}
+	for i := range cfg.Releases {
+		r := &cfg.Releases[i]
+		key := planner.ContentKey(r)
+		refs[key] = planner.ImageRepository(cfg, r.Name) + ":" + planner.ImageTag(key)
+	}
+	artifacts, err := registry.Observe(ctx, e.Store, refs)
+	if err != nil {
+		return res, fmt.Errorf("observe registry: %w", err)
+	}
+	observed := planner.Observed{Objects: objs, Nodes: nodes, Artifacts: artifacts}
+	plan, err := planner.Build(*cfg, observed)
+	if err != nil {
+		return res, fmt.Errorf("plan: %w", err)
+	}
+	res.Plan = &plan
+	e.mu.Lock()
+	e.status.Plan = &plan
+	e.mu.Unlock()
+
+	byRelease := map[string][]planner.Action{}
+	var prune []planner.Action
+	for _, a := range plan.Actions {
+		if _, ok := cfg.Release(a.Release); ok {
+			byRelease[a.Release] = append(byRelease[a.Release], a)
+		} else {
+			prune = append(prune, a)
+		}
+	}
+
+	statuses := make([]ReleaseStatus, len(cfg.Releases))
+	executed := make([]int, len(cfg.Releases))
+	g, gctx := errgroup.WithContext(ctx)
+	jobs := e.Jobs
+	if jobs <= 0 {
+		jobs = 2
+	}
+	g.SetLimit(jobs)
+	for i := range cfg.Releases {
+		r := &cfg.Releases[i]
+		rp := plan.Releases[i]
+		st := ReleaseStatus{Name: r.Name, Image: rp.Image, Digest: rp.Digest, Replicas: rp.Replicas,
+			Placement: rp.Placement, GPUsPerReplica: r.GPUCount(), State: StateSynced, Reason: "up to date"}
+		if rp.Unplaced != nil {
+			st.Reason = fmt.Sprintf("%d replicas cannot be placed: %s", rp.Unplaced.Count, rp.Unplaced.String())
+		}
+		actions := byRelease[r.Name]
+		if len(actions) == 0 {
+			e.clearFailure(r.Name)
+			statuses[i] = st
+			continue
+		}
+		if wait, ok := e.backingOff(r); ok {
+			st.State, st.Reason, st.NextRetry = StateFailed, e.lastReason(r.Name), &wait
+			statuses[i] = st
+			continue
+		}
+		g.Go(func() error {
+			n, err := e.runRelease(gctx, cfg, snap, r, observed, actions, &st)
+			executed[i] = n
+			if err != nil {
+				var gate *GateError
+				if errors.As(err, &gate) {
+					st.State, st.Reason = StateBlocked, err.Error()
+				} else {
+					st.State, st.Reason = StateFailed, err.Error()
+				}
+				if ctx.Err() == nil {
+					next := e.recordFailure(r, st.Reason)
+					st.NextRetry = &next
+				}
+				e.log().Error("release failed", "release", r.Name, "state", st.State, "err", err)
+			} else {
+				e.clearFailure(r.Name)
+				st.State = StateSynced
+			}
+			statuses[i] = st
+			return nil // one release failing does not stop the others
+		})
+	}
+	_ = g.Wait()
+	for _, n := range executed {
+		res.Executed += n
+	}
+	res.Releases = statuses
+	e.mu.Lock()
+	e.status.Releases = statuses
+	e.status.Nodes = nodeUse(nodes, plan.Releases, cfg)
+	e.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if len(prune) > 0 {
+		if err := e.Target.Apply(ctx, cfg.Settings.Namespace, prune); err != nil {
+			return res, fmt.Errorf("prune: %w", err)
+		}
+		res.Executed += len(prune)
+		e.log().Info("pruned", "objects", len(prune))
+	}
+	return res, nil
+}
+
+// runRelease builds, gates and pushes the release's model when the
+// registry lacks it, then applies the release's objects rendered with the
+// pushed digest.
+func (e *Engine) runRelease(ctx context.Context, cfg *spec.Config, snap Snapshot, r *spec.Release, observed planner.Observed, actions []planner.Action, st *ReleaseStatus) (int, error) {
+	key := planner.ContentKey(r)
+	ref := planner.ImageRepository(cfg, r.Name) + ":" + planner.ImageTag(key)
+	executed := 0
+	if _, ok := observed.Artifacts[key]; !ok {
+		b, err := e.build(ctx, snap, r, key)
+		if err != nil {
+			return executed, fmt.Errorf("release %s: %w", r.Name, err)
+		}
+		executed++
+		if b.Report != nil {
+			st.Error = &b.Report.Summary
+		}
+		if err := gate(snap, r, b.Report); err != nil {
+			return executed, err
+		}
+		digest, err := e.push(ctx, cfg, r, key, ref, b)
+		if err != nil {
+			return executed, fmt.Errorf("release %s: push %s: %w", r.Name, ref, err)
+		}
+		executed++
+		st.Digest = digest
+		arts := make(map[string]planner.Artifact, len(observed.Artifacts)+1)
+		for k, v := range observed.Artifacts {
+			arts[k] = v
+		}
+		arts[key] = planner.Artifact{Ref: ref, Digest: digest}
+		observed.Artifacts = arts
+		// Plan again with the digest known: the objects reference it.
+		plan, err := planner.Build(*cfg, observed)
+		if err != nil {
+			return executed, err
+		}
+		actions = actions[:0:0]
+		for _, a := range plan.Actions {
+			if a.Release == r.Name {
+				actions = append(actions, a)
+			}
+		}
+	}
+	var objects []planner.Action
+	for _, a := range actions {
+		if !a.Type.IsBuild() {
+			objects = append(objects, a)
+		}
+	}
+	if executed > 0 {
+		st.Reason = "built and pushed the model"
+	}
+	if len(objects) == 0 {
+		return executed, nil
+	}
+	if err := e.Target.Apply(ctx, cfg.Settings.Namespace, objects); err != nil {
+		return executed, fmt.Errorf("release %s: apply: %w", r.Name, err)
+	}
+	e.log().Info("applied", "release", r.Name, "changes", len(objects), "revision", cfg.Revision)
+	if executed > 0 {
+		st.Reason = fmt.Sprintf("built and pushed the model; applied %d object changes", len(objects))
+	} else {
+		st.Reason = fmt.Sprintf("applied %d object changes", len(objects))
+	}
+	return executed + len(objects), nil
+}
+
+// backingOff reports whether r failed recently and must wait, unless its
+// spec changed since.
+func (e *Engine) backingOff(r *spec.Release) (time.Time, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	f, ok := e.failures[r.Name]
+	if !ok || f.hash != failureHash(r) || !time.Now().Before(f.next) {
+		return time.Time{}, false
+	}
+	return f.next, true
+}
+
+func failureHash(r *spec.Release) string { return planner.ContentKey(r) + r.PodHash() }
+
+// recordFailure schedules the next attempt: 10s doubling to 5m, with 20%
+// jitter so that many failing releases do not retry in lockstep.
+func (e *Engine) recordFailure(r *spec.Release, reason string) time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.failures == nil {
+		e.failures = map[string]failure{}
+	}
+	f := e.failures[r.Name]
+	if f.hash != failureHash(r) {
+		f = failure{hash: failureHash(r)}
+	}
+	f.count++
+	d := min(5*time.Minute, 10*time.Second<<min(f.count-1, 10))
+	d += time.Duration(rand.Int64N(int64(d) / 5))
+	f.next = time.Now().Add(d)
+	e.failures[r.Name] = f
+	if e.status.reasons == nil {
+		e.status.reasons = map[string]string{}
+	}
+	e.status.reasons[r.Name] = reason
+	return f.next
+}
+
+func (e *Engine) clearFailure(name string) {
+	e.mu.Lock()
+	delete(e.failures, name)
+	e.mu.Unlock()
+}
+
+func (e *Engine) lastReason(name string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r := e.status.reasons[name]; r != "" {
+		return r + " (waiting to retry)"
+	}
+	return "waiting to retry"
+}

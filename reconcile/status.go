@@ -1,0 +1,87 @@
+package reconcile
+
+import (
+	"sort"
+	"time"
+
+	"github.com/gantry-dev/gantry/compress/quality"
+	"github.com/gantry-dev/gantry/planner"
+	"github.com/gantry-dev/gantry/schedule"
+	"github.com/gantry-dev/gantry/spec"
+)
+
+// Release states, as the status page and metrics show them.
+const (
+	StateSynced      = "synced"
+	StateProgressing = "progressing"
+	StateBlocked     = "blocked"
+	StateFailed      = "failed"
+)
+
+// ReleaseStatus is one release after a reconcile.
+type ReleaseStatus struct {
+	Name           string             `json:"name"`
+	State          string             `json:"state"`
+	Reason         string             `json:"reason"`
+	Image          string             `json:"image"`
+	Digest         string             `json:"digest,omitempty"`
+	Replicas       int                `json:"replicas"`
+	GPUsPerReplica int                `json:"gpus_per_replica"`
+	Placement      schedule.Placement `json:"placement"`
+	Error          *quality.Tensor    `json:"quantization_error,omitempty"`
+	NextRetry      *time.Time         `json:"next_retry,omitempty"`
+}
+
+// NodeUse is one node's row of the node × release grid.
+type NodeUse struct {
+	Name     string         `json:"name"`
+	Pool     string         `json:"pool"`
+	GPUs     int            `json:"gpus"`
+	Used     int            `json:"used"`     // by others
+	Releases map[string]int `json:"releases"` // release -> GPUs
+}
+
+// Status is what the engine last did, for the status page and /api/status.
+type Status struct {
+	Revision    string          `json:"revision"`
+	Time        time.Time       `json:"time"`
+	Duration    time.Duration   `json:"duration_ns"`
+	Phase       string          `json:"phase"` // success, invalid, error
+	Error       string          `json:"error,omitempty"`
+	Diagnostics string          `json:"diagnostics,omitempty"`
+	Releases    []ReleaseStatus `json:"releases"`
+	Nodes       []NodeUse       `json:"nodes"`
+	Plan        *planner.Plan   `json:"plan,omitempty"`
+
+	reasons map[string]string
+}
+
+// Status returns a copy of the last status.
+func (e *Engine) Status() Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.status
+	s.reasons = nil
+	s.Releases = append([]ReleaseStatus(nil), s.Releases...)
+	s.Nodes = append([]NodeUse(nil), s.Nodes...)
+	return s
+}
+
+func nodeUse(nodes []schedule.Node, releases []planner.ReleasePlan, cfg *spec.Config) []NodeUse {
+	gpus := map[string]int{}
+	for _, r := range cfg.Releases {
+		gpus[r.Name] = r.GPUCount()
+	}
+	out := make([]NodeUse, 0, len(nodes))
+	for _, n := range nodes {
+		u := NodeUse{Name: n.Name, Pool: n.Pool, GPUs: n.GPUs, Used: n.Used, Releases: map[string]int{}}
+		for _, r := range releases {
+			if c := r.Placement[n.Name]; c > 0 {
+				u.Releases[r.Name] = c * gpus[r.Name]
+			}
+		}
+		out = append(out, u)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
