@@ -3,6 +3,9 @@ package reconcile
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -308,7 +311,13 @@ func (e *Engine) backingOff(r *spec.Release) (time.Time, bool) {
 	return f.next, true
 }
 
-func failureHash(r *spec.Release) string { return planner.ContentKey(r) + r.PodHash() }
+// failureHash fingerprints the whole release block: any edit to it (a new
+// gate threshold, say) is worth an immediate retry.
+func failureHash(r *spec.Release) string {
+	b, _ := json.Marshal(r)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
 
 // recordFailure schedules the next attempt: 10s doubling to 5m, with 20%
 // jitter so that many failing releases do not retry in lockstep.

@@ -456,7 +456,7 @@ func (v *validator) autoscale(r *Release) {
 		}
 		a.Cooldown = d
 	}
-	if n := r.ReplicaCount(); r.Replicas != nil && a.Min <= a.Max && (n < a.Min || n > a.Max) {
+	if n := r.ReplicaCount(); r.Replicas != nil && n >= 0 && a.Min <= a.Max && (n < a.Min || n > a.Max) {
 		v.warnf(v.attr(r.DefRange, "replicas"), "Replicas outside autoscale range", "replicas = %d is outside [%d, %d]; the autoscaler will move it into range.", n, a.Min, a.Max)
 	}
 }
