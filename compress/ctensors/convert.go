@@ -340,6 +340,11 @@ func Convert(ctx context.Context, inDir, outDir string, opts Options) (rep quali
 	if err != nil {
 		return rep, fmt.Errorf("ctensors: %w", err)
 	}
+	// MkdirTemp makes the directory 0700; the checkpoint is an ordinary output.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		os.RemoveAll(tmp)
+		return rep, fmt.Errorf("ctensors: %w", err)
+	}
 	defer func() {
 		if err != nil {
 			os.RemoveAll(tmp)

@@ -335,6 +335,12 @@ func Create(ctx context.Context, path string, kvs []KV, tensors []TensorInfo) (*
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
+	// CreateTemp makes the file 0600; the model is an ordinary output.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
 	fw := &FileWriter{path: path, f: f, bw: bufio.NewWriterSize(f, 1<<20)}
 	w, err := NewWriter(fw.bw, kvs, tensors)
 	if err != nil {

@@ -68,6 +68,10 @@ func Pull(ctx context.Context, src Source, ref, destDir string) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp makes it 0700
+		os.RemoveAll(tmp)
+		return err
+	}
 	defer func() {
 		if err != nil {
 			os.RemoveAll(tmp)
