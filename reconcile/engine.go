@@ -22,6 +22,10 @@ import (
 	"github.com/gantry-dev/gantry/spec"
 )
 
+// ErrStalePlan is returned when a saved plan no longer matches the world
+// or the specs; nothing is executed.
+var ErrStalePlan = errors.New("the saved plan is stale")
+
 // ErrInvalidSpecs is returned when the specs do not validate; nothing is
 // executed and Status.Diagnostics says why.
 var ErrInvalidSpecs = errors.New("the specs are invalid")
@@ -46,6 +50,10 @@ type Engine struct {
 	Quantize func(ctx context.Context, in, out string, opts compress.Options) (quality.Report, error)
 	// Observer, if set, hears about work done (metrics).
 	Observer Observer
+	// Expect, if set, is a saved plan: the reconcile executes only if the
+	// observed state has the same digest and the specs give the same
+	// actions, else it fails with ErrStalePlan.
+	Expect *planner.Plan
 
 	mu       sync.Mutex
 	status   Status
@@ -130,15 +138,9 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("observe target: %w", err)
 	}
-	refs := map[string]string{}
-	for i := range cfg.Releases {
-		r := &cfg.Releases[i]
-		key := planner.ContentKey(r)
-		refs[key] = planner.ImageRepository(cfg, r.Name) + ":" + planner.ImageTag(key)
-	}
-	artifacts, err := registry.Observe(ctx, e.Store, refs)
+	artifacts, err := ObserveArtifacts(ctx, cfg, e.Store)
 	if err != nil {
-		return res, fmt.Errorf("observe registry: %w", err)
+		return res, err
 	}
 	observed := planner.Observed{Objects: objs, Nodes: nodes, Artifacts: artifacts}
 	plan, err := planner.Build(*cfg, observed)
@@ -146,6 +148,11 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 		return res, fmt.Errorf("plan: %w", err)
 	}
 	res.Plan = &plan
+	if e.Expect != nil {
+		if err := sameAsSaved(e.Expect, &plan); err != nil {
+			return res, err
+		}
+	}
 	e.mu.Lock()
 	e.status.Plan = &plan
 	e.mu.Unlock()
@@ -356,4 +363,37 @@ func (e *Engine) lastReason(name string) string {
 		return r + " (waiting to retry)"
 	}
 	return "waiting to retry"
+}
+
+// sameAsSaved checks a fresh plan against a saved one.
+func sameAsSaved(saved, fresh *planner.Plan) error {
+	if saved.ObservedDigest != fresh.ObservedDigest {
+		return fmt.Errorf("%w: the target or the registry changed since it was made; plan again", ErrStalePlan)
+	}
+	if len(saved.Actions) != len(fresh.Actions) {
+		return fmt.Errorf("%w: the specs changed since it was made (%d actions then, %d now); plan again", ErrStalePlan, len(saved.Actions), len(fresh.Actions))
+	}
+	for i, a := range saved.Actions {
+		b := fresh.Actions[i]
+		if a.Type != b.Type || a.Subject != b.Subject || a.ContentKey != b.ContentKey || a.Reason != b.Reason {
+			return fmt.Errorf("%w: action %d was %q, is now %q; plan again", ErrStalePlan, i+1, string(a.Type)+" "+a.Subject, string(b.Type)+" "+b.Subject)
+		}
+	}
+	return nil
+}
+
+// ObserveArtifacts asks the store which releases' model images exist, by
+// content key: what planner.Observed.Artifacts holds.
+func ObserveArtifacts(ctx context.Context, cfg *spec.Config, store registry.Store) (map[string]planner.Artifact, error) {
+	refs := map[string]string{}
+	for i := range cfg.Releases {
+		r := &cfg.Releases[i]
+		key := planner.ContentKey(r)
+		refs[key] = planner.ImageRepository(cfg, r.Name) + ":" + planner.ImageTag(key)
+	}
+	artifacts, err := registry.Observe(ctx, store, refs)
+	if err != nil {
+		return nil, fmt.Errorf("observe registry: %w", err)
+	}
+	return artifacts, nil
 }

@@ -224,3 +224,36 @@ func TestQuantizerVersionsAgree(t *testing.T) {
 		t.Fatalf("compress.Version %q != planner.QuantizerVersion %q", compress.Version, planner.QuantizerVersion)
 	}
 }
+
+func TestRunOnceAndApplySavedPlan(t *testing.T) {
+	state := t.TempDir()
+	objects := filepath.Join(state, "objects")
+	planFile := filepath.Join(state, "plan.json")
+	common := []string{"--state-dir", state, "--target", "dir:" + objects}
+
+	// Save a plan, apply it, and find that applying it again is refused.
+	if code, _, errs := gantry(t, append([]string{"plan", quickstart, "-out", planFile}, common...)...); code != 0 {
+		t.Fatalf("plan: %d %s", code, errs)
+	}
+	code, out, errs := gantry(t, append([]string{"apply", "--repo", quickstart, "-plan", planFile}, common...)...)
+	if code != 0 || !strings.Contains(out, "built and pushed the model; applied 3 object changes") {
+		t.Fatalf("apply: %d %s\n%s", code, errs, out)
+	}
+	code, _, errs = gantry(t, append([]string{"apply", "--repo", quickstart, "-plan", planFile}, common...)...)
+	if code != 1 || !strings.Contains(errs, "the saved plan is stale") {
+		t.Fatalf("stale plan: %d %s", code, errs)
+	}
+
+	// run --once on the converged world does nothing.
+	code, out, errs = gantry(t, append([]string{"run", "--repo", quickstart, "--once"}, common...)...)
+	if code != 0 || !strings.Contains(out, "No changes.") || !strings.Contains(out, "0 actions executed") {
+		t.Fatalf("run --once: %d %s\n%s", code, errs, out)
+	}
+	entries, _ := os.ReadDir(objects)
+	if len(entries) != 5 {
+		t.Errorf("%d objects rendered, want 5", len(entries))
+	}
+	if code, _, _ := gantry(t, append([]string{"plan", quickstart, "-detailed-exitcode"}, common...)...); code != 0 {
+		t.Errorf("plan after apply: exit %d, want 0", code)
+	}
+}

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gantry-dev/gantry/planner"
+	"github.com/gantry-dev/gantry/reconcile"
 	"github.com/gantry-dev/gantry/reconcile/dirtarget"
+	"github.com/gantry-dev/gantry/reconcile/registry"
 	"github.com/gantry-dev/gantry/spec"
 )
 
@@ -17,6 +20,8 @@ func (a *app) planCmd() *cobra.Command {
 	var (
 		src          sourceFlags
 		target       string
+		state        string
+		insecure     bool
 		format       string
 		detailedExit bool
 		out          string
@@ -42,7 +47,7 @@ live state is empty, so the plan shows everything the specs want.`,
 			default:
 				return fmt.Errorf("--format %q: want text, json or markdown", format)
 			}
-			plan, err := a.plan(cmd.Context(), path, src, target)
+			plan, err := a.plan(cmd.Context(), path, src, target, stores{state: state, insecure: insecure})
 			if err != nil {
 				return err
 			}
@@ -78,20 +83,36 @@ live state is empty, so the plan shows everything the specs want.`,
 	cmd.Flags().StringVar(&src.ref, "ref", "", "branch, tag or commit to check out (Git URLs only)")
 	cmd.Flags().StringArrayVar(&src.vars, "var", nil, "set a variable, NAME=VALUE (repeatable)")
 	cmd.Flags().StringVar(&target, "target", "", "where objects live: dir:PATH (default: the gantry block's target, else nothing)")
+	cmd.Flags().StringVar(&state, "state-dir", ".gantry", "where gantry run keeps the OCI layout (oci/) that a dir target's images live in")
+	cmd.Flags().BoolVar(&insecure, "registry-insecure", false, "allow plain HTTP to registries other than localhost")
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text, json or markdown")
 	cmd.Flags().BoolVar(&detailedExit, "detailed-exitcode", false, "exit 0 when there are no changes, 1 on error, 2 when there are changes")
 	cmd.Flags().StringVarP(&out, "out", "o", "", "save the plan as JSON to FILE")
 	return cmd
 }
 
-// plan loads, observes and builds. It is shared by plan and, later, apply.
-func (a *app) plan(ctx context.Context, path string, src sourceFlags, target string) (*planner.Plan, error) {
+// stores says where model images are looked up.
+type stores struct {
+	state    string
+	insecure bool
+}
+
+// store is the registry of the specs, or the local OCI layout.
+func (s stores) store(cfg *spec.Config) registry.Store {
+	if cfg.Settings.Registry != "" {
+		return registry.NewRemote(registry.Options{Insecure: s.insecure})
+	}
+	return registry.NewLayout(filepath.Join(s.state, "oci"))
+}
+
+// plan loads, observes and builds.
+func (a *app) plan(ctx context.Context, path string, src sourceFlags, target string, st stores) (*planner.Plan, error) {
 	cfg, cleanup, err := a.load(ctx, path, src)
 	defer cleanup()
 	if err != nil {
 		return nil, err
 	}
-	observed, err := observe(ctx, cfg, target)
+	observed, err := observe(ctx, cfg, target, st)
 	if err != nil {
 		return nil, err
 	}
@@ -102,9 +123,11 @@ func (a *app) plan(ctx context.Context, path string, src sourceFlags, target str
 	return &plan, nil
 }
 
-// observe fills the observed state from the target. GPU nodes come from the
-// static inventory in the specs.
-func observe(ctx context.Context, cfg *spec.Config, target string) (planner.Observed, error) {
+// observe fills the observed state from the target and, with a target,
+// the image store, exactly as gantry run and apply do, so that a saved
+// plan can be checked against them. GPU nodes come from the static
+// inventory in the specs.
+func observe(ctx context.Context, cfg *spec.Config, target string, st stores) (planner.Observed, error) {
 	if target == "" {
 		target = cfg.Settings.Target
 	}
@@ -121,6 +144,11 @@ func observe(ctx context.Context, cfg *spec.Config, target string) (planner.Obse
 			return obs, err
 		}
 		obs.Objects = objs
+		arts, err := reconcile.ObserveArtifacts(ctx, cfg, st.store(cfg))
+		if err != nil {
+			return obs, err
+		}
+		obs.Artifacts = arts
 	default:
 		return obs, fmt.Errorf("--target %q: this gantry supports dir:PATH", target)
 	}

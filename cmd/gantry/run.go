@@ -19,7 +19,6 @@ import (
 	"github.com/gantry-dev/gantry/reconcile"
 	"github.com/gantry-dev/gantry/reconcile/dirtarget"
 	"github.com/gantry-dev/gantry/reconcile/gitsource"
-	"github.com/gantry-dev/gantry/reconcile/registry"
 	"github.com/gantry-dev/gantry/spec"
 )
 
@@ -87,11 +86,7 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 		return nil, nil, fmt.Errorf("--target %q: this gantry supports dir:PATH", target)
 	}
 	e.Target = reconcile.DirTarget{Target: dirtarget.Target{Dir: dir}}
-	if cfg.Settings.Registry != "" {
-		e.Store = registry.NewRemote(registry.Options{Insecure: f.insecure})
-	} else {
-		e.Store = registry.NewLayout(filepath.Join(f.state, "oci"))
-	}
+	e.Store = stores{state: f.state, insecure: f.insecure}.store(cfg)
 	return e, repo, nil
 }
 
