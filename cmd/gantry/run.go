@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,10 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -19,6 +24,7 @@ import (
 	"github.com/gantry-dev/gantry/reconcile"
 	"github.com/gantry-dev/gantry/reconcile/dirtarget"
 	"github.com/gantry-dev/gantry/reconcile/gitsource"
+	"github.com/gantry-dev/gantry/reconcile/server"
 	"github.com/gantry-dev/gantry/spec"
 )
 
@@ -92,10 +98,11 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 
 func (a *app) runCmd() *cobra.Command {
 	var (
-		f        engineFlags
-		once     bool
-		interval time.Duration
-		listen   string
+		f          engineFlags
+		once       bool
+		interval   time.Duration
+		listen     string
+		secretFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -111,7 +118,7 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			e, _, err := a.engine(ctx, &f)
+			e, repo, err := a.engine(ctx, &f)
 			if err != nil {
 				return err
 			}
@@ -131,19 +138,37 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 				}
 				return nil
 			}
-			return a.loop(ctx, e, &f, interval, listen)
+			secret, err := webhookSecret(secretFile)
+			if err != nil {
+				return err
+			}
+			return a.loop(ctx, e, repo, &f, interval, listen, secret)
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&once, "once", false, "reconcile once and exit")
 	cmd.Flags().DurationVar(&interval, "interval", time.Minute, "time between reconciles (a resync even when nothing changed)")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the status page, /metrics, /healthz, /readyz and /hooks/git")
+	cmd.Flags().StringVar(&secretFile, "webhook-secret-file", "", "file holding the webhook secret (or set GANTRY_WEBHOOK_SECRET); without one /hooks/git refuses every request")
 	return cmd
 }
 
-// loop reconciles until ctx ends, on a jittered interval and on triggers
-// from the file watcher.
-func (a *app) loop(ctx context.Context, e *reconcile.Engine, f *engineFlags, interval time.Duration, listen string) error {
+// webhookSecret reads the secret from a file (trailing newline dropped)
+// or GANTRY_WEBHOOK_SECRET.
+func webhookSecret(file string) ([]byte, error) {
+	if file == "" {
+		return []byte(os.Getenv("GANTRY_WEBHOOK_SECRET")), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--webhook-secret-file: %w", err)
+	}
+	return bytes.TrimRight(b, "\r\n"), nil
+}
+
+// loop serves the status endpoints and reconciles until ctx ends: on a
+// jittered interval, when the watched directory changes and on webhooks.
+func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Repo, f *engineFlags, interval time.Duration, listen string, secret []byte) error {
 	trigger := make(chan struct{}, 1)
 	poke := func() {
 		select {
@@ -151,6 +176,27 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, f *engineFlags, int
 		default:
 		}
 	}
+	metrics := server.NewMetrics()
+	e.Observer = metrics
+	if repo != nil {
+		repo.OnError = metrics.FetchError
+	}
+	srv := &server.Server{Status: e, Metrics: metrics, WebhookSecret: secret, Trigger: poke}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			slog.Error("status server stopped", "err", err)
+		}
+	}()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = httpSrv.Shutdown(sctx)
+	}()
 	if !isGitURL(f.repo) {
 		go func() {
 			if err := gitsource.Watch(ctx, f.repo, 300*time.Millisecond, poke); err != nil {
@@ -158,13 +204,15 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, f *engineFlags, int
 			}
 		}()
 	}
-	slog.Info("gantry running", "repo", f.repo, "interval", interval, "listen", listen)
+	slog.Info("gantry running", "repo", redactedRepo(f.repo), "interval", interval, "listen", ln.Addr().String())
 	for {
 		res, err := e.Reconcile(ctx)
 		if ctx.Err() != nil {
 			slog.Info("shutting down")
 			return nil
 		}
+		metrics.Releases(res.Releases)
+		srv.SetReady(true)
 		if err != nil {
 			slog.Error("reconcile failed", "revision", res.Revision, "err", err)
 		} else {
@@ -180,6 +228,19 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, f *engineFlags, int
 		case <-trigger:
 		}
 	}
+}
+
+// redactedRepo keeps credentials in a repository URL out of the logs.
+func redactedRepo(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		if i := strings.LastIndex(raw, "@"); i >= 0 && strings.Contains(raw, "://") {
+			return raw[:strings.Index(raw, "://")+3] + "REDACTED" + raw[i:]
+		}
+		return raw
+	}
+	u.User = url.User("REDACTED")
+	return u.String()
 }
 
 func (a *app) printResult(res reconcile.Result) {
