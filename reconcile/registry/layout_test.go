@@ -261,3 +261,45 @@ func TestPullVerifiesDigests(t *testing.T) {
 		t.Errorf("destination exists after a failed pull")
 	}
 }
+
+// Given a writer (a terminal, in the CLI), the push draws a progress bar
+// with bytes and rate; without one, and off a terminal, it stays quiet.
+func TestProgressBar(t *testing.T) {
+	ctx := context.Background()
+	srv := httptest.NewServer(registry.New(registry.Logger(nilLogger())))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	dir := writeModelDir(t, testFiles)
+	img, err := BuildModelPack(ctx, testModel(dir, testFiles))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := NewRemote(Options{Logger: quiet, Progress: &out}).Write(ctx, host+"/models/bar:1", img); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.Contains(s, "push "+host+"/models/bar:1") || !strings.Contains(s, "KiB") {
+		t.Errorf("progress output: %q", s)
+	}
+}
+
+func TestInsecureOption(t *testing.T) {
+	for _, tc := range []struct {
+		insecure bool
+		ref      string
+		scheme   string
+	}{
+		{false, "registry.example.com/m:1", "https"},
+		{true, "registry.example.com/m:1", "http"},
+		{false, "localhost:5000/m:1", "http"},
+		{false, "127.0.0.1:5000/m:1", "http"},
+	} {
+		r, err := NewRemote(Options{Insecure: tc.insecure}).parse(tc.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.Context().Scheme(); got != tc.scheme {
+			t.Errorf("Insecure=%v %s: scheme %s, want %s", tc.insecure, tc.ref, got, tc.scheme)
+		}
+	}
+}

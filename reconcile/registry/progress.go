@@ -44,7 +44,8 @@ func (r *Remote) startProgress(ref string) *pushProgress {
 				continue
 			}
 			once.Do(func() {
-				container = mpb.New(mpb.WithOutput(out), mpb.WithWidth(40))
+				// Auto refresh: out was chosen as a terminal, or given on purpose.
+				container = mpb.New(mpb.WithOutput(out), mpb.WithAutoRefresh())
 				bar = container.New(u.Total, mpb.BarStyle(),
 					mpb.PrependDecorators(decor.Name("push "+ref+" ")),
 					mpb.AppendDecorators(
