@@ -28,7 +28,9 @@
 //   - Streaming: layers are read from disk when hashed and again when
 //     written, never held in memory (see BENCHMARKS.md, "registry").
 //   - Idempotent: Store.Write skips blobs the store has, so re-pushing an
-//     unchanged model uploads nothing (HEADs and one manifest PUT).
+//     unchanged model uploads nothing: against a registry that is one
+//     manifest HEAD (same digest under the tag: done), or blob HEADs and
+//     a manifest PUT under a new tag.
 //
 // Stores (Store: Has, Write): Remote, a registry, with authn.DefaultKeychain,
 // parallel uploads, a progress bar on a terminal, bounded jittered retries

@@ -56,7 +56,7 @@ type Options struct {
 	// done and the total of the push (blobs the registry already has count
 	// as done). Default none.
 	OnProgress func(complete, total int64)
-	// Logger gets one line per push or pull. Default slog.Default().
+	// Logger gets a debug line per push (bytes, time). Default slog.Default().
 	Logger *slog.Logger
 }
 
@@ -224,13 +224,16 @@ func (r *Remote) Write(ctx context.Context, ref string, img v1.Image) (string, e
 		return "", fmt.Errorf("push %s: %w", ref, err)
 	}
 	start := time.Now()
+	// remote.Write closes the progress channel on every path once its
+	// options are valid, and ours always are (a keychain, no authenticator).
 	prog := r.startProgress(ref)
 	err = remote.Write(tag, img, r.remoteOptions(ctx, remote.WithProgress(prog.updates))...)
 	bytes := prog.wait()
 	if err != nil {
 		return "", fmt.Errorf("push %s: %w", ref, classify(tag, err))
 	}
-	r.opts.Logger.LogAttrs(ctx, slog.LevelInfo, "pushed model image",
+	// Debug: the caller reports the push; this adds bytes and timing.
+	r.opts.Logger.LogAttrs(ctx, slog.LevelDebug, "pushed model image",
 		slog.String("ref", ref), slog.String("digest", dig.String()),
 		slog.Int64("bytes", bytes), slog.Duration("took", time.Since(start)))
 	return dig.String(), nil
