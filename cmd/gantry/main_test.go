@@ -4,14 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+
 	"github.com/gantry-dev/gantry/compress"
 	"github.com/gantry-dev/gantry/planner"
+	"github.com/gantry-dev/gantry/reconcile/registry"
 )
 
 func gantry(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -255,5 +261,31 @@ func TestRunOnceAndApplySavedPlan(t *testing.T) {
 	}
 	if code, _, _ := gantry(t, append([]string{"plan", quickstart, "-detailed-exitcode"}, common...)...); code != 0 {
 		t.Errorf("plan after apply: exit %d, want 0", code)
+	}
+}
+
+func TestQuantizeFromOCI(t *testing.T) {
+	ctx := context.Background()
+	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	img, err := registry.BuildModelPack(ctx, registry.Model{
+		Release: "tiny", Version: "v1", Format: "gguf",
+		Files: []registry.File{{Path: "model.gguf", Source: quickstart + "/models/tiny-llama-f16.gguf"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := host + "/models/tiny:v1"
+	if _, err := registry.NewRemote(registry.Options{}).Write(ctx, ref, img); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "q8.gguf")
+	code, stdout, errs := gantry(t, "quantize", "--in", "oci://"+ref, "--out", out, "--type", "q8_0")
+	if code != 0 || !strings.Contains(stdout, "Quantized 16 tensors") {
+		t.Fatalf("exit %d: %s\n%s", code, errs, stdout)
+	}
+	if code, _, errs := gantry(t, "quantize", "--in", "oci://"+host+"/models/nope:v1", "--out", out, "--type", "q8_0"); code != 1 || !strings.Contains(errs, "nope") {
+		t.Errorf("missing image: %d %s", code, errs)
 	}
 }

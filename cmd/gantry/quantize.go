@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -12,11 +15,13 @@ import (
 
 	"github.com/gantry-dev/gantry/compress"
 	"github.com/gantry-dev/gantry/compress/quality"
+	"github.com/gantry-dev/gantry/reconcile/registry"
 )
 
 func (a *app) quantizeCmd() *cobra.Command {
 	var (
 		in, out, typ, report string
+		insecure             bool
 		opts                 compress.Options
 	)
 	cmd := &cobra.Command{
@@ -44,6 +49,14 @@ tensor unless --allow-nonfinite.`,
 				return fmt.Errorf("--report %q: want table or json", report)
 			}
 			opts.Type = typ
+			if strings.HasPrefix(in, registry.OCIScheme) {
+				local, cleanup, err := pullModel(cmd.Context(), in, insecure)
+				defer cleanup()
+				if err != nil {
+					return err
+				}
+				in = local
+			}
 			total, err := compress.InputSize(in)
 			if err != nil {
 				return fmt.Errorf("quantize: %w", err)
@@ -64,7 +77,8 @@ tensor unless --allow-nonfinite.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&in, "in", "", "input: a GGUF file or a safetensors checkpoint directory")
+	f.StringVar(&in, "in", "", "input: a GGUF file, a safetensors checkpoint directory, or oci://REF (a ModelPack or modelcar image)")
+	f.BoolVar(&insecure, "registry-insecure", false, "allow plain HTTP to registries other than localhost")
 	f.StringVar(&out, "out", "", "output file (GGUF) or directory (safetensors)")
 	f.StringVar(&typ, "type", "", "target type, e.g. q4_k_m, q8_0, fp8, int4")
 	f.IntVar(&opts.Threads, "threads", 0, "worker threads (default GOMAXPROCS)")
@@ -93,4 +107,27 @@ func writeReport(w io.Writer, rep quality.Report, out string) error {
 	}
 	_, err := fmt.Fprintf(w, "\nQuantized %d tensors (%d parameters) into %s.\n", len(rep.Tensors), rep.Summary.Params, out)
 	return err
+}
+
+// pullModel extracts an oci:// model image into a temporary directory,
+// verifying every blob's digest, and returns the GGUF file or checkpoint
+// directory inside it.
+func pullModel(ctx context.Context, ref string, insecure bool) (string, func(), error) {
+	tmp, err := os.MkdirTemp("", "gantry-pull-")
+	if err != nil {
+		return "", func() {}, err
+	}
+	cleanup := func() { os.RemoveAll(tmp) }
+	dir := filepath.Join(tmp, "model")
+	if err := registry.PullRef(ctx, ref, dir, registry.Options{Insecure: insecure}); err != nil {
+		return "", cleanup, err
+	}
+	ggufs, _ := filepath.Glob(filepath.Join(dir, "*.gguf"))
+	switch {
+	case len(ggufs) == 1:
+		return ggufs[0], cleanup, nil
+	case len(ggufs) > 1:
+		return "", cleanup, fmt.Errorf("%s holds %d GGUF files; want one", ref, len(ggufs))
+	}
+	return dir, cleanup, nil
 }
