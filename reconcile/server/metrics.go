@@ -87,10 +87,14 @@ func (m *Metrics) Reconciled(result string, d time.Duration, revision string) {
 }
 
 // Quantized counts quantized output.
-func (m *Metrics) Quantized(release string, bytes int64) { m.quantized.WithLabelValues(release).Add(float64(bytes)) }
+func (m *Metrics) Quantized(release string, bytes int64) {
+	m.quantized.WithLabelValues(release).Add(float64(bytes))
+}
 
 // Pushed counts pushed model bytes.
-func (m *Metrics) Pushed(release string, bytes int64) { m.pushed.WithLabelValues(release).Add(float64(bytes)) }
+func (m *Metrics) Pushed(release string, bytes int64) {
+	m.pushed.WithLabelValues(release).Add(float64(bytes))
+}
 
 // FetchError counts a failed Git fetch.
 func (m *Metrics) FetchError(error) { m.fetchErrors.Inc() }
