@@ -1,0 +1,42 @@
+// Package kube is Gantry's Kubernetes driver: it observes a cluster (GPU
+// nodes, the GPUs other workloads hold, the objects Gantry manages) and
+// carries out a plan's object actions by server-side apply, then waits for
+// the shards to roll out. Objects are rendered by planner.Render, so the
+// plan's field diffs, the dir target and the cluster all see one rendering.
+//
+// The API:
+//
+//	c, err := kube.New(restConfig)                          // options: WithPollInterval, WithRateLimit, WithRequestTimeout
+//	obs, err := c.Observe(ctx, cfg.Settings.Namespace, cfg.Pools)
+//	observed := planner.Observed{Objects: obs.Objects, Nodes: obs.Nodes, Artifacts: ...}
+//	plan, err := planner.Build(*cfg, observed)
+//	cs, err := c.Apply(ctx, cfg.Settings.Namespace, plan.Actions, kube.ApplyOptions{Force: false})
+//	shards, err := c.WaitRollout(ctx, objects, 10*time.Minute)
+//
+// What it promises:
+//
+//   - Observe reads with one List per kind (Nodes, Pods, Deployments,
+//     Services; paged), never one call per release. Its rules for GPU
+//     nodes, pools and used GPUs are on Observe.
+//   - Apply uses server-side apply with field manager "gantry". It applies
+//     nothing that a dry run shows unchanged, so an unchanged world keeps
+//     its resourceVersions, and re-running Apply on the same actions is a
+//     no-op. The namespace goes first, deletions last; it stops at the
+//     first error and returns the partial ChangeSet with the error.
+//   - Gantry only changes and deletes objects labelled
+//     app.kubernetes.io/managed-by=gantry. An unlabelled object in the way
+//     is an *UnmanagedError, never taken over, even with Force.
+//   - Drift is healed: a field Gantry renders that someone changed by hand
+//     (kubectl scale, edit, patch: non-apply field managers) shows in the
+//     next plan, and Apply sets it back. A field another server-side apply
+//     manager declares is a *ConflictError naming the fields and managers;
+//     ApplyOptions.Force takes it over.
+//   - WaitRollout reports each shard progressing, healthy or degraded from
+//     the Deployment's status and conditions, within a timeout, with
+//     ErrDegraded and ErrRolloutTimeout for callers that branch.
+//   - Every error names the object it is about and wraps the API error.
+//
+// Not here yet: informers for the daemon (Observe lists every time), the
+// tag to digest resolution of runtime images (planner renders the runtime
+// image as the spec writes it), and a spec attribute for Force.
+package kube

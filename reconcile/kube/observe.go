@@ -1,0 +1,328 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/gantry-dev/gantry/planner"
+	"github.com/gantry-dev/gantry/schedule"
+	"github.com/gantry-dev/gantry/spec"
+)
+
+// GPU feature discovery labels (NVIDIA's gpu-feature-discovery / GPU
+// operator).
+const (
+	LabelGPUProduct = "nvidia.com/gpu.product"
+	LabelGPUMemory  = "nvidia.com/gpu.memory" // MiB per GPU
+	LabelGPUCount   = "nvidia.com/gpu.count"
+)
+
+// pageSize bounds each List response; large clusters are read in pages.
+const pageSize = 500
+
+// Observation is what Observe read from the cluster.
+type Observation struct {
+	// Objects are the managed Deployments and Services of the namespace,
+	// sorted by ID, as the server returns them minus metadata.managedFields,
+	// metadata.resourceVersion and status. Those three change without
+	// anyone changing the object (status on every pod restart), and would
+	// otherwise make every saved plan stale.
+	Objects []planner.Object
+	// Nodes are the GPU nodes placement may use, sorted by name.
+	Nodes []schedule.Node
+	// Skipped are the GPU nodes placement may not use, with the reason,
+	// sorted by name. Nodes without GPUs are not listed.
+	Skipped []SkippedNode
+	// Shards is the rollout state of every managed Deployment, by name.
+	Shards []ShardStatus
+}
+
+// SkippedNode is a GPU node Observe left out of Nodes.
+type SkippedNode struct {
+	Name   string
+	Reason string
+}
+
+// Observe reads, with one List per kind (paged), the GPU nodes, the pods
+// that hold GPUs, and the managed objects of namespace.
+//
+// A GPU node is one whose capacity or allocatable has nvidia.com/gpu, or
+// that carries nvidia.com/gpu.count. Its GPUs are allocatable nvidia.com/gpu
+// (what kube-scheduler enforces), its memory per GPU is nvidia.com/gpu.memory
+// (MiB; 0 when absent, which no gpu_memory requirement fits) and its product
+// nvidia.com/gpu.product. Used counts the GPUs requested by running or
+// pending pods bound to the node that Gantry does not manage in namespace;
+// pods that Gantry manages in other namespaces count as used too.
+//
+// A node is skipped when it is cordoned, not Ready, has a NoSchedule or
+// NoExecute taint that shards do not tolerate (they tolerate only
+// nvidia.com/gpu), has no allocatable GPU, or matches no pool. Pools: a node
+// belongs to the first pool, by name, whose selector labels it all carries
+// (a pool without a selector takes every GPU node). When pools is empty,
+// every GPU node is usable with Pool "". When pools is not empty, a node
+// that matches none is not Gantry's to use: someone declared which nodes
+// models run on, and an unlisted node (a training box, a new node type) is
+// left alone rather than filled by releases that name no pools.
+func (c *Client) Observe(ctx context.Context, namespace string, pools []spec.NodePool) (Observation, error) {
+	var obs Observation
+	nodes, err := c.listNodes(ctx)
+	if err != nil {
+		return obs, err
+	}
+	used, err := c.gpusInUse(ctx, namespace)
+	if err != nil {
+		return obs, err
+	}
+	obs.Nodes, obs.Skipped = gpuNodes(nodes, used, pools)
+
+	for _, k := range managedKinds {
+		objs, err := c.listManaged(ctx, kinds[k], namespace)
+		if err != nil {
+			return obs, err
+		}
+		for i := range objs {
+			u := &objs[i]
+			if u.GetKind() == "Deployment" {
+				var d appsv1.Deployment
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &d); err != nil {
+					return obs, fmt.Errorf("observe Deployment %s/%s: %w", u.GetNamespace(), u.GetName(), err)
+				}
+				obs.Shards = append(obs.Shards, shardStatus(&d))
+			}
+			o, err := planner.ObjectFromManifest(stripNoise(u.Object))
+			if err != nil {
+				return obs, fmt.Errorf("observe %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+			}
+			obs.Objects = append(obs.Objects, o)
+		}
+	}
+	sort.Slice(obs.Objects, func(i, j int) bool { return obs.Objects[i].ID() < obs.Objects[j].ID() })
+	sort.Slice(obs.Shards, func(i, j int) bool { return obs.Shards[i].Name < obs.Shards[j].Name })
+	return obs, nil
+}
+
+func (c *Client) listNodes(ctx context.Context) ([]corev1.Node, error) {
+	var out []corev1.Node
+	opts := metav1.ListOptions{Limit: pageSize}
+	for {
+		l, err := c.typed.CoreV1().Nodes().List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("observe: list nodes: %w", err)
+		}
+		out = append(out, l.Items...)
+		if l.Continue == "" {
+			return out, nil
+		}
+		opts.Continue = l.Continue
+	}
+}
+
+// gpusInUse sums, per node, the GPUs of bound pods that are not finished
+// and not Gantry's own in namespace.
+func (c *Client) gpusInUse(ctx context.Context, namespace string) (map[string]int, error) {
+	used := map[string]int{}
+	opts := metav1.ListOptions{
+		Limit:         pageSize,
+		FieldSelector: "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed",
+	}
+	for {
+		l, err := c.typed.CoreV1().Pods(metav1.NamespaceAll).List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("observe: list pods: %w", err)
+		}
+		for i := range l.Items {
+			p := &l.Items[i]
+			if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+				continue
+			}
+			if p.Namespace == namespace && p.Labels[planner.LabelManagedBy] == planner.ManagedBy {
+				continue // placement already counts these through the shards' replicas
+			}
+			used[p.Spec.NodeName] += int(podGPUs(&p.Spec))
+		}
+		if l.Continue == "" {
+			return used, nil
+		}
+		opts.Continue = l.Continue
+	}
+}
+
+// podGPUs is the pod's effective nvidia.com/gpu request, as the scheduler
+// computes it: the larger of the app containers plus restartable init
+// containers (sidecars), and the largest plain init container plus the
+// sidecars started before it.
+func podGPUs(p *corev1.PodSpec) int64 {
+	var sum, sidecars, initPeak int64
+	for i := range p.Containers {
+		sum += containerGPUs(&p.Containers[i])
+	}
+	for i := range p.InitContainers {
+		c := &p.InitContainers[i]
+		g := containerGPUs(c)
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			sidecars += g
+			continue
+		}
+		initPeak = max(initPeak, sidecars+g)
+	}
+	return max(sum+sidecars, initPeak)
+}
+
+// containerGPUs is the container's nvidia.com/gpu request; for extended
+// resources a limit alone implies an equal request.
+func containerGPUs(c *corev1.Container) int64 {
+	if q, ok := c.Resources.Requests[planner.GPUResource]; ok {
+		return q.Value()
+	}
+	if q, ok := c.Resources.Limits[planner.GPUResource]; ok {
+		return q.Value()
+	}
+	return 0
+}
+
+// gpuNodes turns Node objects into placement's view. Pure; see Observe.
+func gpuNodes(nodes []corev1.Node, used map[string]int, pools []spec.NodePool) ([]schedule.Node, []SkippedNode) {
+	sorted := append([]spec.NodePool(nil), pools...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	var out []schedule.Node
+	var skipped []SkippedNode
+	for i := range nodes {
+		n := &nodes[i]
+		alloc, hasAlloc := n.Status.Allocatable[planner.GPUResource]
+		_, hasCap := n.Status.Capacity[planner.GPUResource]
+		count, hasCount := n.Labels[LabelGPUCount]
+		if !hasAlloc && !hasCap && !hasCount {
+			continue // not a GPU node
+		}
+		skip := func(reason string) { skipped = append(skipped, SkippedNode{Name: n.Name, Reason: reason}) }
+		gpus := int(alloc.Value())
+		switch {
+		case n.Spec.Unschedulable:
+			skip("cordoned (spec.unschedulable)")
+			continue
+		case !nodeReady(n):
+			skip("not Ready")
+			continue
+		case gpus <= 0:
+			skip(fmt.Sprintf("no allocatable %s (GPU feature discovery reports %q GPUs; is the device plugin running?)", planner.GPUResource, count))
+			continue
+		}
+		if t, ok := untoleratedTaint(n.Spec.Taints); ok {
+			skip(fmt.Sprintf("taint %s that shards do not tolerate", taintString(t)))
+			continue
+		}
+		pool, ok := poolOf(n.Labels, sorted)
+		if !ok {
+			skip("matches no node_pool selector")
+			continue
+		}
+		out = append(out, schedule.Node{
+			Name:      n.Name,
+			Pool:      pool,
+			GPUs:      gpus,
+			Used:      used[n.Name],
+			GPUMemory: gpuMemory(n.Labels[LabelGPUMemory]),
+			Product:   n.Labels[LabelGPUProduct],
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.Slice(skipped, func(i, j int) bool { return skipped[i].Name < skipped[j].Name })
+	return out, skipped
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// untoleratedTaint returns the first taint that keeps shards off the node.
+// Shards tolerate nvidia.com/gpu:NoSchedule (see planner.Render).
+func untoleratedTaint(taints []corev1.Taint) (corev1.Taint, bool) {
+	for _, t := range taints {
+		if t.Effect != corev1.TaintEffectNoSchedule && t.Effect != corev1.TaintEffectNoExecute {
+			continue
+		}
+		if t.Key == planner.GPUResource && t.Effect == corev1.TaintEffectNoSchedule {
+			continue
+		}
+		return t, true
+	}
+	return corev1.Taint{}, false
+}
+
+func taintString(t corev1.Taint) string {
+	if t.Value == "" {
+		return t.Key + ":" + string(t.Effect)
+	}
+	return t.Key + "=" + t.Value + ":" + string(t.Effect)
+}
+
+// poolOf returns the first pool (pools are sorted by name) whose selector
+// the labels satisfy. With no pools every node is usable, in pool "".
+func poolOf(labels map[string]string, pools []spec.NodePool) (string, bool) {
+	if len(pools) == 0 {
+		return "", true
+	}
+	for _, p := range pools {
+		match := true
+		for k, v := range p.Selector {
+			if got, ok := labels[k]; !ok || got != v {
+				match = false
+				break
+			}
+		}
+		if match {
+			return p.Name, true
+		}
+	}
+	return "", false
+}
+
+// gpuMemory parses GFD's nvidia.com/gpu.memory (MiB) into bytes; 0 when
+// absent or malformed.
+func gpuMemory(mib string) int64 {
+	v, err := strconv.ParseInt(strings.TrimSpace(mib), 10, 64)
+	if err != nil || v <= 0 {
+		return 0
+	}
+	return v << 20
+}
+
+func (c *Client) listManaged(ctx context.Context, k kind, namespace string) ([]unstructured.Unstructured, error) {
+	var out []unstructured.Unstructured
+	opts := metav1.ListOptions{Limit: pageSize, LabelSelector: planner.LabelManagedBy + "=" + planner.ManagedBy}
+	for {
+		l, err := c.dyn.Resource(k.gvr).Namespace(namespace).List(ctx, opts)
+		if err != nil {
+			return nil, fmt.Errorf("observe: list %s in %s: %w", k.gvr.Resource, namespace, err)
+		}
+		out = append(out, l.Items...)
+		if l.GetContinue() == "" {
+			return out, nil
+		}
+		opts.Continue = l.GetContinue()
+	}
+}
+
+// stripNoise removes what changes without anyone changing the object.
+func stripNoise(m map[string]any) map[string]any {
+	delete(m, "status")
+	if md, ok := m["metadata"].(map[string]any); ok {
+		delete(md, "managedFields")
+		delete(md, "resourceVersion")
+	}
+	return m
+}
