@@ -241,9 +241,31 @@ type Autoscale struct {
 	Min         int     `hcl:"min" json:"min"`
 	Max         int     `hcl:"max" json:"max"`
 	CooldownRaw string  `hcl:"cooldown,optional" json:"cooldown,omitempty"`
+	// ScaleUpWindowRaw and ScaleDownWindowRaw are stabilization windows:
+	// Gantry scales up only to the lowest and down only to the highest
+	// replica count the query asked for during the window (defaults 0s
+	// and 5m, as the Kubernetes HPA).
+	ScaleUpWindowRaw   string `hcl:"scale_up_window,optional" json:"scale_up_window,omitempty"`
+	ScaleDownWindowRaw string `hcl:"scale_down_window,optional" json:"scale_down_window,omitempty"`
+	// Tolerance is the band around the target inside which nothing
+	// changes, as a fraction (default 0.1: ±10%).
+	Tolerance *float64 `hcl:"tolerance,optional" json:"tolerance,omitempty"`
+	// MaxStep caps the replicas added or removed in one change (default
+	// 0: max(4, current replicas), the HPA's "4 pods or 100%").
+	MaxStep int `hcl:"max_step,optional" json:"max_step,omitempty"`
 
-	Cooldown time.Duration `json:"-"` // default 5m
-	DefRange hcl.Range     `hcl:",def_range" json:"-"`
+	Cooldown        time.Duration `json:"-"` // default 5m
+	ScaleUpWindow   time.Duration `json:"-"`
+	ScaleDownWindow time.Duration `json:"-"`
+	DefRange        hcl.Range     `hcl:",def_range" json:"-"`
+}
+
+// ToleranceOrDefault is Tolerance, 0.1 when unset.
+func (a *Autoscale) ToleranceOrDefault() float64 {
+	if a.Tolerance == nil {
+		return 0.1
+	}
+	return *a.Tolerance
 }
 
 // Rollback restores a release's previous values when a query crosses a

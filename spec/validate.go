@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -456,12 +457,39 @@ func (v *validator) autoscale(r *Release) {
 		}
 		a.Cooldown = d
 	}
+	a.ScaleDownWindow = defaultScaleDownWindow
+	for _, w := range []struct {
+		name string
+		raw  string
+		dst  *time.Duration
+	}{{"scale_up_window", a.ScaleUpWindowRaw, &a.ScaleUpWindow}, {"scale_down_window", a.ScaleDownWindowRaw, &a.ScaleDownWindow}} {
+		if w.raw == "" {
+			continue
+		}
+		if d, err := time.ParseDuration(w.raw); err == nil && d == 0 {
+			*w.dst = 0 // no stabilization: a window may be zero
+			continue
+		}
+		d, err := ParseDuration(w.raw)
+		if err != nil {
+			v.errorf(v.attr(a.DefRange, w.name), "Invalid duration", "%s: %s.", w.name, err)
+		}
+		*w.dst = d
+	}
+	if t := a.Tolerance; t != nil && (*t < 0 || *t >= 1) {
+		v.errorf(v.attr(a.DefRange, "tolerance"), "Invalid tolerance", "tolerance is a fraction of the target in [0, 1), such as 0.1 for ±10%%; got %g.", *t)
+	}
+	if a.MaxStep < 0 {
+		v.errorf(v.attr(a.DefRange, "max_step"), "Invalid max_step", "max_step cannot be negative, got %d (0 means the default, max(4, current replicas)).", a.MaxStep)
+	}
 	if n := r.ReplicaCount(); r.Replicas != nil && n >= 0 && a.Min <= a.Max && (n < a.Min || n > a.Max) {
 		v.warnf(v.attr(r.DefRange, "replicas"), "Replicas outside autoscale range", "replicas = %d is outside [%d, %d]; the autoscaler will move it into range.", n, a.Min, a.Max)
 	}
 }
 
 const defaultCooldown = 5 * 60 * 1e9
+
+const defaultScaleDownWindow = 5 * time.Minute
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
