@@ -59,3 +59,25 @@ func TestPutObserveDelete(t *testing.T) {
 		t.Error("a broken manifest was read silently")
 	}
 }
+
+// FuzzObserve: files in the target directory are input; reading them must
+// never panic, and must either succeed or say which file is bad.
+func FuzzObserve(f *testing.F) {
+	f.Add([]byte("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: a\n  labels: {app.kubernetes.io/managed-by: gantry}\nspec: {replicas: 2}\n"))
+	f.Add([]byte("metadata: 7\n"))
+	f.Add([]byte("- a\n- b\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "x.yaml"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		objs, err := Target{Dir: dir}.Observe(context.Background())
+		if err == nil {
+			for _, o := range objs {
+				if o.Name == "" || o.Kind == "" {
+					t.Errorf("object without identity: %+v", o)
+				}
+			}
+		}
+	})
+}
