@@ -29,6 +29,7 @@ const (
 // HTTP protocol with git http-backend, behind basic auth.
 type gitServer struct {
 	*httptest.Server
+	root   string       // the directory of bare repositories
 	authed atomic.Int64 // requests that passed basic auth
 }
 
@@ -54,7 +55,7 @@ func newGitServer(t *testing.T, root string) *gitServer {
 		},
 		Stderr: logWriter{t},
 	}
-	s := &gitServer{}
+	s := &gitServer{root: root}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, pass, ok := r.BasicAuth()
 		if !ok || user != httpUser || subtle.ConstantTimeCompare([]byte(pass), []byte(httpPassword)) != 1 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 )
 
 // Repo keeps a checkout of a remote repository in a cache directory and
@@ -40,6 +42,7 @@ func (r *Repo) Fetch(ctx context.Context) (dir, revision string, err error) {
 	if err := checkURL(r.URL); err != nil {
 		return "", "", err
 	}
+	cloneURL, auth := splitCredentials(r.URL, r.Auth)
 	repo, err := git.PlainOpen(r.Dir)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		if err := os.MkdirAll(filepath.Dir(r.Dir), 0o755); err != nil {
@@ -50,7 +53,7 @@ func (r *Repo) Fetch(ctx context.Context) (dir, revision string, err error) {
 			return "", "", err
 		}
 		defer os.RemoveAll(tmp)
-		if _, err := git.PlainCloneContext(ctx, tmp, false, &git.CloneOptions{URL: r.URL, Auth: r.Auth, Tags: git.AllTags}); err != nil {
+		if _, err := git.PlainCloneContext(ctx, tmp, false, &git.CloneOptions{URL: cloneURL, Auth: auth, Tags: git.AllTags}); err != nil {
 			return "", "", fmt.Errorf("clone %s: %w", describe(r.URL), err)
 		}
 		// A clone that dies half-way must not look like a cache.
@@ -64,7 +67,7 @@ func (r *Repo) Fetch(ctx context.Context) (dir, revision string, err error) {
 		return "", "", fmt.Errorf("open cache %s: %w", r.Dir, err)
 	} else {
 		err := repo.FetchContext(ctx, &git.FetchOptions{
-			Auth: r.Auth, Tags: git.AllTags, Force: true, Prune: true,
+			Auth: auth, Tags: git.AllTags, Force: true, Prune: true,
 			RefSpecs: []config.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
 		})
 		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
@@ -106,4 +109,19 @@ func (r *Repo) target(repo *git.Repository) (plumbing.Hash, error) {
 		}
 	}
 	return head.Hash(), nil
+}
+
+// splitCredentials moves user:password out of an http(s) URL into basic
+// auth, so that the cache's .git/config never holds the secret.
+func splitCredentials(raw string, auth transport.AuthMethod) (string, transport.AuthMethod) {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return raw, auth
+	}
+	if auth == nil {
+		pass, _ := u.User.Password()
+		auth = &githttp.BasicAuth{Username: u.User.Username(), Password: pass}
+	}
+	u.User = nil
+	return u.String(), auth
 }
