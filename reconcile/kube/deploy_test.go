@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -165,7 +166,7 @@ func TestDeployManifests(t *testing.T) {
 	for _, a := range p.Actions {
 		objsApplied = append(objsApplied, *a.Object)
 	}
-	if _, err := daemon.WaitRollout(ctx, objsApplied, 100*time.Millisecond); err != nil && !strings.Contains(err.Error(), "timed out") {
+	if _, err := daemon.WaitRollout(ctx, objsApplied, 100*time.Millisecond); !errors.Is(err, ErrRolloutTimeout) {
 		t.Errorf("as the daemon: wait: %v", err)
 	}
 	_, cs = reconcile(t, daemon, specs(t, ns, nil), ApplyOptions{})

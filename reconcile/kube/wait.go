@@ -74,34 +74,32 @@ func (c *Client) WaitRollout(ctx context.Context, objs []planner.Object, timeout
 	if len(want) == 0 {
 		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+	// The timeout is a timer rather than a context deadline, so that an API
+	// error is never confused with the rollout being slow: each List is
+	// bounded by the client's request timeout and by ctx.
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
 	tick := time.NewTicker(c.poll)
 	defer tick.Stop()
-	var last []ShardStatus
 	for {
 		statuses, err := c.shardStatuses(ctx, want)
-		switch {
-		case err == nil:
-			last = statuses
-			if done, err := rolloutOutcome(statuses); done {
-				return statuses, err
-			}
-		case ctx.Err() == nil:
-			return last, err
+		if err != nil {
+			return statuses, err
+		}
+		if done, err := rolloutOutcome(statuses); done {
+			return statuses, err
 		}
 		select {
 		case <-ctx.Done():
-			if last == nil {
-				return nil, fmt.Errorf("wait for rollout: %w after %s", ErrRolloutTimeout, timeout)
-			}
+			return statuses, fmt.Errorf("wait for rollout: %w", ctx.Err())
+		case <-deadline.C:
 			var slow []string
-			for _, s := range last {
+			for _, s := range statuses {
 				if s.State == Progressing {
 					slow = append(slow, s.String())
 				}
 			}
-			return last, fmt.Errorf("wait for rollout: %w after %s: %s", ErrRolloutTimeout, timeout, strings.Join(slow, "; "))
+			return statuses, fmt.Errorf("wait for rollout: %w after %s: %s", ErrRolloutTimeout, timeout, strings.Join(slow, "; "))
 		case <-tick.C:
 		}
 	}
