@@ -22,6 +22,7 @@ func (a *app) planCmd() *cobra.Command {
 		target       string
 		state        string
 		insecure     bool
+		kf           kubeFlags
 		format       string
 		detailedExit bool
 		out          string
@@ -47,7 +48,7 @@ live state is empty, so the plan shows everything the specs want.`,
 			default:
 				return fmt.Errorf("--format %q: want text, json or markdown", format)
 			}
-			plan, err := a.plan(cmd.Context(), path, src, target, stores{state: state, insecure: insecure})
+			plan, err := a.plan(cmd.Context(), path, src, target, stores{state: state, insecure: insecure, kube: &kf})
 			if err != nil {
 				return err
 			}
@@ -82,7 +83,9 @@ live state is empty, so the plan shows everything the specs want.`,
 	}
 	cmd.Flags().StringVar(&src.ref, "ref", "", "branch, tag or commit to check out (Git URLs only)")
 	cmd.Flags().StringArrayVar(&src.vars, "var", nil, "set a variable, NAME=VALUE (repeatable)")
-	cmd.Flags().StringVar(&target, "target", "", "where objects live: dir:PATH (default: the gantry block's target, else nothing)")
+	cmd.Flags().StringVar(&target, "target", "", "where objects live: kube or dir:PATH (default: the gantry block's target, else nothing)")
+	cmd.Flags().StringVar(&kf.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the pod's service account)")
+	cmd.Flags().StringVar(&kf.context, "context", "", "kubeconfig context")
 	cmd.Flags().StringVar(&state, "state-dir", ".gantry", "where gantry run keeps the OCI layout (oci/) that a dir target's images live in")
 	cmd.Flags().BoolVar(&insecure, "registry-insecure", false, "allow plain HTTP to registries other than localhost")
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text, json or markdown")
@@ -95,6 +98,7 @@ live state is empty, so the plan shows everything the specs want.`,
 type stores struct {
 	state    string
 	insecure bool
+	kube     *kubeFlags
 }
 
 // store is the registry of the specs, or the local OCI layout.
@@ -149,8 +153,23 @@ func observe(ctx context.Context, cfg *spec.Config, target string, st stores) (p
 			return obs, err
 		}
 		obs.Artifacts = arts
+	case target == "kube":
+		c, _, err := st.kube.client()
+		if err != nil {
+			return obs, err
+		}
+		o, err := c.Observe(ctx, cfg.Settings.Namespace, cfg.Pools)
+		if err != nil {
+			return obs, err
+		}
+		obs.Objects, obs.Nodes = o.Objects, o.Nodes
+		arts, err := reconcile.ObserveArtifacts(ctx, cfg, st.store(cfg))
+		if err != nil {
+			return obs, err
+		}
+		obs.Artifacts = arts
 	default:
-		return obs, fmt.Errorf("--target %q: this gantry supports dir:PATH", target)
+		return obs, fmt.Errorf("--target %q: want kube or dir:PATH", target)
 	}
 	return obs, nil
 }

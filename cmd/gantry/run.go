@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
 
 	"github.com/gantry-dev/gantry/planner"
 	"github.com/gantry-dev/gantry/reconcile"
@@ -34,13 +35,19 @@ type engineFlags struct {
 	insecure                 bool
 	jobs                     int
 	vars                     []string
+	kube                     kubeFlags
+
+	restConfig *rest.Config // set by engine for a kube target
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.repo, "repo", ".", "the specs: a directory or a Git URL")
 	fl.StringVar(&f.ref, "ref", "", "branch, tag or commit to track (Git URLs only)")
-	fl.StringVar(&f.target, "target", "", "where objects go: dir:PATH (default: the gantry block's target, else dir:<state>/objects)")
+	fl.StringVar(&f.target, "target", "", "where objects go: kube (the cluster of the kubeconfig or the pod) or dir:PATH (default: the gantry block's target, else dir:<state-dir>/objects)")
+	fl.StringVar(&f.kube.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the pod's service account)")
+	fl.StringVar(&f.kube.context, "context", "", "kubeconfig context")
+	fl.BoolVar(&f.kube.forceConflicts, "force-conflicts", false, "kube: take fields over from other server-side appliers instead of failing")
 	fl.StringVar(&f.state, "state-dir", ".gantry", "Gantry's own files: the OCI layout (oci/), builds and sources (work/), Git cache (git/)")
 	fl.BoolVar(&f.insecure, "registry-insecure", false, "allow plain HTTP to registries other than localhost")
 	fl.IntVar(&f.jobs, "jobs", 2, "releases reconciled at once")
@@ -87,11 +94,20 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 	if target == "" {
 		target = "dir:" + filepath.Join(f.state, "objects")
 	}
-	dir, ok := strings.CutPrefix(target, "dir:")
-	if !ok || dir == "" {
-		return nil, nil, fmt.Errorf("--target %q: this gantry supports dir:PATH", target)
+	if target == "kube" {
+		c, rc, err := f.kube.client()
+		if err != nil {
+			return nil, nil, err
+		}
+		f.restConfig = rc
+		e.Target = reconcile.KubeTarget{Client: c, Force: f.kube.forceConflicts}
+	} else {
+		dir, ok := strings.CutPrefix(target, "dir:")
+		if !ok || dir == "" {
+			return nil, nil, fmt.Errorf("--target %q: want kube or dir:PATH", target)
+		}
+		e.Target = reconcile.DirTarget{Target: dirtarget.Target{Dir: dir}}
 	}
-	e.Target = reconcile.DirTarget{Target: dirtarget.Target{Dir: dir}}
 	e.Store = stores{state: f.state, insecure: f.insecure}.store(cfg)
 	return e, repo, nil
 }
@@ -149,6 +165,9 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 	cmd.Flags().BoolVar(&once, "once", false, "reconcile once and exit")
 	cmd.Flags().DurationVar(&interval, "interval", time.Minute, "time between reconciles (a resync even when nothing changed)")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the status page, /metrics, /healthz, /readyz and /hooks/git")
+	cmd.Flags().BoolVar(&f.kube.leaderElect, "leader-elect", true, "kube target: reconcile only while holding a Lease, so that replicas never act at once")
+	cmd.Flags().StringVar(&f.kube.leaseNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's, else gantry-system)")
+	cmd.Flags().StringVar(&f.kube.leaseName, "leader-election-id", "gantry", "name of the Lease")
 	cmd.Flags().StringVar(&secretFile, "webhook-secret-file", "", "file holding the webhook secret (or set GANTRY_WEBHOOK_SECRET); without one /hooks/git refuses every request")
 	return cmd
 }
@@ -205,29 +224,39 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 		}()
 	}
 	slog.Info("gantry running", "repo", redactedRepo(f.repo), "interval", interval, "listen", ln.Addr().String())
-	for {
-		res, err := e.Reconcile(ctx)
-		if ctx.Err() != nil {
-			slog.Info("shutting down")
-			return nil
-		}
-		metrics.Releases(res.Releases)
-		srv.SetReady(true)
-		if err != nil {
-			slog.Error("reconcile failed", "revision", res.Revision, "err", err)
-		} else {
-			slog.Info("reconciled", "revision", res.Revision, "executed", res.Executed)
-		}
-		// ±10% jitter keeps a fleet of daemons from polling in lockstep.
-		wait := interval + time.Duration(rand.Int64N(int64(interval)/5+1)) - interval/10
-		select {
-		case <-ctx.Done():
-			slog.Info("shutting down")
-			return nil
-		case <-time.After(wait):
-		case <-trigger:
+	reconcileLoop := func(ctx context.Context) {
+		for {
+			res, err := e.Reconcile(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			metrics.Releases(res.Releases)
+			srv.SetReady(true)
+			if err != nil {
+				slog.Error("reconcile failed", "revision", res.Revision, "err", err)
+			} else {
+				slog.Info("reconciled", "revision", res.Revision, "executed", res.Executed)
+			}
+			// ±10% jitter keeps a fleet of daemons from polling in lockstep.
+			wait := interval + time.Duration(rand.Int64N(int64(interval)/5+1)) - interval/10
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			case <-trigger:
+			}
 		}
 	}
+	if f.restConfig != nil && f.kube.leaderElect {
+		// A standby replica is ready: it serves and waits for the lease.
+		srv.SetReady(true)
+		err := leaderLoop(ctx, f.restConfig, &f.kube, func(bool) {}, reconcileLoop)
+		slog.Info("shutting down")
+		return err
+	}
+	reconcileLoop(ctx)
+	slog.Info("shutting down")
+	return nil
 }
 
 // redactedRepo keeps credentials in a repository URL out of the logs.
