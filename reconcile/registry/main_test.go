@@ -2,19 +2,16 @@ package registry
 
 import (
 	"flag"
-	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/gantry-dev/gantry/reconcile/registry/registrytest"
 )
 
 // realRegistry is Debian's docker-registry (distribution 2.8), started once
@@ -24,7 +21,6 @@ var realRegistry struct {
 	err  error  // why it is not running
 }
 
-const registryBinary = "docker-registry"
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -54,75 +50,9 @@ func needRegistry(t *testing.T) string {
 // startRegistry runs `docker-registry serve config.yml` and waits for /v2/.
 // The returned func kills it by its PID and removes its storage.
 func startRegistry() (stop func(), err error) {
-	stop = func() {}
-	bin, err := exec.LookPath(registryBinary)
-	if err != nil {
-		return stop, fmt.Errorf("%s is not installed (%v)", registryBinary, err)
-	}
-	dir, err := os.MkdirTemp("", "gantry-registry-")
-	if err != nil {
-		return stop, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return stop, err
-	}
-	host := l.Addr().String()
-	l.Close()
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-  accesslog: {disabled: true}
-storage:
-  filesystem: {rootdirectory: %s}
-  delete: {enabled: true}
-http:
-  addr: %s
-  secret: gantry-test
-`, filepath.Join(dir, "data"), host)
-	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o600); err != nil {
-		return stop, err
-	}
-	logf, err := os.Create(filepath.Join(dir, "registry.log"))
-	if err != nil {
-		return stop, err
-	}
-	cmd := exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return stop, err
-	}
-	pid := cmd.Process.Pid
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	stop = func() {
-		cmd.Process.Kill() // by the PID we started
-		<-exited
-		logf.Close()
-		os.RemoveAll(dir)
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + host + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				realRegistry.host = host
-				return stop, nil
-			}
-		}
-		select {
-		case <-exited:
-			b, _ := os.ReadFile(logf.Name())
-			return func() { os.RemoveAll(dir) }, fmt.Errorf("%s (pid %d) exited: %s", registryBinary, pid, b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return func() {}, fmt.Errorf("%s did not answer on %s within 15s", registryBinary, host)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	host, stop, err := registrytest.Start()
+	realRegistry.host = host
+	return stop, err
 }
 
 // proxy is a counting reverse proxy in front of the real registry. It
