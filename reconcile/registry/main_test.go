@@ -21,7 +21,6 @@ var realRegistry struct {
 	err  error  // why it is not running
 }
 
-
 func TestMain(m *testing.M) {
 	flag.Parse()
 	if os.Getenv(rssChildEnv) != "" {
