@@ -258,6 +258,12 @@ func renderShard(in RenderInput, node string, replicas int32, labels, annotation
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: selector},
+			// The default 10 minutes would mark a shard failed
+			// (ProgressDeadlineExceeded) while its pod pulls the model
+			// image and loads weights, which the startup probe allows 30
+			// minutes for. The deadline restarts whenever a pod becomes
+			// available, so it bounds one pod's start, not the rollout.
+			ProgressDeadlineSeconds: ptr(int32(3600)),
 			Strategy: appsv1.DeploymentStrategy{
 				// One pod at a time: the node's reserve holds the GPUs for
 				// the surge pod, and the old pod serves until it is ready.
