@@ -132,6 +132,9 @@ func (e *UnmanagedError) Error() string {
 // the label, with a UID precondition, and an object already gone counts as
 // unchanged.
 func (c *Client) Apply(ctx context.Context, namespace string, actions []planner.Action, opts ApplyOptions) (ChangeSet, error) {
+	if namespace == "" {
+		return nil, fmt.Errorf("apply: no namespace")
+	}
 	var puts, dels []planner.Object
 	for _, a := range actions {
 		if a.Type.IsBuild() {

@@ -74,6 +74,9 @@ type SkippedNode struct {
 // left alone rather than filled by releases that name no pools.
 func (c *Client) Observe(ctx context.Context, namespace string, pools []spec.NodePool) (Observation, error) {
 	var obs Observation
+	if namespace == "" {
+		return obs, fmt.Errorf("observe: no namespace")
+	}
 	nodes, err := c.listNodes(ctx)
 	if err != nil {
 		return obs, err
