@@ -36,6 +36,15 @@
 //     ErrDegraded and ErrRolloutTimeout for callers that branch.
 //   - Every error names the object it is about and wraps the API error.
 //
+// Tests run against a real kube-apiserver and etcd through envtest, started
+// once in TestMain, one namespace per test:
+//
+//	export KUBEBUILDER_ASSETS="$(.ci/testbin.sh)"   # builds both once (~11 min), then instant
+//	go test ./reconcile/kube
+//
+// Without KUBEBUILDER_ASSETS the integration tests fail, saying so, unless
+// -short skips them. Golden renderings: go test ./reconcile/kube -update.
+//
 // Not here yet: informers for the daemon (Observe lists every time), the
 // tag to digest resolution of runtime images (planner renders the runtime
 // image as the spec writes it), and a spec attribute for Force.
