@@ -55,6 +55,14 @@ func (e *Engine) build(ctx context.Context, snap Snapshot, r *spec.Release, key 
 		return modelFiles(src, r.Model.Format, nil)
 	}
 	dir := filepath.Join(e.WorkDir, "builds", key)
+	e.cleanOnce.Do(func() {
+		// Temporary build directories left by a process that was killed
+		// mid-quantize: nothing refers to them.
+		stale, _ := filepath.Glob(filepath.Join(e.WorkDir, "builds", ".build-*"))
+		for _, d := range stale {
+			os.RemoveAll(d)
+		}
+	})
 	if b, err := loadBuild(dir, r.Model.Format); err == nil {
 		e.log().Info("reusing cached build", "release", r.Name, "key", key[:12])
 		return b, nil

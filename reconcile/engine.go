@@ -19,6 +19,7 @@ import (
 	"github.com/gantry-dev/gantry/compress/quality"
 	"github.com/gantry-dev/gantry/planner"
 	"github.com/gantry-dev/gantry/reconcile/registry"
+	"github.com/gantry-dev/gantry/schedule"
 	"github.com/gantry-dev/gantry/spec"
 )
 
@@ -54,10 +55,16 @@ type Engine struct {
 	// observed state has the same digest and the specs give the same
 	// actions, else it fails with ErrStalePlan.
 	Expect *planner.Plan
+	// Connections, if set, returns the live connections per node name
+	// (from Prometheus); they replace the observed nodes' Connections, so
+	// that placement of new replicas follows live load. An error keeps
+	// the observed values and is logged.
+	Connections func(ctx context.Context) (map[string]float64, error)
 
-	mu       sync.Mutex
-	status   Status
-	failures map[string]failure
+	mu        sync.Mutex
+	status    Status
+	failures  map[string]failure
+	cleanOnce sync.Once
 }
 
 // Observer is told what an engine does, for metrics. Implementations
@@ -137,6 +144,9 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 	objs, nodes, err := e.Target.Observe(ctx, cfg)
 	if err != nil {
 		return res, fmt.Errorf("observe target: %w", err)
+	}
+	if e.Connections != nil {
+		nodes = e.overlayConnections(ctx, nodes)
 	}
 	artifacts, err := ObserveArtifacts(ctx, cfg, e.Store)
 	if err != nil {
@@ -304,6 +314,23 @@ func (e *Engine) runRelease(ctx context.Context, cfg *spec.Config, snap Snapshot
 		st.Reason = fmt.Sprintf("applied %d object changes", len(objects))
 	}
 	return executed + len(objects), nil
+}
+
+// overlayConnections sets each node's Connections from e.Connections,
+// on a copy: the target's slice is not the engine's to change.
+func (e *Engine) overlayConnections(ctx context.Context, nodes []schedule.Node) []schedule.Node {
+	conns, err := e.Connections(ctx)
+	if err != nil {
+		e.log().Warn("live connections unavailable; placing by the observed values", "err", err)
+		return nodes
+	}
+	out := append([]schedule.Node(nil), nodes...)
+	for i := range out {
+		if c, ok := conns[out[i].Name]; ok {
+			out[i].Connections = c
+		}
+	}
+	return out
 }
 
 // backingOff reports whether r failed recently and must wait, unless its
