@@ -52,6 +52,10 @@ type Status struct {
 	Releases    []ReleaseStatus `json:"releases"`
 	Nodes       []NodeUse       `json:"nodes"`
 	Plan        *planner.Plan   `json:"plan,omitempty"`
+	// Monitor is the last round of the Prometheus monitor (gantry run
+	// --prometheus), as SetMonitor recorded it; it says when Prometheus
+	// was unavailable.
+	Monitor any `json:"monitor,omitempty"`
 
 	reasons map[string]string
 }
@@ -65,6 +69,13 @@ func (e *Engine) Status() Status {
 	s.Releases = append([]ReleaseStatus(nil), s.Releases...)
 	s.Nodes = append([]NodeUse(nil), s.Nodes...)
 	return s
+}
+
+// SetMonitor records the monitor's last round for the status.
+func (e *Engine) SetMonitor(v any) {
+	e.mu.Lock()
+	e.status.Monitor = v
+	e.mu.Unlock()
 }
 
 func nodeUse(nodes []schedule.Node, releases []planner.ReleasePlan, cfg *spec.Config) []NodeUse {

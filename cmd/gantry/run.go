@@ -25,6 +25,7 @@ import (
 	"github.com/gantry-dev/gantry/reconcile"
 	"github.com/gantry-dev/gantry/reconcile/dirtarget"
 	"github.com/gantry-dev/gantry/reconcile/gitsource"
+	"github.com/gantry-dev/gantry/reconcile/monitor"
 	"github.com/gantry-dev/gantry/reconcile/server"
 	"github.com/gantry-dev/gantry/spec"
 )
@@ -119,6 +120,8 @@ func (a *app) runCmd() *cobra.Command {
 		interval   time.Duration
 		listen     string
 		secretFile string
+		af         adjustFlags
+		connQuery  string
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -158,7 +161,14 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 			if err != nil {
 				return err
 			}
-			return a.loop(ctx, e, repo, &f, interval, listen, secret)
+			if af.prometheus != "" && connQuery != "" {
+				prom, err := monitor.NewProm(af.prometheus)
+				if err != nil {
+					return err
+				}
+				e.Connections = func(ctx context.Context) (map[string]float64, error) { return prom.Connections(ctx, connQuery) }
+			}
+			return a.loop(ctx, e, repo, &f, &af, interval, listen, secret)
 		},
 	}
 	f.register(cmd)
@@ -168,6 +178,8 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 	cmd.Flags().BoolVar(&f.kube.leaderElect, "leader-elect", true, "kube target: reconcile only while holding a Lease, so that replicas never act at once")
 	cmd.Flags().StringVar(&f.kube.leaseNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's, else gantry-system)")
 	cmd.Flags().StringVar(&f.kube.leaseName, "leader-election-id", "gantry", "name of the Lease")
+	af.register(cmd)
+	cmd.Flags().StringVar(&connQuery, "connections-query", "", "PromQL returning active connections by node label, the live load placement weighs (needs --prometheus)")
 	cmd.Flags().StringVar(&secretFile, "webhook-secret-file", "", "file holding the webhook secret (or set GANTRY_WEBHOOK_SECRET); without one /hooks/git refuses every request")
 	return cmd
 }
@@ -187,7 +199,7 @@ func webhookSecret(file string) ([]byte, error) {
 
 // loop serves the status endpoints and reconciles until ctx ends: on a
 // jittered interval, when the watched directory changes and on webhooks.
-func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Repo, f *engineFlags, interval time.Duration, listen string, secret []byte) error {
+func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Repo, f *engineFlags, af *adjustFlags, interval time.Duration, listen string, secret []byte) error {
 	trigger := make(chan struct{}, 1)
 	poke := func() {
 		select {
@@ -237,6 +249,9 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 			} else {
 				slog.Info("reconciled", "revision", res.Revision, "executed", res.Executed)
 			}
+			if af.prometheus != "" && repo != nil && err == nil {
+				a.monitorRound(ctx, e, f, af, poke)
+			}
 			// ±10% jitter keeps a fleet of daemons from polling in lockstep.
 			wait := interval + time.Duration(rand.Int64N(int64(interval)/5+1)) - interval/10
 			select {
@@ -257,6 +272,33 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 	reconcileLoop(ctx)
 	slog.Info("shutting down")
 	return nil
+}
+
+// monitorRound decides adjustments from Prometheus and commits them; the
+// next fetch applies them like any commit, so a commit pokes the loop.
+// Failures are logged and shown in the status, never fatal.
+func (a *app) monitorRound(ctx context.Context, e *reconcile.Engine, f *engineFlags, af *adjustFlags, poke func()) {
+	w := writeBack(f.repo, f.ref, f.state)
+	out, rep, err := a.adjust(ctx, w, af, e.Vars, false)
+	st := struct {
+		monitor.Report
+		Error   string             `json:"error,omitempty"`
+		Commits []gitsource.Pushed `json:"commits,omitempty"`
+	}{Report: rep, Commits: out.Commits}
+	if err != nil {
+		st.Error = err.Error()
+		slog.Error("monitor: write-back failed", "err", err)
+	}
+	if rep.Unavailable != "" {
+		slog.Warn("monitor: Prometheus is unavailable; nothing adjusted", "err", rep.Unavailable)
+	}
+	e.SetMonitor(st)
+	for _, c := range out.Commits {
+		slog.Info("monitor: committed an adjustment", "release", c.Release, "kind", c.Kind, "commit", c.Commit, "branch", c.Branch, "compare", c.CompareURL)
+	}
+	if len(out.Commits) > 0 {
+		poke()
+	}
 }
 
 // redactedRepo keeps credentials in a repository URL out of the logs.

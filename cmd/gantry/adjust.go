@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gantry-dev/gantry/reconcile/gitsource"
+	"github.com/gantry-dev/gantry/reconcile/monitor"
+	"github.com/gantry-dev/gantry/spec"
+)
+
+// adjustFlags configure the monitor and write-back: shared by adjust and
+// run.
+type adjustFlags struct {
+	prometheus string
+	step       time.Duration
+}
+
+func (a *app) adjustCmd() *cobra.Command {
+	var (
+		repo, ref, state string
+		vars             []string
+		af               adjustFlags
+		dryRun           bool
+	)
+	cmd := &cobra.Command{
+		Use:   "adjust",
+		Short: "Decide autoscaling and rollbacks from Prometheus and commit them to Git",
+		Long: `Adjust runs one round of what gantry run does after every reconcile: for each
+release with an autoscale or rollback block it queries Prometheus, decides, edits
+the release's HCL (only the attribute or blocks that change) and commits the
+edit to the repository with a message that says why, then pushes it (write_back
+mode "push") or pushes a gantry/adjust-<release> branch (mode "branch").
+
+With --dry-run it prints the decisions and the diff it would commit, and
+commits nothing.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if af.prometheus == "" {
+				return fmt.Errorf("--prometheus URL is required")
+			}
+			v, err := parseVars(vars)
+			if err != nil {
+				return err
+			}
+			w := writeBack(repo, ref, state)
+			out, rep, err := a.adjust(cmd.Context(), w, &af, v, dryRun)
+			a.printAdjust(a.stdout, rep, out, dryRun)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&repo, "repo", "", "the specs' Git repository: a URL or the path of a repository Gantry may push to")
+	cmd.Flags().StringVar(&ref, "ref", "", "branch to adjust (default: the remote's default branch)")
+	cmd.Flags().StringVar(&state, "state-dir", ".gantry", "Gantry's own files; the write-back clone is kept under git/")
+	cmd.Flags().StringArrayVar(&vars, "var", nil, "set a variable, NAME=VALUE (repeatable)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the decisions and the diff, commit nothing")
+	af.register(cmd)
+	_ = cmd.MarkFlagRequired("repo")
+	return cmd
+}
+
+func (f *adjustFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.prometheus, "prometheus", "", "Prometheus base URL (http://host:9090) for autoscale and rollback queries")
+	cmd.Flags().DurationVar(&f.step, "query-step", 15*time.Second, "resolution of the range queries over stabilization windows")
+}
+
+func parseVars(list []string) (map[string]string, error) {
+	vars := map[string]string{}
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("-var %q: want NAME=VALUE", kv)
+		}
+		vars[k] = v
+	}
+	return vars, nil
+}
+
+// writeBack is the write-back for a repository, with its own clone under
+// the state directory.
+func writeBack(repo, ref, state string) *gitsource.WriteBack {
+	sum := sha256.Sum256([]byte(repo + "\x00" + ref + "\x00writeback"))
+	return &gitsource.WriteBack{URL: repo, Branch: ref, Dir: filepath.Join(state, "git", hex.EncodeToString(sum[:8])+"-writeback"), Log: slog.Default()}
+}
+
+// adjust runs one round: the write-back fetches, the monitor decides on
+// what it fetched, and the write-back commits. After a lost push race the
+// monitor decides again on the new head. The write_back settings come
+// from the same revision the decision is made on.
+func (a *app) adjust(ctx context.Context, w *gitsource.WriteBack, af *adjustFlags, vars map[string]string, dryRun bool) (gitsource.Outcome, monitor.Report, error) {
+	prom, err := monitor.NewProm(af.prometheus)
+	if err != nil {
+		return gitsource.Outcome{}, monitor.Report{}, err
+	}
+	mon := &monitor.Monitor{Metrics: prom, Step: af.step}
+	var rep monitor.Report
+	decide := func(ctx context.Context, dir, rev string, hist *gitsource.History) ([]gitsource.Change, error) {
+		cfg, diags := spec.Load(ctx, dir, spec.LoadOptions{Vars: vars})
+		if diags.HasErrors() {
+			return nil, fmt.Errorf("the specs at %s are invalid; nothing adjusted: %s", short12(rev), diags.Error())
+		}
+		cfg.Revision = rev
+		if err := configureWriteBack(w, cfg.Settings.WriteBack); err != nil {
+			return nil, err
+		}
+		rep = mon.Decide(ctx, cfg, historyAdapter{hist})
+		return changesOf(rep.Decisions), nil
+	}
+	out, err := w.Write(ctx, decide, dryRun)
+	return out, rep, err
+}
+
+// configureWriteBack applies the write_back block (validated: mode and
+// author have defaults).
+func configureWriteBack(w *gitsource.WriteBack, wb *spec.WriteBack) error {
+	if wb == nil {
+		wb = &spec.WriteBack{}
+	}
+	w.Mode, w.BranchPrefix, w.AuthorName, w.AuthorEmail = wb.Mode, wb.Branch, wb.AuthorName, wb.AuthorEmail
+	w.SignKey = nil
+	if wb.SigningKey != "" {
+		key, err := gitsource.LoadSigningKey(wb.SigningKey)
+		if err != nil {
+			return err
+		}
+		w.SignKey = key
+	}
+	return nil
+}
+
+func changesOf(ds []monitor.Decision) []gitsource.Change {
+	out := make([]gitsource.Change, 0, len(ds))
+	for _, d := range ds {
+		c := gitsource.Change{Release: d.Release, Kind: d.Kind, Replicas: d.To, Message: d.Message()}
+		if d.Rollout != nil {
+			c.Restore = d.Rollout.Previous
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// historyAdapter lets the monitor read gitsource's History (the two
+// packages do not import each other).
+type historyAdapter struct{ h *gitsource.History }
+
+func (a historyAdapter) LastScale(release string, since time.Time) (time.Time, error) {
+	return a.h.LastScale(release, since)
+}
+
+func (a historyAdapter) LastRollout(release string, since time.Time) (*monitor.Rollout, error) {
+	r, err := a.h.LastRollout(release, since)
+	if r == nil || err != nil {
+		return nil, err
+	}
+	return &monitor.Rollout{Revision: r.Revision, Previous: r.Previous, Time: r.Time, ByRollback: r.ByRollback}, nil
+}
+
+func (a *app) printAdjust(w io.Writer, rep monitor.Report, out gitsource.Outcome, dryRun bool) {
+	if rep.Unavailable != "" {
+		fmt.Fprintf(w, "Prometheus is unavailable; nothing changes: %s\n\n", rep.Unavailable)
+	}
+	if len(rep.Releases) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "RELEASE\tKIND\tVALUE\tDECISION")
+		for _, r := range rep.Releases {
+			v := "-"
+			if r.Value != nil {
+				v = fmt.Sprintf("%g", *r.Value)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Release, r.Kind, v, r.Reason)
+		}
+		tw.Flush()
+	}
+	if out.Diff != "" {
+		fmt.Fprintf(w, "\n%s", out.Diff)
+	}
+	for _, s := range out.Skipped {
+		fmt.Fprintf(w, "\n%s: already in Git, nothing to commit\n", s)
+	}
+	if dryRun {
+		if out.Diff != "" {
+			fmt.Fprintf(w, "\nDry run: nothing committed (based on %s).\n", short12(out.Base))
+		}
+		return
+	}
+	for _, c := range out.Commits {
+		fmt.Fprintf(w, "\nCommitted %s (%s %s) to %s.\n", short12(c.Commit), c.Kind, c.Release, c.Branch)
+		if c.CompareURL != "" {
+			fmt.Fprintf(w, "Open a pull request: %s\n", c.CompareURL)
+		}
+	}
+	if len(out.Commits) == 0 && len(rep.Decisions) == 0 {
+		fmt.Fprintln(w, "\nNo adjustments.")
+	}
+}
+
+func short12(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
