@@ -339,7 +339,8 @@ func toObject(obj runtime.Object) (Object, error) {
 	return ObjectFromManifest(m)
 }
 
-// prune removes nils and empty maps recursively.
+// prune removes nils and empty maps recursively, except emptyDir, whose
+// empty value is what selects the volume type.
 func prune(m map[string]any) {
 	for k, v := range m {
 		switch t := v.(type) {
@@ -347,7 +348,7 @@ func prune(m map[string]any) {
 			delete(m, k)
 		case map[string]any:
 			prune(t)
-			if len(t) == 0 {
+			if len(t) == 0 && k != "emptyDir" {
 				delete(m, k)
 			}
 		case []any:
