@@ -37,6 +37,8 @@ type engineFlags struct {
 	jobs                     int
 	vars                     []string
 	kube                     kubeFlags
+	gitTokenFile, gitUser    string
+	gitSSHKey                string
 
 	restConfig *rest.Config // set by engine for a kube target
 }
@@ -46,6 +48,9 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.repo, "repo", ".", "the specs: a directory or a Git URL")
 	fl.StringVar(&f.ref, "ref", "", "branch, tag or commit to track (Git URLs only)")
 	fl.StringVar(&f.target, "target", "", "where objects go: kube (the cluster of the kubeconfig or the pod) or dir:PATH (default: the gantry block's target, else dir:<state-dir>/objects)")
+	fl.StringVar(&f.gitTokenFile, "git-token-file", "", "file holding an https token for the repository (or set GANTRY_GIT_TOKEN)")
+	fl.StringVar(&f.gitUser, "git-username", "gantry", "user name sent with the token (GitHub and GitLab accept any)")
+	fl.StringVar(&f.gitSSHKey, "git-ssh-key-file", "", "private key for ssh:// and git@host: repositories (known hosts from SSH_KNOWN_HOSTS or ~/.ssh/known_hosts)")
 	fl.StringVar(&f.kube.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the pod's service account)")
 	fl.StringVar(&f.kube.context, "context", "", "kubeconfig context")
 	fl.BoolVar(&f.kube.forceConflicts, "force-conflicts", false, "kube: take fields over from other server-side appliers instead of failing")
@@ -71,6 +76,11 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 	if isGitURL(f.repo) {
 		sum := sha256.Sum256([]byte(f.repo + "\x00" + f.ref))
 		repo = &gitsource.Repo{URL: f.repo, Ref: f.ref, Dir: filepath.Join(f.state, "git", hex.EncodeToString(sum[:8]))}
+		auth, err := gitsource.AuthFrom(f.gitUser, f.gitTokenFile, os.Getenv("GANTRY_GIT_TOKEN"), f.gitSSHKey)
+		if err != nil {
+			return nil, nil, err
+		}
+		repo.Auth = auth
 		e.Source = reconcile.GitSource{Repo: repo}
 	} else {
 		if f.ref != "" {
