@@ -20,4 +20,50 @@
 //
 // The kernels work on whole blocks, allocate nothing, and make no interface
 // or indirect calls per element; callers own all buffers.
+//
+// # Checking against ggml
+//
+// The hand-derived known answers in the tests are backed by an opt-in
+// comparison with a real, prebuilt ggml. ggmlref_test.go (build tag
+// ggmlref, needs cgo and gcc) dlopens the libggml-base.so named by
+// GANTRY_GGML_LIB and compares, bit for bit:
+//
+//   - Quantize with ggml_quantize_chunk(type, src, dst, 0, nrows,
+//     n_per_row, NULL) for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K,
+//     F16 and BF16, on fixed-seed inputs of several shapes (rows × a
+//     multiple of 256): normal and F16-rounded weights, outliers, halves
+//     and other rounding ties, zero and −0 blocks, all-equal blocks, signed
+//     ties of the largest magnitude, tiny, subnormal, huge and near-FLT_MAX
+//     values. A mismatch names the first differing block with the input
+//     and both byte dumps;
+//   - Dequantize with ggml's dequantize_row_* (on ggml's output and on
+//     random blocks);
+//   - FP16ToFP32 and DecodeF16 for all 2^16 patterns, and FP32ToFP16 and
+//     FP32ToBF16 with ggml_fp32_to_fp16_row, ggml_fp32_to_bf16_row_ref and
+//     ggml_fp32_to_bf16_row on a tie-targeted sweep of every sign and
+//     exponent (all 2^32 float32 values with GANTRY_GGML_EXHAUSTIVE=1,
+//     about 90 s).
+//
+// Run it with
+//
+//	GANTRY_GGML_LIB=/path/to/libggml-base.so go test -tags ggmlref ./compress/ggml -run Ref -v
+//
+// Without the tag nothing of it is built, and without GANTRY_GGML_LIB it
+// skips. A libggml-base.so can be had without a C++ build from npm:
+// `npm pack @node-llama-cpp/linux-x64` holds bins/linux-x64/libggml-base.so
+// (and libllama, which exports llama_model_quantize for whole-file checks).
+//
+// Verified on 2026-11-28 against @node-llama-cpp/linux-x64 3.22.1, which
+// embeds llama.cpp v0.5.0 (ggml 0.25.1, ggml_commit 0ad4a86), built for
+// baseline x86-64 (no FMA in libggml-base): every quantized type, F16 and
+// BF16 matched byte for byte, with the default GOAMD64=v1 and with v3;
+// dequantization matched; all 2^32 float32 values narrow alike to F16 and
+// BF16. The one difference found was that FP16ToFP32 kept a signalling
+// NaN signalling where ggml returns it quiet; it now sets the quiet bit.
+// Whole files matched too: llama_model_quantize from that release (default
+// parameters, with and without pure) and gantry quantize wrote identical
+// bytes for synthetic llama models from ggufgen (F16, BF16 and F32; 2 to 32
+// layers; tied embeddings; rows of 200 and 640 values that need the
+// fallback types) for q8_0, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m,
+// q5_k_s, q5_k_m and q6_k.
 package ggml

@@ -5,14 +5,19 @@ import (
 	"math"
 )
 
-// FP16ToFP32 widens an IEEE 754 binary16 value exactly.
+// FP16ToFP32 widens an IEEE 754 binary16 value exactly, as ggml's
+// GGML_FP16_TO_FP32. A NaN keeps its sign and payload and comes out quiet:
+// ggml's software conversion multiplies by 2^-112, which quiets a signalling
+// NaN, and so does F16C's vcvtph2ps.
 func FP16ToFP32(h uint16) float32 {
 	sign := uint32(h&0x8000) << 16
 	exp := uint32(h>>10) & 0x1f
 	mant := uint32(h & 0x3ff)
 	switch {
-	case exp == 0x1f: // inf or NaN; keep the payload
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
+	case exp == 0x1f && mant != 0: // NaN: keep the payload, set the quiet bit
+		return math.Float32frombits(sign | 0x7fc00000 | mant<<13)
+	case exp == 0x1f: // ±Inf
+		return math.Float32frombits(sign | 0x7f800000)
 	case exp != 0:
 		return math.Float32frombits(sign | (exp+112)<<23 | mant<<13)
 	case mant == 0:

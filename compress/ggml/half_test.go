@@ -119,3 +119,30 @@ func TestDecodeF16AllPatterns(t *testing.T) {
 		}
 	}
 }
+
+// A binary16 NaN widens to a quiet float32 NaN with the same sign and
+// payload, as ggml's GGML_FP16_TO_FP32 (its multiplication by 2^-112
+// quiets a signalling NaN) and F16C's vcvtph2ps do. Checked against
+// libggml-base's ggml_fp16_to_fp32_row for all 2^16 patterns (ggmlref test).
+func TestFP16ToFP32NaN(t *testing.T) {
+	for _, tc := range []struct {
+		in   uint16
+		want uint32
+	}{
+		{0x7c00, 0x7f800000}, // +Inf
+		{0xfc00, 0xff800000}, // −Inf
+		{0x7e00, 0x7fc00000}, // quiet NaN
+		{0x7c01, 0x7fc02000}, // signalling NaN made quiet, payload kept
+		{0xfd00, 0xffe00000},
+		{0x7fff, 0x7fffe000},
+	} {
+		if got := math.Float32bits(FP16ToFP32(tc.in)); got != tc.want {
+			t.Errorf("FP16ToFP32(%#04x) = %#08x, want %#08x", tc.in, got, tc.want)
+		}
+		var dst [1]float32
+		DecodeF16(dst[:], []byte{byte(tc.in), byte(tc.in >> 8)})
+		if got := math.Float32bits(dst[0]); got != tc.want {
+			t.Errorf("DecodeF16(%#04x) = %#08x, want %#08x", tc.in, got, tc.want)
+		}
+	}
+}

@@ -13,13 +13,15 @@
 //
 // What it promises:
 //
-//   - Same output as llama-quantize (llama.cpp of early 2025), byte for
-//     byte: the same tensors stay unquantized (1-D tensors, norms, gating
-//     and position tensors, …), the default mixes pick the same type per
-//     tensor (output.weight to Q6_K, attn_v and ffn_down to Q6_K on the
-//     use_more_bits layers for Q4_K_M/Q5_K_M, the Q4_K_S first-layers rule,
-//     the fallbacks when ne0 is not a whole number of blocks), Pure turns the
-//     mixes off, tensors are written sorted by layer then name, metadata is
+//   - Same output as llama-quantize (llama.cpp of early 2025, and
+//     llama_model_quantize of llama.cpp v0.5.0, checked file for file; see
+//     package ggml), byte for byte: the same tensors stay unquantized (1-D
+//     tensors, norms, gating and position tensors, …), the default mixes
+//     pick the same type per tensor (output.weight to Q6_K, attn_v and
+//     ffn_down to Q6_K on the use_more_bits layers for Q4_K_M/Q5_K_M, the
+//     Q4_K_S first-layers rule), Pure turns the mixes off, the fallbacks
+//     when ne0 is not a whole number of blocks apply with or without Pure
+//     (a K-quant to Q5_0/Q5_1/Q8_0, anything still misfitting to F16), tensors are written sorted by layer then name, metadata is
 //     copied in order with general.quantization_version and
 //     general.file_type moved to the end and split.* keys dropped, and the
 //     data is 32-byte aligned with every tensor padded. Each kernel is

@@ -98,9 +98,9 @@ func MakePlan(kvs []gguf.KV, tensors []gguf.TensorInfo, opts Options) (*Plan, er
 				if err != nil {
 					return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
 				}
-			} else if bs := to.BlockSize(); t.Shape[0]%bs != 0 {
-				return nil, fmt.Errorf("tensor %q: ne0 = %d is not a multiple of the %v block size %d (--pure has no fallback)",
-					t.Name, t.Shape[0], to, bs)
+			} else if to, why, err = fallback(to, why, t.Shape[0]); err != nil {
+				// llama.cpp applies the shape fallback under --pure too.
+				return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
 			}
 			switch {
 			case skipped(t.Name, opts.Skip):
@@ -378,22 +378,37 @@ func (st *mixState) tensorType(ft FileType, t *gguf.TensorInfo) (ggml.Type, stri
 		}
 		st.iFFNUp++
 	}
-	if ne0%to.BlockSize() != 0 {
-		from := to
-		switch to {
-		case ggml.Q4_K:
-			to = ggml.Q5_0
-		case ggml.Q5_K:
-			to = ggml.Q5_1
-		case ggml.Q6_K:
-			to = ggml.Q8_0
-		default:
-			return 0, "", fmt.Errorf("ne0 = %d is not a multiple of the %v block size: unsupported tensor size", ne0, to)
-		}
-		if ne0%to.BlockSize() != 0 {
-			to = ggml.F16
-		}
-		why = fmt.Sprintf("fallback from %v: ne0 = %d", from, ne0)
+	return fallback(to, why, ne0)
+}
+
+// fallback is llama.cpp's tensor_type_fallback: when a row of ne0 values is
+// not a whole number of the chosen type's blocks, a K-quant falls back to a
+// 32-block type (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0), and anything that
+// still does not fit, including a 32-block base type, becomes F16.
+// llama.cpp applies it after the mix and also under --pure; checked byte for
+// byte against llama_model_quantize of llama.cpp v0.5.0 (ggml 0.25.1).
+// Older llama.cpp (such as c392e509, February 2025) had no fallback under
+// --pure and threw "Unsupported tensor size encountered" for a 32-block
+// type, so where it wrote a file at all the result is the same.
+func fallback(to ggml.Type, why string, ne0 int64) (ggml.Type, string, error) {
+	if ne0%to.BlockSize() == 0 {
+		return to, why, nil
 	}
-	return to, why, nil
+	from := to
+	switch to {
+	case ggml.Q4_K:
+		to = ggml.Q5_0
+	case ggml.Q5_K:
+		to = ggml.Q5_1
+	case ggml.Q6_K:
+		to = ggml.Q8_0
+	default:
+		if to.BlockSize() > 32 {
+			return 0, "", fmt.Errorf("ne0 = %d is not a multiple of the %v block size: no fallback type", ne0, to)
+		}
+	}
+	if ne0%to.BlockSize() != 0 {
+		to = ggml.F16
+	}
+	return to, fmt.Sprintf("fallback from %v: ne0 = %d", from, ne0), nil
 }

@@ -165,11 +165,36 @@ func TestFallbacks(t *testing.T) {
 	if got["blk.0.attn_q.weight"] != ggml.Q5_1 {
 		t.Errorf("Q5_K fallback: %v", got["blk.0.attn_q.weight"])
 	}
-	if _, err := MakePlan(kvs, ts, Options{Type: "q4_k_m", Pure: true}); err == nil {
-		t.Error("pure with ne0 = 96: want error")
+
+	// --pure skips the mix but not the shape fallback, and a 32-block type
+	// whose blocks do not fit falls back to F16: what llama.cpp v0.5.0's
+	// llama_model_quantize writes (checked byte for byte; see
+	// compress/ggml's doc). Earlier llama.cpp failed on both.
+	got = planTypes(t, kvs, ts, Options{Type: "q4_k_m", Pure: true})
+	want = map[string]ggml.Type{
+		"blk.0.attn_q.weight": ggml.Q5_0, "blk.0.attn_k.weight": ggml.F16,
+		"blk.0.ffn_down.weight": ggml.Q5_0, "output.weight": ggml.Q5_0, "blk.0.attn_v.weight": ggml.Q4_K,
 	}
-	if _, err := MakePlan(kvs, []gguf.TensorInfo{mk("blk.0.attn_q.weight", 40)}, Options{Type: "q8_0"}); err == nil {
-		t.Error("q8_0 with ne0 = 40: want error")
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pure (-want +got):\n%s", diff)
+	}
+	for _, pure := range []bool{false, true} {
+		f32 := mk("blk.0.attn_q.weight", 40)
+		f32.Type = ggml.F32
+		p, err := MakePlan(kvs, []gguf.TensorInfo{mk("blk.0.ffn_up.weight", 40), f32}, Options{Type: "q8_0", Pure: pure})
+		if err != nil {
+			t.Fatalf("q8_0 with ne0 = 40 (pure %v): %v", pure, err)
+		}
+		for _, tp := range p.Tensors {
+			wantAction := ActionCopy // already F16
+			if tp.From == ggml.F32 {
+				wantAction = ActionQuantize
+			}
+			if tp.To != ggml.F16 || tp.Action != wantAction {
+				t.Errorf("q8_0 with ne0 = 40 (pure %v): %s %v -> %v (%v, %s), want f16 (%v)",
+					pure, tp.Name, tp.From, tp.To, tp.Action, tp.Why, wantAction)
+			}
+		}
 	}
 }
 

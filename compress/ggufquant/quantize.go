@@ -21,7 +21,9 @@ type Options struct {
 	// The output does not depend on it.
 	Threads int
 	// Pure quantizes every eligible tensor to the base type (llama-quantize
-	// --pure): no per-tensor mix, no fallback types.
+	// --pure): no per-tensor mix. A tensor whose rows do not fit the base
+	// type's blocks still falls back (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K →
+	// Q8_0, else F16), as llama.cpp does.
 	Pure bool
 	// Skip lists path.Match globs of tensor names to copy unchanged.
 	Skip []string
