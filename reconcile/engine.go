@@ -196,6 +196,11 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 		actions := byRelease[r.Name]
 		if len(actions) == 0 {
 			e.clearFailure(r.Name)
+			if hr, ok := e.Target.(HealthReporter); ok {
+				if state, reason, known := hr.ReleaseHealth(r.Name); known {
+					st.State, st.Reason = state, reason
+				}
+			}
 			statuses[i] = st
 			continue
 		}
@@ -222,6 +227,9 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 			} else {
 				e.clearFailure(r.Name)
 				st.State = StateSynced
+				if _, ok := e.Target.(HealthReporter); ok && n > 0 {
+					st.State = StateProgressing // the pods roll out now; the next resync says how it went
+				}
 			}
 			statuses[i] = st
 			return nil // one release failing does not stop the others

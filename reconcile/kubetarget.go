@@ -2,6 +2,9 @@ package reconcile
 
 import (
 	"context"
+	"log/slog"
+	"strings"
+	"sync"
 
 	"github.com/gantry-dev/gantry/planner"
 	"github.com/gantry-dev/gantry/reconcile/kube"
@@ -17,19 +20,74 @@ type KubeTarget struct {
 	Client *kube.Client
 	// Force takes fields over from other appliers instead of failing.
 	Force bool
+	Log   *slog.Logger
+
+	mu     sync.Mutex
+	shards map[string][]kube.ShardStatus // by release, from the last Observe
+}
+
+func (t *KubeTarget) log() *slog.Logger {
+	if t.Log != nil {
+		return t.Log
+	}
+	return slog.Default()
 }
 
 // Observe reads the cluster.
-func (t KubeTarget) Observe(ctx context.Context, cfg *spec.Config) ([]planner.Object, []schedule.Node, error) {
+func (t *KubeTarget) Observe(ctx context.Context, cfg *spec.Config) ([]planner.Object, []schedule.Node, error) {
 	obs, err := t.Client.Observe(ctx, cfg.Settings.Namespace, cfg.Pools)
 	if err != nil {
 		return nil, nil, err
 	}
+	for _, s := range obs.Skipped {
+		t.log().Debug("GPU node not used", "node", s.Name, "reason", s.Reason)
+	}
+	shards := map[string][]kube.ShardStatus{}
+	for _, s := range obs.Shards {
+		shards[s.Release] = append(shards[s.Release], s)
+	}
+	t.mu.Lock()
+	t.shards = shards
+	t.mu.Unlock()
 	return obs.Objects, obs.Nodes, nil
 }
 
 // Apply applies the actions, the namespace first and deletions last.
-func (t KubeTarget) Apply(ctx context.Context, namespace string, actions []planner.Action) error {
-	_, err := t.Client.Apply(ctx, namespace, actions, kube.ApplyOptions{Force: t.Force})
+func (t *KubeTarget) Apply(ctx context.Context, namespace string, actions []planner.Action) error {
+	cs, err := t.Client.Apply(ctx, namespace, actions, kube.ApplyOptions{Force: t.Force})
+	for _, c := range cs {
+		if c.Outcome != kube.Unchanged {
+			t.log().Info("applied", "object", c.String())
+		}
+	}
 	return err
+}
+
+// ReleaseHealth says how the release's shards were doing when last
+// observed: healthy, progressing or degraded, and why.
+func (t *KubeTarget) ReleaseHealth(release string) (state, reason string, known bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	shards, ok := t.shards[release]
+	if !ok {
+		return "", "", false
+	}
+	state = StateSynced
+	var notes []string
+	for _, s := range shards {
+		switch s.State {
+		case kube.Degraded:
+			state = StateDegraded
+			notes = append(notes, s.String())
+		case kube.Progressing:
+			if state != StateDegraded {
+				state = StateProgressing
+			}
+			notes = append(notes, s.String())
+		}
+	}
+	if len(notes) == 0 {
+		return state, "all shards available", true
+	}
+	return state, strings.Join(notes, "; "), true
 }

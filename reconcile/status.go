@@ -16,7 +16,15 @@ const (
 	StateProgressing = "progressing"
 	StateBlocked     = "blocked"
 	StateFailed      = "failed"
+	// StateDegraded: applied, but the shards are not becoming available.
+	StateDegraded = "degraded"
 )
+
+// HealthReporter is a Target that knows whether a release's pods are
+// available (a cluster; the dir target does not).
+type HealthReporter interface {
+	ReleaseHealth(release string) (state, reason string, known bool)
+}
 
 // ReleaseStatus is one release after a reconcile.
 type ReleaseStatus struct {

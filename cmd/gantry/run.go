@@ -111,7 +111,7 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 			return nil, nil, err
 		}
 		f.restConfig = rc
-		e.Target = reconcile.KubeTarget{Client: c, Force: f.kube.forceConflicts}
+		e.Target = &reconcile.KubeTarget{Client: c, Force: f.kube.forceConflicts}
 	} else {
 		dir, ok := strings.CutPrefix(target, "dir:")
 		if !ok || dir == "" {

@@ -45,7 +45,7 @@ func NewMetrics() *Metrics {
 			Name: "gantry_revision_info", Help: "The Git revision last reconciled (value 1).",
 		}, []string{"revision"}),
 		releaseState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "gantry_release_state", Help: "1 for each release's current state (synced, progressing, blocked, failed).",
+			Name: "gantry_release_state", Help: "1 for each release's current state (synced, progressing, degraded, blocked, failed).",
 		}, []string{"release", "state"}),
 		quantized: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gantry_quantized_bytes_total", Help: "Bytes of quantized model output, by release.",
@@ -103,7 +103,7 @@ func (m *Metrics) FetchError(error) { m.fetchErrors.Inc() }
 func (m *Metrics) Releases(rs []reconcile.ReleaseStatus) {
 	m.releaseState.Reset()
 	for _, r := range rs {
-		for _, s := range []string{reconcile.StateSynced, reconcile.StateProgressing, reconcile.StateBlocked, reconcile.StateFailed} {
+		for _, s := range []string{reconcile.StateSynced, reconcile.StateProgressing, reconcile.StateDegraded, reconcile.StateBlocked, reconcile.StateFailed} {
 			v := 0.0
 			if r.State == s {
 				v = 1
