@@ -51,6 +51,11 @@ type Engine struct {
 	Quantize func(ctx context.Context, in, out string, opts compress.Options) (quality.Report, error)
 	// Observer, if set, hears about work done (metrics).
 	Observer Observer
+	// BuildJobs runs builds of releases with quantize { runner = "job" }.
+	BuildJobs JobRunner
+	// RepoURL is the specs repository as a build job clones it (no
+	// credentials); set for Git sources.
+	RepoURL string
 	// Expect, if set, is a saved plan: the reconcile executes only if the
 	// observed state has the same digest and the specs give the same
 	// actions, else it fails with ErrStalePlan.
@@ -265,22 +270,33 @@ func (e *Engine) runRelease(ctx context.Context, cfg *spec.Config, snap Snapshot
 	ref := planner.ImageRepository(cfg, r.Name) + ":" + planner.ImageTag(key)
 	executed := 0
 	if _, ok := observed.Artifacts[key]; !ok {
-		b, err := e.build(ctx, snap, r, key)
-		if err != nil {
-			return executed, fmt.Errorf("release %s: %w", r.Name, err)
+		var digest string
+		if r.Quantize != nil && r.Quantize.Runner == "job" {
+			d, err := e.runJob(ctx, cfg, r, key, ref)
+			if err != nil {
+				return executed, err
+			}
+			digest = d
+			executed += 2
+		} else {
+			b, err := e.build(ctx, snap, r, key)
+			if err != nil {
+				return executed, fmt.Errorf("release %s: %w", r.Name, err)
+			}
+			executed++
+			if b.Report != nil {
+				st.Error = &b.Report.Summary
+			}
+			if err := gate(snap, r, b.Report); err != nil {
+				return executed, err
+			}
+			d, err := e.push(ctx, cfg, r, key, ref, b)
+			if err != nil {
+				return executed, fmt.Errorf("release %s: push %s: %w", r.Name, ref, err)
+			}
+			digest = d
+			executed++
 		}
-		executed++
-		if b.Report != nil {
-			st.Error = &b.Report.Summary
-		}
-		if err := gate(snap, r, b.Report); err != nil {
-			return executed, err
-		}
-		digest, err := e.push(ctx, cfg, r, key, ref, b)
-		if err != nil {
-			return executed, fmt.Errorf("release %s: push %s: %w", r.Name, ref, err)
-		}
-		executed++
 		st.Digest = digest
 		arts := make(map[string]planner.Artifact, len(observed.Artifacts)+1)
 		for k, v := range observed.Artifacts {

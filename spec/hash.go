@@ -17,7 +17,13 @@ func (r *Release) PodHash() string {
 		Quantize  *Quantize  `json:"quantize"`
 		Runtime   Runtime    `json:"runtime"`
 		Resources *Resources `json:"resources"`
-	}{r.Model, r.Quantize, r.Runtime, r.Resources}
+	}{r.Model, nil, r.Runtime, r.Resources}
+	if r.Quantize != nil {
+		// Where and with what the build runs does not shape the pods.
+		q := *r.Quantize
+		q.Runner, q.CPU, q.Memory = "", "", ""
+		v.Quantize = &q
+	}
 	b, err := json.Marshal(v) // maps marshal with sorted keys
 	if err != nil {
 		panic("spec: marshal release: " + err.Error()) // plain data; cannot fail

@@ -166,6 +166,9 @@ type Quantize struct {
 	// Runner is "local" (in the daemon, the default) or "job" (a
 	// Kubernetes Job, for models too big for the daemon).
 	Runner string `hcl:"runner,optional" json:"runner"`
+	// CPU and Memory are what the quantize Job requests (runner = "job").
+	CPU    string `hcl:"cpu,optional" json:"cpu,omitempty"`
+	Memory string `hcl:"memory,optional" json:"memory,omitempty"`
 
 	DefRange hcl.Range `hcl:",def_range" json:"-"`
 }

@@ -308,6 +308,19 @@ func (v *validator) quantize(r *Release) {
 	default:
 		v.errorf(v.attr(q.DefRange, "runner"), "Invalid runner", "runner must be \"local\" or \"job\", not %q.", q.Runner)
 	}
+	if q.CPU != "" {
+		if _, err := ParseCPU(q.CPU); err != nil {
+			v.errorf(v.attr(q.DefRange, "cpu"), "Invalid quantity", "cpu: %s.", err)
+		}
+	}
+	if q.Memory != "" {
+		if _, err := ParseMemory(q.Memory); err != nil {
+			v.errorf(v.attr(q.DefRange, "memory"), "Invalid quantity", "memory: %s.", err)
+		}
+	}
+	if (q.CPU != "" || q.Memory != "") && q.Runner != "job" {
+		v.warnf(v.attr(q.DefRange, "runner"), "cpu and memory apply to jobs", "quantize cpu and memory are what a quantize Job requests; with runner = %q they are not used.", q.Runner)
+	}
 }
 
 func (v *validator) gate(r *Release) {

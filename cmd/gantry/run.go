@@ -39,6 +39,7 @@ type engineFlags struct {
 	kube                     kubeFlags
 	gitTokenFile, gitUser    string
 	gitSSHKey                string
+	job                      jobFlags
 
 	restConfig *rest.Config // set by engine for a kube target
 }
@@ -51,6 +52,7 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.gitTokenFile, "git-token-file", "", "file holding an https token for the repository (or set GANTRY_GIT_TOKEN)")
 	fl.StringVar(&f.gitUser, "git-username", "gantry", "user name sent with the token (GitHub and GitLab accept any)")
 	fl.StringVar(&f.gitSSHKey, "git-ssh-key-file", "", "private key for ssh:// and git@host: repositories (known hosts from SSH_KNOWN_HOSTS or ~/.ssh/known_hosts)")
+	f.job.register(fl)
 	fl.StringVar(&f.kube.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the pod's service account)")
 	fl.StringVar(&f.kube.context, "context", "", "kubeconfig context")
 	fl.BoolVar(&f.kube.forceConflicts, "force-conflicts", false, "kube: take fields over from other server-side appliers instead of failing")
@@ -112,6 +114,14 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 		}
 		f.restConfig = rc
 		e.Target = &reconcile.KubeTarget{Client: c, Force: f.kube.forceConflicts}
+		jobs, err := f.job.runner(rc, f.insecure)
+		if err != nil {
+			return nil, nil, err
+		}
+		e.BuildJobs = jobs
+		if repo != nil {
+			e.RepoURL = redactless(f.repo)
+		}
 	} else {
 		dir, ok := strings.CutPrefix(target, "dir:")
 		if !ok || dir == "" {

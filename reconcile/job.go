@@ -1,0 +1,96 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/gantry-dev/gantry/planner"
+	"github.com/gantry-dev/gantry/spec"
+)
+
+// BuildJob is one release's quantize → gate → push, run outside the
+// daemon (runner = "job") by `gantry build` from the same image.
+type BuildJob struct {
+	Release    string
+	Namespace  string
+	Revision   string // the commit the job checks out
+	RepoURL    string // the specs repository, without credentials
+	ContentKey string
+	Ref        string // repository:tag the job pushes
+	CPU        string // requests, from the quantize block
+	Memory     string
+}
+
+// JobRunner runs build jobs and returns when one has finished. An error
+// whose text says the gate blocked is reported as a GateError.
+type JobRunner interface {
+	RunBuild(ctx context.Context, job BuildJob) error
+}
+
+// runJob hands the release's build to the JobRunner, then reads the
+// pushed image's digest from the store.
+func (e *Engine) runJob(ctx context.Context, cfg *spec.Config, r *spec.Release, key, ref string) (string, error) {
+	if e.BuildJobs == nil {
+		return "", fmt.Errorf("release %s: runner = \"job\" needs a Kubernetes target (--target kube)", r.Name)
+	}
+	if e.RepoURL == "" || cfg.Revision == "" {
+		return "", fmt.Errorf("release %s: runner = \"job\" needs the specs in a Git repository the job can clone", r.Name)
+	}
+	job := BuildJob{Release: r.Name, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, RepoURL: e.RepoURL,
+		ContentKey: key, Ref: ref, CPU: r.Quantize.CPU, Memory: r.Quantize.Memory}
+	e.log().Info("quantizing in a job", "release", r.Name, "key", key[:12])
+	if err := e.BuildJobs.RunBuild(ctx, job); err != nil {
+		if strings.Contains(err.Error(), "blocked by gate") {
+			return "", &GateError{Release: r.Name, Reason: err.Error()}
+		}
+		return "", fmt.Errorf("release %s: build job: %w", r.Name, err)
+	}
+	digest, ok, err := e.Store.Has(ctx, ref)
+	if err != nil {
+		return "", fmt.Errorf("release %s: %w", r.Name, err)
+	}
+	if !ok {
+		return "", fmt.Errorf("release %s: the build job succeeded but %s is not in the registry", r.Name, ref)
+	}
+	return digest, nil
+}
+
+// ErrNoRelease is returned by BuildRelease for a name the specs lack.
+var ErrNoRelease = errors.New("no such release")
+
+// BuildRelease runs one release's quantize → gate → push and returns the
+// image digest; it is what `gantry build` (the build job) runs. An image
+// the store already has is not built again.
+func (e *Engine) BuildRelease(ctx context.Context, name string) (string, error) {
+	snap, err := e.Source.Fetch(ctx)
+	if err != nil {
+		return "", fmt.Errorf("fetch specs: %w", err)
+	}
+	cfg, diags := spec.Load(ctx, snap.Dir, spec.LoadOptions{Vars: e.Vars})
+	cfg.Revision = snap.Revision
+	if diags.HasErrors() {
+		return "", fmt.Errorf("%w: %s", ErrInvalidSpecs, diags.Error())
+	}
+	r, ok := cfg.Release(name)
+	if !ok {
+		return "", fmt.Errorf("%w %q at %s", ErrNoRelease, name, snap.Revision)
+	}
+	key := planner.ContentKey(r)
+	ref := planner.ImageRepository(cfg, r.Name) + ":" + planner.ImageTag(key)
+	if digest, ok, err := e.Store.Has(ctx, ref); err != nil {
+		return "", err
+	} else if ok {
+		e.log().Info("already built", "release", name, "ref", ref, "digest", digest)
+		return digest, nil
+	}
+	b, err := e.build(ctx, snap, r, key)
+	if err != nil {
+		return "", fmt.Errorf("release %s: %w", name, err)
+	}
+	if err := gate(snap, r, b.Report); err != nil {
+		return "", err
+	}
+	return e.push(ctx, cfg, r, key, ref, b)
+}
