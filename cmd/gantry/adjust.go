@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -29,6 +30,8 @@ type adjustFlags struct {
 func (a *app) adjustCmd() *cobra.Command {
 	var (
 		repo, ref, state string
+		tokenFile, user  string
+		sshKey           string
 		vars             []string
 		af               adjustFlags
 		dryRun           bool
@@ -54,6 +57,9 @@ commits nothing.`,
 				return err
 			}
 			w := writeBack(repo, ref, state)
+			if w.Auth, err = gitsource.AuthFrom(user, tokenFile, os.Getenv("GANTRY_GIT_TOKEN"), sshKey); err != nil {
+				return err
+			}
 			out, rep, err := a.adjust(cmd.Context(), w, &af, v, dryRun)
 			a.printAdjust(a.stdout, rep, out, dryRun)
 			return err
@@ -64,6 +70,9 @@ commits nothing.`,
 	cmd.Flags().StringVar(&state, "state-dir", ".gantry", "Gantry's own files; the write-back clone is kept under git/")
 	cmd.Flags().StringArrayVar(&vars, "var", nil, "set a variable, NAME=VALUE (repeatable)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the decisions and the diff, commit nothing")
+	cmd.Flags().StringVar(&tokenFile, "git-token-file", "", "file holding an https token for the repository (or set GANTRY_GIT_TOKEN)")
+	cmd.Flags().StringVar(&user, "git-username", "gantry", "user name sent with the token")
+	cmd.Flags().StringVar(&sshKey, "git-ssh-key-file", "", "private key for ssh repositories")
 	af.register(cmd)
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd

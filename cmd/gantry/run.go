@@ -299,6 +299,9 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 // Failures are logged and shown in the status, never fatal.
 func (a *app) monitorRound(ctx context.Context, e *reconcile.Engine, f *engineFlags, af *adjustFlags, poke func()) {
 	w := writeBack(f.repo, f.ref, f.state)
+	if auth, err := gitsource.AuthFrom(f.gitUser, f.gitTokenFile, os.Getenv("GANTRY_GIT_TOKEN"), f.gitSSHKey); err == nil {
+		w.Auth = auth // the same credentials the source fetches with
+	}
 	out, rep, err := a.adjust(ctx, w, af, e.Vars, false)
 	st := struct {
 		monitor.Report
