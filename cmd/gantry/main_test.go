@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 
 	"github.com/gantry-dev/gantry/compress"
@@ -287,5 +289,35 @@ func TestQuantizeFromOCI(t *testing.T) {
 	}
 	if code, _, errs := gantry(t, "quantize", "--in", "oci://"+host+"/models/nope:v1", "--out", out, "--type", "q8_0"); code != 1 || !strings.Contains(errs, "nope") {
 		t.Errorf("missing image: %d %s", code, errs)
+	}
+}
+
+func TestRunRefusesUnsignedRevision(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	repo := t.TempDir()
+	if err := os.CopyFS(repo, os.DirFS(quickstart)); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "."}, {"commit", "-q", "-m", "unsigned"}} {
+		cmd := exec.Command("git", append([]string{"-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	e, err := openpgp.NewEntity("release-bot", "", "bot@example.com", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub bytes.Buffer
+	w, _ := armor.Encode(&pub, openpgp.PublicKeyType, nil)
+	e.Serialize(w)
+	w.Close()
+	keys := filepath.Join(t.TempDir(), "trusted.asc")
+	os.WriteFile(keys, pub.Bytes(), 0o644)
+	code, out, errs := gantry(t, "run", "--once", "--repo", "file://"+repo, "--trusted-keys", keys, "--state-dir", t.TempDir())
+	if code != 1 || !strings.Contains(errs, "refused: the commit is not signed") || strings.Contains(out, "Plan:") {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
 }

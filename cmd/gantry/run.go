@@ -39,6 +39,7 @@ type engineFlags struct {
 	kube                     kubeFlags
 	gitTokenFile, gitUser    string
 	gitSSHKey                string
+	trustedKeys              string
 	job                      jobFlags
 
 	restConfig *rest.Config // set by engine for a kube target
@@ -52,6 +53,7 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.gitTokenFile, "git-token-file", "", "file holding an https token for the repository (or set GANTRY_GIT_TOKEN)")
 	fl.StringVar(&f.gitUser, "git-username", "gantry", "user name sent with the token (GitHub and GitLab accept any)")
 	fl.StringVar(&f.gitSSHKey, "git-ssh-key-file", "", "private key for ssh:// and git@host: repositories (known hosts from SSH_KNOWN_HOSTS or ~/.ssh/known_hosts)")
+	fl.StringVar(&f.trustedKeys, "trusted-keys", "", "armored OpenPGP public keys: apply only revisions whose commit is signed by one of them (Git URLs)")
 	f.job.register(fl)
 	fl.StringVar(&f.kube.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the pod's service account)")
 	fl.StringVar(&f.kube.context, "context", "", "kubeconfig context")
@@ -83,10 +85,20 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 			return nil, nil, err
 		}
 		repo.Auth = auth
+		if f.trustedKeys != "" {
+			keys, err := os.ReadFile(f.trustedKeys)
+			if err != nil {
+				return nil, nil, fmt.Errorf("--trusted-keys: %w", err)
+			}
+			repo.TrustedKeys = string(keys)
+		}
 		e.Source = reconcile.GitSource{Repo: repo}
 	} else {
 		if f.ref != "" {
 			return nil, nil, fmt.Errorf("--ref applies only to a Git URL; %s is a directory", f.repo)
+		}
+		if f.trustedKeys != "" {
+			return nil, nil, fmt.Errorf("--trusted-keys applies only to a Git URL; %s is a directory", f.repo)
 		}
 		e.Source = reconcile.DirSource{Dir: f.repo}
 	}

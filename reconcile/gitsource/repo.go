@@ -30,6 +30,21 @@ type Repo struct {
 	Auth transport.AuthMethod
 	// OnError, if set, is called for every failed fetch (metrics).
 	OnError func(error)
+	// TrustedKeys, if set, is an armored OpenPGP public keyring: a
+	// revision whose commit is not signed by one of its keys is refused
+	// (a *SignatureError) and never checked out.
+	TrustedKeys string
+}
+
+// SignatureError refuses a revision whose signature is missing or not
+// trusted.
+type SignatureError struct {
+	Revision string
+	Reason   string
+}
+
+func (e *SignatureError) Error() string {
+	return fmt.Sprintf("revision %s refused: %s", e.Revision, e.Reason)
 }
 
 // Fetch updates the checkout and returns its directory and commit.
@@ -78,6 +93,11 @@ func (r *Repo) Fetch(ctx context.Context) (dir, revision string, err error) {
 	if err != nil {
 		return "", "", fmt.Errorf("%s: %w", describe(r.URL), err)
 	}
+	if r.TrustedKeys != "" {
+		if err := verify(repo, hash, r.TrustedKeys); err != nil {
+			return "", "", err
+		}
+	}
 	wt, err := repo.Worktree()
 	if err != nil {
 		return "", "", err
@@ -124,4 +144,21 @@ func splitCredentials(raw string, auth transport.AuthMethod) (string, transport.
 	}
 	u.User = nil
 	return u.String(), auth
+}
+
+// verify checks the commit's OpenPGP signature against the trusted keys.
+func verify(repo *git.Repository, hash plumbing.Hash, keys string) error {
+	c, err := repo.CommitObject(hash)
+	if err != nil {
+		return err
+	}
+	if c.PGPSignature == "" {
+		return &SignatureError{Revision: hash.String(), Reason: "the commit is not signed, and only signed revisions are applied"}
+	}
+	entity, err := c.Verify(keys)
+	if err != nil {
+		return &SignatureError{Revision: hash.String(), Reason: "its signature is not from a trusted key: " + err.Error()}
+	}
+	_ = entity
+	return nil
 }
