@@ -21,6 +21,11 @@ type Observed struct {
 	Nodes []schedule.Node `json:"nodes"`
 	// Artifacts are the model images that already exist, by content key.
 	Artifacts map[string]Artifact `json:"artifacts"`
+	// Images are runtime images resolved to digests: reference as written
+	// in the spec -> sha256 digest. A runtime image found here is
+	// referenced by digest; one that is not (pinned already, or not
+	// resolved) is used as written.
+	Images map[string]string `json:"images,omitempty"`
 }
 
 // Artifact is a model image the registry has.
@@ -35,7 +40,7 @@ func (o Observed) Digest() string {
 	sort.Slice(objs, func(i, j int) bool { return objs[i].ID() < objs[j].ID() })
 	nodes := append([]schedule.Node(nil), o.Nodes...)
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-	b, err := json.Marshal(Observed{Objects: objs, Nodes: nodes, Artifacts: o.Artifacts})
+	b, err := json.Marshal(Observed{Objects: objs, Nodes: nodes, Artifacts: o.Artifacts, Images: o.Images})
 	if err != nil {
 		panic("planner: marshal observed: " + err.Error()) // plain data; cannot fail
 	}
@@ -157,7 +162,8 @@ func Build(desired spec.Config, observed Observed) (Plan, error) {
 		}
 		plan.Releases = append(plan.Releases, rp)
 
-		objs, err := Render(RenderInput{Release: r, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, Model: model, Placement: rp.Placement})
+		objs, err := Render(RenderInput{Release: r, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, Model: model,
+			Placement: rp.Placement, RuntimeDigest: observed.Images[r.Runtime.Image]})
 		if err != nil {
 			return Plan{}, err
 		}

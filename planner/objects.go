@@ -129,6 +129,10 @@ type RenderInput struct {
 	Revision  string
 	Model     Model
 	Placement map[string]int // node -> replicas
+	// RuntimeDigest, if known, pins the runtime image: the container
+	// references image@digest, so every pod of a rollout runs the same
+	// bytes even if the tag moves.
+	RuntimeDigest string
 }
 
 // Render returns the release's Service and one Deployment per node of the
@@ -192,9 +196,13 @@ func renderShard(in RenderInput, node string, replicas int32, labels, annotation
 	podLabels := copyMap(shardLabels)
 	podAnnotations := map[string]string{AnnotationSpecHash: annotations[AnnotationSpecHash], AnnotationContentKey: in.Model.Key}
 
+	image := r.Runtime.Image
+	if in.RuntimeDigest != "" && !strings.Contains(image, "@") {
+		image += "@" + in.RuntimeDigest
+	}
 	server := corev1.Container{
 		Name:  "server",
-		Image: r.Runtime.Image,
+		Image: image,
 		Args:  r.Runtime.Args,
 		Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: int32(r.Runtime.Port), Protocol: corev1.ProtocolTCP}},
 		Env:   env(r),

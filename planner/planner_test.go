@@ -363,3 +363,25 @@ func TestJSONSchemaStable(t *testing.T) {
 		}
 	}
 }
+
+func TestRuntimeImagePinnedByDigest(t *testing.T) {
+	cfg := quickstart(t)
+	const dig = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	p := build(t, cfg, planner.Observed{Images: map[string]string{"vllm/vllm-openai:v0.6.3": dig}})
+	var pinned, tagged int
+	for _, a := range p.Actions {
+		if a.Type != planner.Create || a.Object.Kind != "Deployment" {
+			continue
+		}
+		b, _ := json.Marshal(a.Object.Manifest)
+		switch {
+		case strings.Contains(string(b), `"image":"vllm/vllm-openai:v0.6.3@`+dig+`"`):
+			pinned++
+		case strings.Contains(string(b), `"image":"ghcr.io/ggml-org/llama.cpp:server"`):
+			tagged++ // not resolved: used as written
+		}
+	}
+	if pinned != 2 || tagged != 1 {
+		t.Fatalf("pinned %d, tagged %d", pinned, tagged)
+	}
+}

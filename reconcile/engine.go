@@ -51,6 +51,8 @@ type Engine struct {
 	Quantize func(ctx context.Context, in, out string, opts compress.Options) (quality.Report, error)
 	// Observer, if set, hears about work done (metrics).
 	Observer Observer
+	// Resolver, if set, pins runtime images to their digests.
+	Resolver Resolver
 	// BuildJobs runs builds of releases with quantize { runner = "job" }.
 	BuildJobs JobRunner
 	// RepoURL is the specs repository as a build job clones it (no
@@ -158,6 +160,9 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	observed := planner.Observed{Objects: objs, Nodes: nodes, Artifacts: artifacts}
+	if e.Resolver != nil {
+		observed.Images = ResolveImages(ctx, cfg, e.Resolver, e.log())
+	}
 	plan, err := planner.Build(*cfg, observed)
 	if err != nil {
 		return res, fmt.Errorf("plan: %w", err)

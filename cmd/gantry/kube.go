@@ -25,6 +25,7 @@ type kubeFlags struct {
 	leaderElect         bool
 	leaseNamespace      string
 	leaseName           string
+	resolveImages       bool // plan only; run keeps its own flag
 }
 
 // restConfig loads the kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 
@@ -86,6 +87,7 @@ live state is empty, so the plan shows everything the specs want.`,
 	cmd.Flags().StringVar(&target, "target", "", "where objects live: kube or dir:PATH (default: the gantry block's target, else nothing)")
 	cmd.Flags().StringVar(&kf.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the pod's service account)")
 	cmd.Flags().StringVar(&kf.context, "context", "", "kubeconfig context")
+	cmd.Flags().BoolVar(&kf.resolveImages, "resolve-images", true, "kube target: reference runtime images by the digest their tag has now")
 	cmd.Flags().StringVar(&state, "state-dir", ".gantry", "where gantry run keeps the OCI layout (oci/) that a dir target's images live in")
 	cmd.Flags().BoolVar(&insecure, "registry-insecure", false, "allow plain HTTP to registries other than localhost")
 	cmd.Flags().StringVar(&format, "format", "text", "output format: text, json or markdown")
@@ -168,6 +170,9 @@ func observe(ctx context.Context, cfg *spec.Config, target string, st stores) (p
 			return obs, err
 		}
 		obs.Artifacts = arts
+		if st.kube.resolveImages {
+			obs.Images = reconcile.ResolveImages(ctx, cfg, reconcile.NewResolver(st.insecure), slog.Default())
+		}
 	default:
 		return obs, fmt.Errorf("--target %q: want kube or dir:PATH", target)
 	}

@@ -40,6 +40,7 @@ type engineFlags struct {
 	gitTokenFile, gitUser    string
 	gitSSHKey                string
 	trustedKeys              string
+	resolveImages            bool
 	job                      jobFlags
 
 	restConfig *rest.Config // set by engine for a kube target
@@ -54,6 +55,7 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.gitUser, "git-username", "gantry", "user name sent with the token (GitHub and GitLab accept any)")
 	fl.StringVar(&f.gitSSHKey, "git-ssh-key-file", "", "private key for ssh:// and git@host: repositories (known hosts from SSH_KNOWN_HOSTS or ~/.ssh/known_hosts)")
 	fl.StringVar(&f.trustedKeys, "trusted-keys", "", "armored OpenPGP public keys: apply only revisions whose commit is signed by one of them (Git URLs)")
+	fl.BoolVar(&f.resolveImages, "resolve-images", true, "kube target: reference runtime images by the digest their tag has at apply time")
 	f.job.register(fl)
 	fl.StringVar(&f.kube.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the pod's service account)")
 	fl.StringVar(&f.kube.context, "context", "", "kubeconfig context")
@@ -131,6 +133,9 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 			return nil, nil, err
 		}
 		e.BuildJobs = jobs
+		if f.resolveImages {
+			e.Resolver = reconcile.NewResolver(f.insecure)
+		}
 		if repo != nil {
 			e.RepoURL = redactless(f.repo)
 		}

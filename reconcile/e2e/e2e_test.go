@@ -46,7 +46,7 @@ release "chat" {
     method = %q
   }
   runtime {
-    image = "ghcr.io/ggml-org/llama.cpp:server"
+    image = %q
     port  = 8080
   }
   replicas = %d
@@ -58,7 +58,7 @@ release "chat" {
     max_per_node = 2
   }
 }
-`, method, replicas)
+`, method, env.runtime, replicas)
 }
 
 func tinyModel(t *testing.T, cfg ggufgen.Config) []byte {
@@ -83,7 +83,8 @@ func createNamespace(t *testing.T, ns string) {
 }
 
 // shards returns node -> replicas and the model image references of the
-// managed Deployments in ns.
+// managed Deployments in ns, and checks that the runtime image is
+// referenced by the digest its tag has in the registry.
 func shards(t *testing.T, ns string) (map[string]int, map[string]bool) {
 	t.Helper()
 	list, err := admin(t).AppsV1().Deployments(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=gantry"})
@@ -97,6 +98,9 @@ func shards(t *testing.T, ns string) (map[string]int, map[string]bool) {
 			t.Errorf("two Deployments for node %s", node)
 		}
 		nodes[node] = int(*d.Spec.Replicas)
+		if img := d.Spec.Template.Spec.Containers[0].Image; img != env.runtime+"@"+env.runtimeDig {
+			t.Errorf("%s runs %s, want the runtime pinned to %s", d.Name, img, env.runtimeDig)
+		}
 		for _, v := range d.Spec.Template.Spec.Volumes {
 			if v.Image != nil {
 				images[v.Image.Reference] = true

@@ -20,6 +20,9 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/gantry-dev/gantry/reconcile/registry"
 	"github.com/gantry-dev/gantry/reconcile/registry/registrytest"
 )
 
@@ -29,6 +32,8 @@ var env struct {
 	kubeconfig string
 	rest       *rest.Config
 	registry   string // host:port
+	runtime    string // a runtime image pushed to the registry
+	runtimeDig string // its digest
 	err        error  // why a part is missing
 }
 
@@ -69,6 +74,14 @@ func setup(tmp string) error {
 		return err
 	}
 	env.registry = host
+	img, err := random.Image(1024, 1)
+	if err != nil {
+		return err
+	}
+	env.runtime = host + "/runtime/llama:server"
+	if env.runtimeDig, err = registry.NewRemote(registry.Options{}).Write(context.Background(), env.runtime, img); err != nil {
+		return fmt.Errorf("push the runtime image: %w", err)
+	}
 
 	te := &envtest.Environment{}
 	cfg, err := te.Start()
