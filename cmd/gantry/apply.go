@@ -1,14 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gantry-dev/gantry/planner"
-	"github.com/gantry-dev/gantry/reconcile"
 )
 
 func (a *app) applyCmd() *cobra.Command {
@@ -44,23 +42,7 @@ and the plan the same actions. Otherwise nothing runs and it exits 1.`,
 				}
 				e.Expect = p
 			}
-			res, err := e.Reconcile(ctx)
-			if errors.Is(err, reconcile.ErrStalePlan) {
-				return err
-			}
-			a.printResult(res)
-			if err != nil {
-				if errors.Is(err, reconcile.ErrInvalidSpecs) {
-					fmt.Fprint(a.stderr, e.Status().Diagnostics)
-				}
-				return err
-			}
-			for _, r := range res.Releases {
-				if r.State == reconcile.StateFailed || r.State == reconcile.StateBlocked {
-					return exitError{1}
-				}
-			}
-			return nil
+			return a.reconcileOnce(ctx, e)
 		},
 	}
 	f.register(cmd)

@@ -179,20 +179,7 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 				return err
 			}
 			if once {
-				res, err := e.Reconcile(ctx)
-				a.printResult(res)
-				if err != nil {
-					if errors.Is(err, reconcile.ErrInvalidSpecs) {
-						fmt.Fprint(a.stderr, e.Status().Diagnostics)
-					}
-					return err
-				}
-				for _, r := range res.Releases {
-					if r.State == reconcile.StateFailed || r.State == reconcile.StateBlocked {
-						return exitError{1}
-					}
-				}
-				return nil
+				return a.reconcileOnce(ctx, e)
 			}
 			secret, err := webhookSecret(secretFile)
 			if err != nil {
@@ -352,6 +339,29 @@ func redactedRepo(raw string) string {
 	}
 	u.User = url.User("REDACTED")
 	return u.String()
+}
+
+// reconcileOnce runs one reconcile, prints it, and turns its outcome into
+// the exit code: 1 when the specs are invalid, the plan is stale, or a
+// release failed or was blocked.
+func (a *app) reconcileOnce(ctx context.Context, e *reconcile.Engine) error {
+	res, err := e.Reconcile(ctx)
+	if errors.Is(err, reconcile.ErrStalePlan) {
+		return err
+	}
+	a.printResult(res)
+	if err != nil {
+		if errors.Is(err, reconcile.ErrInvalidSpecs) {
+			fmt.Fprint(a.stderr, e.Status().Diagnostics)
+		}
+		return err
+	}
+	for _, r := range res.Releases {
+		if r.State == reconcile.StateFailed || r.State == reconcile.StateBlocked {
+			return exitError{1}
+		}
+	}
+	return nil
 }
 
 func (a *app) printResult(res reconcile.Result) {

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/gantry-dev/gantry/planner"
+	"github.com/gantry-dev/gantry/spec"
 )
 
 // Target is a directory of YAML manifests.
@@ -81,7 +82,7 @@ func (t Target) Put(ctx context.Context, o planner.Object) error {
 	if err := os.MkdirAll(t.Dir, 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", o.ID(), err)
 	}
-	return writeAtomic(filepath.Join(t.Dir, FileName(o)), data)
+	return spec.WriteFileAtomic(filepath.Join(t.Dir, FileName(o)), data)
 }
 
 // Delete removes an object's file; a file already gone is not an error.
@@ -92,29 +93,6 @@ func (t Target) Delete(ctx context.Context, o planner.Object) error {
 	err := os.Remove(filepath.Join(t.Dir, FileName(o)))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete %s: %w", o.ID(), err)
-	}
-	return nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o644); err != nil { // CreateTemp makes it 0600
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }
