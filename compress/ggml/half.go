@@ -89,6 +89,23 @@ func FP32ToBF16(f float32) uint16 {
 // len(src) must be 2*len(dst).
 func DecodeF16(dst []float32, src []byte) {
 	src = src[:2*len(dst)]
+	i := 0
+	for {
+		// The vector loop converts groups of 8 normal values and stops at
+		// the first group with a zero, subnormal, Inf or NaN.
+		i += decodeF16Normal(dst[i:], src[2*i:])
+		if len(dst)-i < 8 {
+			break
+		}
+		decodeF16Scalar(dst[i:i+8], src[2*i:2*i+16])
+		i += 8
+	}
+	decodeF16Scalar(dst[i:], src[2*i:])
+}
+
+// decodeF16Scalar is DecodeF16 one value at a time.
+func decodeF16Scalar(dst []float32, src []byte) {
+	src = src[:2*len(dst)]
 	for i := range dst {
 		h := uint32(src[2*i]) | uint32(src[2*i+1])<<8
 		em := h & 0x7fff

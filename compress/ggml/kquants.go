@@ -136,10 +136,10 @@ func scaleMinK4(s *[12]byte, j int) (sc, m uint8) {
 // the 6-bit scales and mins, and the requantization with the rounded
 // scales. It fills scales (12 bytes), returns d and dmin as fp16 bits, and
 // leaves the quants in l.
-func kScales(x *[QK_K]float32, nmax int32, rmin, rdelta float32, nstep int, sc *[12]byte, l *[QK_K]uint8) (dh, dminh uint16) {
+func kScales(x *[QK_K]float32, nmax int32, rmin, rdelta float32, nstep int, sc *[12]byte, l *[QK_K]uint8, t *qkScratch) (dh, dminh uint16) {
 	var (
 		laux    [32]uint8
-		weights [32]float32
+		weights [QK_K]float32
 		mins    [QK_K / 32]float32
 		scales  [QK_K / 32]float32
 	)
@@ -152,9 +152,17 @@ func kScales(x *[QK_K]float32, nmax int32, rmin, rdelta float32, nstep int, sc *
 		}
 		avX := sqrt32(sumX2 / 32)
 		for i, v := range xs {
-			weights[i] = avX + abs32(v)
+			weights[32*j+i] = avX + abs32(v)
 		}
-		scales[j], mins[j] = makeQKX2(nmax, xs, weights[:], l[32*j:32*j+32], laux[:], rmin, rdelta, nstep)
+	}
+	if kSearch && allFinite(x[:]) {
+		scales, mins = qkx2Search(nmax, x, &weights, l, rmin, rdelta, nstep, t)
+	} else {
+		for j := 0; j < QK_K/32; j++ {
+			scales[j], mins[j] = makeQKX2(nmax, x[32*j:32*j+32], weights[32*j:32*j+32], l[32*j:32*j+32], laux[:], rmin, rdelta, nstep)
+		}
+	}
+	for j := 0; j < QK_K/32; j++ {
 		if scales[j] > maxScale {
 			maxScale = scales[j]
 		}
@@ -197,11 +205,14 @@ func kScales(x *[QK_K]float32, nmax int32, rmin, rdelta float32, nstep int, sc *
 // quantizeQ4K is quantize_row_q4_K_ref. Layout: f16 d, f16 dmin,
 // scales[12], qs[128].
 func quantizeQ4K(dst []byte, src []float32) {
-	var l [QK_K]uint8
+	var (
+		l [QK_K]uint8
+		t qkScratch
+	)
 	for ; len(src) >= QK_K; src, dst = src[QK_K:], dst[144:] {
 		x := (*[QK_K]float32)(src)
 		y := (*[144]byte)(dst)
-		dh, dminh := kScales(x, 15, -1, 0.1, 20, (*[12]byte)(y[4:16]), &l)
+		dh, dminh := kScales(x, 15, -1, 0.1, 20, (*[12]byte)(y[4:16]), &l, &t)
 		binary.LittleEndian.PutUint16(y[0:], dh)
 		binary.LittleEndian.PutUint16(y[2:], dminh)
 		q := y[16:144]
@@ -237,11 +248,14 @@ func dequantizeQ4K(dst []float32, src []byte) {
 // quantizeQ5K is quantize_row_q5_K_ref. Layout: f16 d, f16 dmin,
 // scales[12], qh[32], qs[128].
 func quantizeQ5K(dst []byte, src []float32) {
-	var l [QK_K]uint8
+	var (
+		l [QK_K]uint8
+		t qkScratch
+	)
 	for ; len(src) >= QK_K; src, dst = src[QK_K:], dst[176:] {
 		x := (*[QK_K]float32)(src)
 		y := (*[176]byte)(dst)
-		dh, dminh := kScales(x, 31, -0.5, 0.1, 15, (*[12]byte)(y[4:16]), &l)
+		dh, dminh := kScales(x, 31, -0.5, 0.1, 15, (*[12]byte)(y[4:16]), &l, &t)
 		binary.LittleEndian.PutUint16(y[0:], dh)
 		binary.LittleEndian.PutUint16(y[2:], dminh)
 		qh := (*[32]byte)(y[16:48])
@@ -364,14 +378,20 @@ func quantizeQ6K(dst []byte, src []float32) {
 	var (
 		l      [QK_K]int8
 		scales [QK_K / 16]float32
+		t      q6Scratch
 	)
 	for ; len(src) >= QK_K; src, dst = src[QK_K:], dst[210:] {
 		x := (*[QK_K]float32)(src)
 		y := (*[210]byte)(dst)
 		var maxScale, maxAbsScale float32
-		for ib := 0; ib < QK_K/16; ib++ {
-			s := makeQX6(x[16*ib:16*ib+16], l[16*ib:16*ib+16])
-			scales[ib] = s
+		if kSearch && allFinite(x[:]) {
+			qx6Search(x, &l, &scales, &t)
+		} else {
+			for ib := 0; ib < QK_K/16; ib++ {
+				scales[ib] = makeQX6(x[16*ib:16*ib+16], l[16*ib:16*ib+16])
+			}
+		}
+		for _, s := range scales {
 			if a := abs32(s); a > maxAbsScale {
 				maxAbsScale = a
 				maxScale = s

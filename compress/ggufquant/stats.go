@@ -2,6 +2,7 @@ package ggufquant
 
 import (
 	"math"
+	"unsafe"
 
 	"github.com/gantry-dev/gantry/compress/quality"
 )
@@ -13,24 +14,12 @@ import (
 // for a given input, so reports stay independent of the thread count.
 func errorStats(x, y []float32) quality.Stats {
 	y = y[:len(x)]
-	var xx, yy, xy, ee [4]float64
-	var mx float64
+	var a statSums
 	n := len(x) &^ 3
-	for i := 0; i < n; i += 4 {
-		x4 := (*[4]float32)(x[i : i+4])
-		y4 := (*[4]float32)(y[i : i+4])
-		for k := 0; k < 4; k++ {
-			a, b := float64(x4[k]), float64(y4[k])
-			e := a - b
-			xx[k] += a * a
-			yy[k] += b * b
-			xy[k] += a * b
-			ee[k] += e * e
-			if ae := math.Abs(e); ae > mx {
-				mx = ae
-			}
-		}
+	if n > 0 {
+		errorSums(&x[0], &y[0], n, &a)
 	}
+	xx, yy, xy, ee, mx := a.xx, a.yy, a.xy, a.ee, a.mx
 	for i := n; i < len(x); i++ {
 		a, b := float64(x[i]), float64(y[i])
 		e := a - b
@@ -52,11 +41,43 @@ func errorStats(x, y []float32) quality.Stats {
 	}
 }
 
+// statSums are errorStats' accumulators: element i goes to lane i%4 of each
+// sum. The assembly depends on this layout.
+type statSums struct {
+	xx, yy, xy, ee [4]float64
+	mx             float64
+}
+
+// errorSumsGo is the portable errorSums: it adds the first n (a multiple
+// of 4) pairs of x and y to a, lane by lane.
+func errorSumsGo(px, py *float32, n int, acc *statSums) {
+	x := unsafe.Slice(px, n)
+	y := unsafe.Slice(py, n)
+	xx, yy, xy, ee, mx := acc.xx, acc.yy, acc.xy, acc.ee, acc.mx
+	for i := 0; i < n; i += 4 {
+		x4 := (*[4]float32)(x[i : i+4])
+		y4 := (*[4]float32)(y[i : i+4])
+		for k := 0; k < 4; k++ {
+			a, b := float64(x4[k]), float64(y4[k])
+			e := a - b
+			xx[k] += a * a
+			yy[k] += b * b
+			xy[k] += a * b
+			ee[k] += e * e
+			if ae := math.Abs(e); ae > mx {
+				mx = ae
+			}
+		}
+	}
+	acc.xx, acc.yy, acc.xy, acc.ee, acc.mx = xx, yy, xy, ee, mx
+}
+
 // firstNonFinite returns the index of the first NaN or ±Inf in x, or −1.
 // v−v is NaN exactly for NaN and ±Inf, and 0 otherwise.
 func firstNonFinite(x []float32) int {
-	for i, v := range x {
-		if v-v != 0 {
+	i := finitePrefix(x) // whole groups known finite
+	for ; i < len(x); i++ {
+		if v := x[i]; v-v != 0 {
 			return i
 		}
 	}

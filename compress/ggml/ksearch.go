@@ -1,0 +1,335 @@
+package ggml
+
+// The scale searches of the K-quants (makeQKX2 for Q4_K/Q5_K, makeQX6 for
+// Q6_K) try 16 to 21 candidate scales per sub-block, and for each one sum a
+// few products over the sub-block in index order. Those in-order float sums
+// cannot be reassociated without changing the result, so instead of
+// vectorising within a sub-block, the searches below run all sub-blocks of
+// a super-block side by side: the values are stored transposed (row i holds
+// element i of every sub-block), each SIMD lane is one sub-block, and every
+// lane computes exactly the scalar operations of the reference code, in the
+// same order. The results are bit-for-bit those of makeQKX2 and makeQX6.
+//
+// One substitution is made: clamp(nearestInt(y), lo, hi) becomes
+// round(clamp(y, lo, hi)) with round(v) = (v + 1.5·2²³) − 1.5·2²³. Both give
+// the same integer (as a float32) whenever y is finite and |y| < 2²²; the
+// callers check that (finite inputs, bounded scales) and fall back to the
+// scalar code for a block or lane where it does not hold.
+
+// kSearch enables qkx2Search and qx6Search; tests turn it off to get the
+// scalar reference.
+var kSearch = true
+
+// qkLanes holds the per-sub-block (lane) inputs and outputs of the Q4_K/Q5_K
+// kernels. The assembly depends on this layout.
+type qkLanes struct {
+	isc  [8]float32 // candidate inverse scale
+	mn   [8]float32 // current min (≤ 0)
+	nmax [4]float32 // nmax in every element
+	sL   [8]float32 // Σ w·L
+	sL2  [8]float32 // Σ w·L·L
+	sXL  [8]float32 // Σ w·L·x
+	ts   [8]float32 // candidate scale for the error
+	tm   [8]float32 // candidate min for the error
+	ce   [8]float32 // Σ w·(ts·L+tm−x)²
+}
+
+// qkScratch is the working memory of qkx2Search.
+type qkScratch struct {
+	xt, wt, fq [QK_K]float32 // transposed: [8*i+k] is element i of sub-block k
+	ln         qkLanes
+}
+
+// qkx2SumsGo is the portable qkx2Sums: for every lane k, with
+// L = round(clamp(isc·(x−mn), 0, nmax)) stored in fq, the sums Σw·L,
+// Σ(w·L)·L and Σ(w·L)·x in index order.
+func qkx2SumsGo(xt, wt, fq *[QK_K]float32, ln *qkLanes) {
+	nmax := ln.nmax[0]
+	for k := 0; k < 8; k++ {
+		isc, mn := ln.isc[k], ln.mn[k]
+		var sL, sL2, sXL float32
+		for i := 0; i < 32; i++ {
+			x := xt[8*i+k]
+			f := roundClamp(float32(isc*float32(x-mn)), 0, nmax)
+			fq[8*i+k] = f
+			wl := float32(wt[8*i+k] * f)
+			sL += wl
+			sL2 += float32(wl * f)
+			sXL += float32(wl * x)
+		}
+		ln.sL[k], ln.sL2[k], ln.sXL[k] = sL, sL2, sXL
+	}
+}
+
+// qkx2ErrorsGo is the portable qkx2Errors: Σ w·((ts·L+tm)−x)² per lane.
+func qkx2ErrorsGo(xt, wt, fq *[QK_K]float32, ln *qkLanes) {
+	for k := 0; k < 8; k++ {
+		ts, tm := ln.ts[k], ln.tm[k]
+		var ce float32
+		for i := 0; i < 32; i++ {
+			d := float32(float32(ts*fq[8*i+k])+tm) - xt[8*i+k]
+			ce += float32(wt[8*i+k] * float32(d*d))
+		}
+		ln.ce[k] = ce
+	}
+}
+
+// roundClamp is round(clamp(y, lo, hi)) as the SIMD code computes it
+// (MAXPS, MINPS, add and subtract 1.5·2²³).
+func roundClamp(y, lo, hi float32) float32 {
+	if !(y > lo) { // MAXPS returns the second operand unless y > lo
+		y = lo
+	}
+	if !(y < hi) {
+		y = hi
+	}
+	return float32(y+12582912) - 12582912
+}
+
+// allFinite reports whether x holds no NaN or ±Inf.
+func allFinite(x []float32) bool {
+	var acc float32
+	for _, v := range x {
+		acc += v - v // 0 for finite v, NaN otherwise; NaN sticks
+	}
+	return acc == 0
+}
+
+// qkx2Search is makeQKX2 (with the given weights) on the 8 sub-blocks of a
+// super-block whose values are all finite. It fills l and returns the
+// scales and the negated mins, bit-for-bit as 8 makeQKX2 calls.
+func qkx2Search(nmax int32, x *[QK_K]float32, w *[QK_K]float32, l *[QK_K]uint8, rmin, rdelta float32, nstep int, t *qkScratch) (scales, negMins [8]float32) {
+	var (
+		mn, mx, lo, sumW, sumX, best, scale [8]float32
+		active                              [8]bool
+	)
+	fnmax := float32(nmax)
+	for k := 0; k < 8; k++ {
+		xs := (*[32]float32)(x[32*k : 32*k+32])
+		ws := (*[32]float32)(w[32*k : 32*k+32])
+		ls := (*[32]uint8)(l[32*k : 32*k+32])
+		min, max := xs[0], xs[0]
+		sw := ws[0]
+		sx := float32(sw * xs[0])
+		for i := 1; i < 32; i++ {
+			if xs[i] < min {
+				min = xs[i]
+			}
+			if xs[i] > max {
+				max = xs[i]
+			}
+			sw += ws[i]
+			sx += float32(ws[i] * xs[i])
+		}
+		lo[k] = min
+		if min > 0 {
+			min = 0
+		}
+		for i := 0; i < 32; i++ {
+			t.xt[8*i+k] = xs[i]
+			t.wt[8*i+k] = ws[i]
+		}
+		if max == min {
+			*ls = [32]uint8{}
+			scales[k], negMins[k] = 0, -min
+			continue
+		}
+		active[k] = true
+		mn[k], mx[k], sumW[k], sumX[k] = min, max, sw, sx
+		iscale := fnmax / (max - min)
+		scale[k] = 1 / iscale
+		var bestError float32
+		for i := 0; i < 32; i++ {
+			q := clampInt(nearestInt(iscale*(xs[i]-min)), 0, nmax)
+			ls[i] = uint8(q)
+			diff := float32(float32(scale[k]*float32(q))+min) - xs[i]
+			bestError += float32(ws[i] * float32(diff*diff))
+		}
+		best[k] = bestError
+	}
+	ln := &t.ln
+	ln.nmax = [4]float32{fnmax, fnmax, fnmax, fnmax}
+	const limit = 1 << 21
+	for is := 0; is <= nstep; is++ {
+		num := float32(float32(rmin+float32(rdelta*float32(is))) + fnmax)
+		var scalar [8]bool
+		anyScalar := false
+		for k := 0; k < 8; k++ {
+			if !active[k] {
+				ln.isc[k], ln.mn[k] = 0, 0
+				continue
+			}
+			isc := num / (mx[k] - mn[k])
+			ln.isc[k], ln.mn[k] = isc, mn[k]
+			// y = isc·(x−mn) lies between these two (rounding is monotonic).
+			a, b := float32(isc*float32(lo[k]-mn[k])), float32(isc*float32(mx[k]-mn[k]))
+			if !(a > -limit && a < limit && b > -limit && b < limit) {
+				scalar[k], anyScalar = true, true
+			}
+		}
+		qkx2Sums(&t.xt, &t.wt, &t.fq, ln)
+		if anyScalar {
+			for k := 0; k < 8; k++ {
+				if scalar[k] {
+					qkx2LaneScalar(nmax, k, t)
+				}
+			}
+		}
+		anyOK := false
+		var ok [8]bool
+		for k := 0; k < 8; k++ {
+			ln.ts[k], ln.tm[k] = 0, 0
+			if !active[k] {
+				continue
+			}
+			sL, sL2, sXL := ln.sL[k], ln.sL2[k], ln.sXL[k]
+			d := float32(sumW[k]*sL2) - float32(sL*sL)
+			if d > 0 {
+				thisScale := (float32(sumW[k]*sXL) - float32(sumX[k]*sL)) / d
+				thisMin := (float32(sL2*sumX[k]) - float32(sL*sXL)) / d
+				if thisMin > 0 {
+					thisMin = 0
+					thisScale = sXL / sL2
+				}
+				ln.ts[k], ln.tm[k] = thisScale, thisMin
+				ok[k], anyOK = true, true
+			}
+		}
+		if !anyOK {
+			continue
+		}
+		qkx2Errors(&t.xt, &t.wt, &t.fq, ln)
+		for k := 0; k < 8; k++ {
+			if ok[k] && ln.ce[k] < best[k] {
+				for i := 0; i < 32; i++ {
+					l[32*k+i] = uint8(t.fq[8*i+k])
+				}
+				best[k] = ln.ce[k]
+				scale[k] = ln.ts[k]
+				mn[k] = ln.tm[k]
+			}
+		}
+	}
+	for k := 0; k < 8; k++ {
+		if active[k] {
+			scales[k], negMins[k] = scale[k], -mn[k]
+		}
+	}
+	return scales, negMins
+}
+
+// qkx2LaneScalar redoes lane k of qkx2Sums with the reference operations
+// (nearestInt, integer clamp), for a candidate whose range the SIMD
+// rounding does not cover.
+func qkx2LaneScalar(nmax int32, k int, t *qkScratch) {
+	ln := &t.ln
+	isc, mn := ln.isc[k], ln.mn[k]
+	var sL, sL2, sXL float32
+	for i := 0; i < 32; i++ {
+		x := t.xt[8*i+k]
+		q := clampInt(nearestInt(isc*(x-mn)), 0, nmax)
+		f := float32(q)
+		t.fq[8*i+k] = f
+		wl := float32(t.wt[8*i+k] * f)
+		sL += wl
+		sL2 += float32(wl * f)
+		sXL += float32(wl * x)
+	}
+	ln.sL[k], ln.sL2[k], ln.sXL[k] = sL, sL2, sXL
+}
+
+// q6Scratch is the working memory of qx6Search.
+type q6Scratch struct {
+	xt, wt, wvt   [QK_K]float32 // transposed: [16*i+k] is element i of sub-block k
+	isc, sLX, sL2 [16]float32
+}
+
+// qx6SumsGo is the portable qx6Sums: per lane k, with
+// L = round(clamp(isc·x, −32, 31)), Σ(w·x)·L and Σ(w·L)·L in index order.
+func qx6SumsGo(xt, wt, wvt *[QK_K]float32, isc, sLX, sL2 *[16]float32) {
+	for k := 0; k < 16; k++ {
+		var a, b float32
+		for i := 0; i < 16; i++ {
+			f := roundClamp(float32(isc[k]*xt[16*i+k]), -32, 31)
+			a += float32(wvt[16*i+k] * f)
+			b += float32(float32(wt[16*i+k]*f) * f)
+		}
+		sLX[k], sL2[k] = a, b
+	}
+}
+
+// qx6Search is makeQX6 on the 16 sub-blocks of a super-block whose values
+// are all finite: it fills l and scales bit-for-bit as 16 makeQX6 calls.
+// With finite x, |isc·x| ≤ 32.9 (isc = −(32+0.1·is)/max, |x| ≤ |max|), so
+// the SIMD rounding always applies.
+func qx6Search(x *[QK_K]float32, l *[QK_K]int8, scales *[16]float32, t *q6Scratch) {
+	const nmax = 32
+	var (
+		mx, best [16]float32
+		active   [16]bool
+	)
+	for k := 0; k < 16; k++ {
+		xs := (*[16]float32)(x[16*k : 16*k+16])
+		var max, amax float32
+		for i, v := range xs {
+			if a := abs32(v); a > amax {
+				amax = a
+				max = v
+			}
+			w := v * v
+			t.xt[16*i+k] = v
+			t.wt[16*i+k] = w
+			t.wvt[16*i+k] = float32(w * v)
+		}
+		if amax < groupMaxEps {
+			for i := 0; i < 16; i++ {
+				l[16*k+i] = 0
+			}
+			scales[k] = 0
+			t.isc[k] = 0
+			continue
+		}
+		active[k] = true
+		mx[k] = max
+		t.isc[k] = -nmax / max
+	}
+	qx6Sums(&t.xt, &t.wt, &t.wvt, &t.isc, &t.sLX, &t.sL2)
+	for k := 0; k < 16; k++ {
+		if !active[k] {
+			continue
+		}
+		isc := t.isc[k]
+		for i := 0; i < 16; i++ {
+			l[16*k+i] = int8(clampInt(nearestInt(isc*x[16*k+i]), -nmax, nmax-1) + nmax)
+		}
+		var scale float32
+		if t.sL2[k] != 0 {
+			scale = t.sLX[k] / t.sL2[k]
+		}
+		scales[k] = scale
+		best[k] = scale * t.sLX[k]
+	}
+	for is := -9; is <= 9; is++ {
+		if is == 0 {
+			continue
+		}
+		num := -float32(nmax + float32(0.1*float32(is)))
+		for k := 0; k < 16; k++ {
+			if active[k] {
+				t.isc[k] = num / mx[k]
+			}
+		}
+		qx6Sums(&t.xt, &t.wt, &t.wvt, &t.isc, &t.sLX, &t.sL2)
+		for k := 0; k < 16; k++ {
+			sumLX, sumL2 := t.sLX[k], t.sL2[k]
+			if active[k] && sumL2 > 0 && float32(sumLX*sumLX) > float32(best[k]*sumL2) {
+				isc := t.isc[k]
+				for i := 0; i < 16; i++ {
+					l[16*k+i] = int8(nmax + clampInt(nearestInt(isc*x[16*k+i]), -nmax, nmax-1))
+				}
+				scales[k] = sumLX / sumL2
+				best[k] = scales[k] * sumLX
+			}
+		}
+	}
+}

@@ -1,0 +1,202 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// See ksearch.go. Every lane does the scalar reference operations in the
+// same order; MAXPS/MINPS then ±1.5·2²³ stand for nearestInt and the clamp.
+
+DATA ksMagic<>+0(SB)/4, $0x4b400000
+DATA ksMagic<>+4(SB)/4, $0x4b400000
+DATA ksMagic<>+8(SB)/4, $0x4b400000
+DATA ksMagic<>+12(SB)/4, $0x4b400000
+GLOBL ksMagic<>(SB), RODATA|NOPTR, $16
+
+DATA ksM32<>+0(SB)/4, $0xc2000000
+DATA ksM32<>+4(SB)/4, $0xc2000000
+DATA ksM32<>+8(SB)/4, $0xc2000000
+DATA ksM32<>+12(SB)/4, $0xc2000000
+GLOBL ksM32<>(SB), RODATA|NOPTR, $16
+
+DATA ksP31<>+0(SB)/4, $0x41f80000
+DATA ksP31<>+4(SB)/4, $0x41f80000
+DATA ksP31<>+8(SB)/4, $0x41f80000
+DATA ksP31<>+12(SB)/4, $0x41f80000
+GLOBL ksP31<>(SB), RODATA|NOPTR, $16
+
+// func qkx2Sums(xt, wt, fq *[QK_K]float32, ln *qkLanes)
+TEXT ·qkx2Sums(SB), NOSPLIT, $0-32
+	MOVQ xt+0(FP), SI
+	MOVQ wt+8(FP), DI
+	MOVQ fq+16(FP), R8
+	MOVQ ln+24(FP), R9
+	MOVUPS 0(R9), X6   // isc, lanes 0-3
+	MOVUPS 16(R9), X7  // isc, lanes 4-7
+	MOVUPS 32(R9), X8  // mn, lanes 0-3
+	MOVUPS 48(R9), X9  // mn, lanes 4-7
+	MOVUPS 64(R9), X10 // nmax
+	MOVUPS ksMagic<>(SB), X11
+	XORPS X12, X12
+	XORPS X0, X0 // sL 0-3
+	XORPS X1, X1 // sL 4-7
+	XORPS X2, X2 // sL2 0-3
+	XORPS X3, X3 // sL2 4-7
+	XORPS X4, X4 // sXL 0-3
+	XORPS X5, X5 // sXL 4-7
+	XORQ AX, AX
+	MOVQ $32, CX
+
+qkx2row:
+	MOVUPS (SI)(AX*1), X13
+	SUBPS X8, X13   // x - mn
+	MULPS X6, X13   // isc*(x-mn)
+	MAXPS X12, X13
+	MINPS X10, X13
+	ADDPS X11, X13
+	SUBPS X11, X13  // L
+	MOVUPS X13, (R8)(AX*1)
+	MOVUPS (DI)(AX*1), X14
+	MULPS X13, X14  // wl = w*L
+	ADDPS X14, X0
+	MOVUPS (SI)(AX*1), X15
+	MULPS X14, X15  // wl*x
+	MULPS X13, X14  // wl*L
+	ADDPS X14, X2
+	ADDPS X15, X4
+
+	MOVUPS 16(SI)(AX*1), X13
+	SUBPS X9, X13
+	MULPS X7, X13
+	MAXPS X12, X13
+	MINPS X10, X13
+	ADDPS X11, X13
+	SUBPS X11, X13
+	MOVUPS X13, 16(R8)(AX*1)
+	MOVUPS 16(DI)(AX*1), X14
+	MULPS X13, X14
+	ADDPS X14, X1
+	MOVUPS 16(SI)(AX*1), X15
+	MULPS X14, X15
+	MULPS X13, X14
+	ADDPS X14, X3
+	ADDPS X15, X5
+
+	ADDQ $32, AX
+	DECQ CX
+	JNZ qkx2row
+
+	MOVUPS X0, 80(R9)
+	MOVUPS X1, 96(R9)
+	MOVUPS X2, 112(R9)
+	MOVUPS X3, 128(R9)
+	MOVUPS X4, 144(R9)
+	MOVUPS X5, 160(R9)
+	RET
+
+// func qkx2Errors(xt, wt, fq *[QK_K]float32, ln *qkLanes)
+TEXT ·qkx2Errors(SB), NOSPLIT, $0-32
+	MOVQ xt+0(FP), SI
+	MOVQ wt+8(FP), DI
+	MOVQ fq+16(FP), R8
+	MOVQ ln+24(FP), R9
+	MOVUPS 176(R9), X6 // ts 0-3
+	MOVUPS 192(R9), X7 // ts 4-7
+	MOVUPS 208(R9), X8 // tm 0-3
+	MOVUPS 224(R9), X9 // tm 4-7
+	XORPS X0, X0
+	XORPS X1, X1
+	XORQ AX, AX
+	MOVQ $32, CX
+
+qkerrrow:
+	MOVUPS (R8)(AX*1), X10
+	MULPS X6, X10   // ts*L
+	ADDPS X8, X10   // + tm
+	MOVUPS (SI)(AX*1), X11
+	SUBPS X11, X10  // - x
+	MULPS X10, X10  // d*d
+	MOVUPS (DI)(AX*1), X11
+	MULPS X11, X10  // w*(d*d)
+	ADDPS X10, X0
+
+	MOVUPS 16(R8)(AX*1), X12
+	MULPS X7, X12
+	ADDPS X9, X12
+	MOVUPS 16(SI)(AX*1), X13
+	SUBPS X13, X12
+	MULPS X12, X12
+	MOVUPS 16(DI)(AX*1), X13
+	MULPS X13, X12
+	ADDPS X12, X1
+
+	ADDQ $32, AX
+	DECQ CX
+	JNZ qkerrrow
+
+	MOVUPS X0, 240(R9)
+	MOVUPS X1, 256(R9)
+	RET
+
+// func qx6Sums(xt, wt, wvt *[QK_K]float32, isc, sLX, sL2 *[16]float32)
+TEXT ·qx6Sums(SB), NOSPLIT, $0-48
+	MOVQ xt+0(FP), SI
+	MOVQ wt+8(FP), DI
+	MOVQ wvt+16(FP), R8
+	MOVQ isc+24(FP), R9
+	MOVQ sLX+32(FP), R10
+	MOVQ sL2+40(FP), R11
+	MOVUPS ksM32<>(SB), X6
+	MOVUPS ksP31<>(SB), X7
+	MOVUPS ksMagic<>(SB), X8
+	XORQ BX, BX // lane byte offset of this pass: 0, then 32
+
+qx6pass:
+	MOVUPS (R9)(BX*1), X4
+	MOVUPS 16(R9)(BX*1), X5
+	XORPS X0, X0 // sLX, lanes +0..3
+	XORPS X1, X1 // sL2, lanes +0..3
+	XORPS X2, X2 // sLX, lanes +4..7
+	XORPS X3, X3 // sL2, lanes +4..7
+	MOVQ BX, AX
+	MOVQ $16, CX
+
+qx6row:
+	MOVUPS (SI)(AX*1), X9
+	MULPS X4, X9
+	MAXPS X6, X9
+	MINPS X7, X9
+	ADDPS X8, X9
+	SUBPS X8, X9 // L
+	MOVUPS (R8)(AX*1), X10
+	MULPS X9, X10 // (w*x)*L
+	ADDPS X10, X0
+	MOVUPS (DI)(AX*1), X11
+	MULPS X9, X11 // w*L
+	MULPS X9, X11 // *L
+	ADDPS X11, X1
+
+	MOVUPS 16(SI)(AX*1), X12
+	MULPS X5, X12
+	MAXPS X6, X12
+	MINPS X7, X12
+	ADDPS X8, X12
+	SUBPS X8, X12
+	MOVUPS 16(R8)(AX*1), X13
+	MULPS X12, X13
+	ADDPS X13, X2
+	MOVUPS 16(DI)(AX*1), X14
+	MULPS X12, X14
+	MULPS X12, X14
+	ADDPS X14, X3
+
+	ADDQ $64, AX
+	DECQ CX
+	JNZ qx6row
+
+	MOVUPS X0, (R10)(BX*1)
+	MOVUPS X2, 16(R10)(BX*1)
+	MOVUPS X1, (R11)(BX*1)
+	MOVUPS X3, 16(R11)(BX*1)
+	ADDQ $32, BX
+	CMPQ BX, $64
+	JLT qx6pass
+	RET

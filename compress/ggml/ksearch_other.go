@@ -1,0 +1,11 @@
+//go:build !amd64 || purego
+
+package ggml
+
+func qkx2Sums(xt, wt, fq *[QK_K]float32, ln *qkLanes) { qkx2SumsGo(xt, wt, fq, ln) }
+
+func qkx2Errors(xt, wt, fq *[QK_K]float32, ln *qkLanes) { qkx2ErrorsGo(xt, wt, fq, ln) }
+
+func qx6Sums(xt, wt, wvt *[QK_K]float32, isc, sLX, sL2 *[16]float32) {
+	qx6SumsGo(xt, wt, wvt, isc, sLX, sL2)
+}
