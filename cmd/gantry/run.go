@@ -26,6 +26,7 @@ import (
 	"github.com/gantry-dev/gantry/reconcile/dirtarget"
 	"github.com/gantry-dev/gantry/reconcile/gitsource"
 	"github.com/gantry-dev/gantry/reconcile/monitor"
+	"github.com/gantry-dev/gantry/reconcile/registry"
 	"github.com/gantry-dev/gantry/reconcile/server"
 	"github.com/gantry-dev/gantry/spec"
 )
@@ -147,6 +148,9 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 		e.Target = reconcile.DirTarget{Target: dirtarget.Target{Dir: dir}}
 	}
 	e.Store = stores{state: f.state, insecure: f.insecure}.store(cfg)
+	// oci:// model sources and modelcar bases live in registries, even
+	// when the images Gantry builds go to the local layout.
+	e.Images = registry.NewRemote(registry.Options{Insecure: f.insecure})
 	return e, repo, nil
 }
 
