@@ -139,7 +139,9 @@ func TestLoopEndToEnd(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 			out, _ = round(mon)
 		}
-		if d := time.Since(fell); d < 3*time.Second {
+		// The policy accepts samples that reach back 90% of the window
+		// (range-query steps do not line up with it exactly): 2.7 s.
+		if d := time.Since(fell); d < 2700*time.Millisecond {
 			t.Errorf("scaled down %s after the load fell, before the 3s window", d)
 		}
 		if !strings.Contains(remote.show(t, "main", "releases.hcl"), "replicas = 2") {
