@@ -71,7 +71,7 @@ func TestWatchDebounces(t *testing.T) {
 	defer cancel()
 	var calls atomic.Int64
 	done := make(chan error, 1)
-	go func() { done <- Watch(ctx, dir, 200*time.Millisecond, func() { calls.Add(1) }) }()
+	go func() { done <- Watch(ctx, dir, 500*time.Millisecond, func() { calls.Add(1) }) }()
 	time.Sleep(200 * time.Millisecond) // let the watcher start
 	// A burst of writes, as an editor's save makes, reconciles once.
 	for i := 0; i < 5; i++ {
@@ -82,13 +82,13 @@ func TestWatchDebounces(t *testing.T) {
 	for calls.Load() == 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(800 * time.Millisecond)
 	if got := calls.Load(); got != 1 {
 		t.Fatalf("%d calls for one burst, want 1", got)
 	}
 	// Hidden files (editor swap files, .git) do not count.
 	write(t, filepath.Join(dir, ".releases.hcl.swp"), "x")
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(900 * time.Millisecond)
 	if got := calls.Load(); got != 1 {
 		t.Errorf("a hidden file triggered a reconcile")
 	}
