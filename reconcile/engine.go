@@ -37,6 +37,10 @@ type Engine struct {
 	Target Target
 	// Store holds model images: a registry or the local OCI layout.
 	Store registry.Store
+	// StoreFor, if set, chooses the store from the specs of each
+	// reconcile instead, so that changing gantry { registry } in Git takes
+	// effect without a restart.
+	StoreFor func(cfg *spec.Config) registry.Store
 	// Images reads oci:// model sources and modelcar base images; nil
 	// means Store when it can (registry.Remote and registry.Layout can).
 	Images registry.Source
@@ -155,7 +159,7 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 	if e.Connections != nil {
 		nodes = e.overlayConnections(ctx, nodes)
 	}
-	artifacts, err := ObserveArtifacts(ctx, cfg, e.Store)
+	artifacts, err := ObserveArtifacts(ctx, cfg, e.store(cfg))
 	if err != nil {
 		return res, err
 	}
@@ -452,4 +456,12 @@ func ObserveArtifacts(ctx context.Context, cfg *spec.Config, store registry.Stor
 		return nil, fmt.Errorf("observe registry: %w", err)
 	}
 	return artifacts, nil
+}
+
+// store is the image store for the specs cfg.
+func (e *Engine) store(cfg *spec.Config) registry.Store {
+	if e.StoreFor != nil {
+		return e.StoreFor(cfg)
+	}
+	return e.Store
 }

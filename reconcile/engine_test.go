@@ -19,6 +19,7 @@ import (
 	"github.com/gantry-dev/gantry/reconcile"
 	"github.com/gantry-dev/gantry/reconcile/dirtarget"
 	"github.com/gantry-dev/gantry/reconcile/registry"
+	"github.com/gantry-dev/gantry/spec"
 )
 
 // counting wraps the drivers and counts every side effect.
@@ -281,5 +282,38 @@ func TestInvalidSpecsExecuteNothing(t *testing.T) {
 	st := f.e.Status()
 	if st.Phase != "invalid" || !strings.Contains(st.Diagnostics, "releases.hcl:24:14") || !strings.Contains(st.Diagnostics, "replicas cannot be negative") {
 		t.Errorf("status diagnostics:\n%s", st.Diagnostics)
+	}
+}
+
+// TestRegistryChangeNeedsNoRestart: with StoreFor, a new gantry.registry
+// in the specs takes effect at the next reconcile.
+func TestRegistryChangeNeedsNoRestart(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	local := f.e.Store
+	remote := countingStore{registry.NewLayout(filepath.Join(f.state, "other-registry")), &counting{}}
+	f.e.Store = nil
+	f.e.StoreFor = func(cfg *spec.Config) registry.Store {
+		if cfg.Settings.Registry != "" {
+			return remote
+		}
+		return local
+	}
+	if _, err := f.e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.edit(t, "gantry.hcl", `namespace = "llm"`, `namespace = "llm"
+  registry  = "registry.example.com/models"`)
+	res, err := f.e.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if remote.c.writes != 2 {
+		t.Fatalf("%d images pushed to the new registry, want 2", remote.c.writes)
+	}
+	for _, r := range res.Releases {
+		if !strings.HasPrefix(r.Image, "registry.example.com/models/") || r.State != reconcile.StateSynced {
+			t.Errorf("%s: %s %s", r.Name, r.Image, r.State)
+		}
 	}
 }

@@ -47,7 +47,7 @@ func (e *Engine) runJob(ctx context.Context, cfg *spec.Config, r *spec.Release, 
 		}
 		return "", fmt.Errorf("release %s: build job: %w", r.Name, err)
 	}
-	digest, ok, err := e.Store.Has(ctx, ref)
+	digest, ok, err := e.store(cfg).Has(ctx, ref)
 	if err != nil {
 		return "", fmt.Errorf("release %s: %w", r.Name, err)
 	}
@@ -79,7 +79,7 @@ func (e *Engine) BuildRelease(ctx context.Context, name string) (string, error) 
 	}
 	key := planner.ContentKey(r)
 	ref := planner.ImageRepository(cfg, r.Name) + ":" + planner.ImageTag(key)
-	if digest, ok, err := e.Store.Has(ctx, ref); err != nil {
+	if digest, ok, err := e.store(cfg).Has(ctx, ref); err != nil {
 		return "", err
 	} else if ok {
 		e.log().Info("already built", "release", name, "ref", ref, "digest", digest)

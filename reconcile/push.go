@@ -66,7 +66,7 @@ func (e *Engine) push(ctx context.Context, cfg *spec.Config, r *spec.Release, ke
 			return "", err
 		}
 	}
-	digest, err := e.Store.Write(ctx, ref, img)
+	digest, err := e.store(cfg).Write(ctx, ref, img)
 	if err != nil {
 		return "", err
 	}

@@ -147,7 +147,8 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 		}
 		e.Target = reconcile.DirTarget{Target: dirtarget.Target{Dir: dir}}
 	}
-	e.Store = stores{state: f.state, insecure: f.insecure}.store(cfg)
+	st := stores{state: f.state, insecure: f.insecure}
+	e.StoreFor = st.store // per reconcile: a registry change in Git needs no restart
 	// oci:// model sources and modelcar bases live in registries, even
 	// when the images Gantry builds go to the local layout.
 	e.Images = registry.NewRemote(registry.Options{Insecure: f.insecure})
