@@ -500,7 +500,8 @@ func (v *validator) autoscale(r *Release) {
 	}
 }
 
-const defaultCooldown = 5 * 60 * 1e9
+// defaultCooldown is the quiet time after a change of replicas.
+const defaultCooldown = 5 * time.Minute
 
 const defaultScaleDownWindow = 5 * time.Minute
 
