@@ -16,6 +16,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/gantry-dev/gantry/compress"
 	"github.com/gantry-dev/gantry/planner"
@@ -319,5 +320,36 @@ func TestRunRefusesUnsignedRevision(t *testing.T) {
 	code, out, errs := gantry(t, "run", "--once", "--repo", "file://"+repo, "--trusted-keys", keys, "--state-dir", t.TempDir())
 	if code != 1 || !strings.Contains(errs, "refused: the commit is not signed") || strings.Contains(out, "Plan:") {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+}
+
+// TestDeployExampleArgs: the in-cluster Deployment in examples/deploy
+// passes flags this gantry knows.
+func TestDeployExampleArgs(t *testing.T) {
+	b, err := os.ReadFile("../../examples/deploy/deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Args []string `json:"args"`
+					} `json:"containers"`
+				} `json:"spec"`
+			} `json:"template"`
+		} `json:"spec"`
+	}
+	if err := sigsyaml.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	args := d.Spec.Template.Spec.Containers[0].Args
+	if len(args) < 2 || args[0] != "run" {
+		t.Fatalf("args %q", args)
+	}
+	// --help stops before running, after the flags are parsed.
+	if code, _, errs := gantry(t, append(args, "--help")...); code != 0 {
+		t.Fatalf("gantry %v: exit %d: %s", args, code, errs)
 	}
 }
