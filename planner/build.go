@@ -110,7 +110,10 @@ func Build(desired spec.Config, observed Observed) (Plan, error) {
 			continue // never plan against objects Gantry does not manage
 		}
 		live[o.ID()] = o
-		rel, node := o.Label(LabelRelease), o.Label(LabelNode)
+		rel, node := o.Label(LabelRelease), o.Annotation(AnnotationNode)
+		if node == "" {
+			node = o.Label(LabelNode)
+		}
 		if o.Kind == "Deployment" && rel != "" && node != "" {
 			if current[rel] == nil {
 				current[rel] = schedule.Placement{}
@@ -141,6 +144,12 @@ func Build(desired spec.Config, observed Observed) (Plan, error) {
 		unplaced[u.Release] = u
 	}
 
+	hostnames := map[string]string{}
+	for _, n := range observed.Nodes {
+		if n.Hostname != "" && n.Hostname != n.Name {
+			hostnames[n.Name] = n.Hostname
+		}
+	}
 	wanted := map[string]bool{}
 	for i := range cfg.Releases {
 		r := &cfg.Releases[i]
@@ -164,7 +173,7 @@ func Build(desired spec.Config, observed Observed) (Plan, error) {
 		plan.Releases = append(plan.Releases, rp)
 
 		objs, err := Render(RenderInput{Release: r, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, Model: model,
-			Placement: rp.Placement, RuntimeDigest: observed.Images[r.Runtime.Image]})
+			Placement: rp.Placement, RuntimeDigest: observed.Images[r.Runtime.Image], Hostnames: hostnames})
 		if err != nil {
 			return Plan{}, err
 		}
@@ -181,7 +190,7 @@ func Build(desired spec.Config, observed Observed) (Plan, error) {
 			if o.Label(LabelRelease) == r.Name && !wanted[id] {
 				wanted[id] = true
 				deletes = append(deletes, Action{Type: Delete, Release: r.Name, Subject: subject(o), Object: ptr(o),
-					Reason: fmt.Sprintf("node %s no longer holds replicas of %s", o.Label(LabelNode), r.Name)})
+					Reason: fmt.Sprintf("node %s no longer holds replicas of %s", shardNode(o), r.Name)})
 			}
 		}
 		plan.Actions = append(plan.Actions, deletes...)
@@ -231,7 +240,7 @@ func objectAction(o Object, live map[string]Object) (Action, bool) {
 	if !ok {
 		reason := "new Service for " + o.Label(LabelRelease)
 		if o.Kind == "Deployment" {
-			reason = fmt.Sprintf("place %s on node %s", plural(o.Replicas(), "replica"), o.Label(LabelNode))
+			reason = fmt.Sprintf("place %s on node %s", plural(o.Replicas(), "replica"), shardNode(o))
 		}
 		return Action{Type: Create, Release: o.Label(LabelRelease), Subject: subject(o), Object: ptr(o), Reason: reason}, true
 	}
@@ -286,4 +295,12 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return strconv.Itoa(n) + " " + word + "s"
+}
+
+// shardNode is the node a shard Deployment pins.
+func shardNode(o Object) string {
+	if n := o.Annotation(AnnotationNode); n != "" {
+		return n
+	}
+	return o.Label(LabelNode)
 }

@@ -23,7 +23,11 @@ const (
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	ManagedBy      = "gantry"
 	LabelRelease   = "gantry.dev/release"
-	LabelNode      = "gantry.dev/node"
+	// LabelNode selects a shard's pods; its value is NodeLabelValue(node).
+	LabelNode = "gantry.dev/node"
+	// AnnotationNode holds the full node name, which a label value (63
+	// characters at most) cannot always hold.
+	AnnotationNode = "gantry.dev/node"
 
 	AnnotationSpecHash    = "gantry.dev/spec-hash"
 	AnnotationModelDigest = "gantry.dev/model-digest"
@@ -132,6 +136,29 @@ type RenderInput struct {
 	// references image@digest, so every pod of a rollout runs the same
 	// bytes even if the tag moves.
 	RuntimeDigest string
+	// Hostnames maps node names to their kubernetes.io/hostname label
+	// where it differs; shards are pinned by that label.
+	Hostnames map[string]string
+}
+
+var (
+	labelValueRE = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+	nonLabel     = regexp.MustCompile(`[^-A-Za-z0-9_.]+`)
+)
+
+// NodeLabelValue is what the gantry.dev/node label holds for a node: the
+// name itself when it is a valid label value (63 characters at most),
+// else a cut of it with a hash suffix, unique per node.
+func NodeLabelValue(node string) string {
+	if len(node) <= 63 && labelValueRE.MatchString(node) {
+		return node
+	}
+	sum := sha256.Sum256([]byte(node))
+	cut := strings.Trim(nonLabel.ReplaceAllString(node, "-"), "-_.")
+	if len(cut) > 54 {
+		cut = strings.TrimRight(cut[:54], "-_.")
+	}
+	return cut + "-" + hex.EncodeToString(sum[:])[:8]
 }
 
 // Render returns the release's Service and one Deployment per node of the
@@ -190,8 +217,14 @@ func Render(in RenderInput) ([]Object, error) {
 func renderShard(in RenderInput, node string, replicas int32, labels, annotations map[string]string) (Object, error) {
 	r := in.Release
 	shardLabels := copyMap(labels)
-	shardLabels[LabelNode] = node
-	selector := map[string]string{LabelRelease: r.Name, LabelNode: node}
+	shardLabels[LabelNode] = NodeLabelValue(node)
+	selector := map[string]string{LabelRelease: r.Name, LabelNode: NodeLabelValue(node)}
+	shardAnnotations := copyMap(annotations)
+	shardAnnotations[AnnotationNode] = node
+	hostname := node
+	if h := in.Hostnames[node]; h != "" {
+		hostname = h
+	}
 	podLabels := copyMap(shardLabels)
 	podAnnotations := map[string]string{AnnotationSpecHash: annotations[AnnotationSpecHash], AnnotationContentKey: in.Model.Key}
 
@@ -230,7 +263,7 @@ func renderShard(in RenderInput, node string, replicas int32, labels, annotation
 	server.Resources = res
 
 	pod := corev1.PodSpec{
-		NodeSelector: map[string]string{"kubernetes.io/hostname": node},
+		NodeSelector: map[string]string{"kubernetes.io/hostname": hostname},
 		Tolerations:  []corev1.Toleration{{Key: GPUResource, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}},
 		Containers:   []corev1.Container{server},
 	}
@@ -261,7 +294,7 @@ func renderShard(in RenderInput, node string, replicas int32, labels, annotation
 
 	d := &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		ObjectMeta: metav1.ObjectMeta{Name: ShardName(r.Name, node), Namespace: in.Namespace, Labels: shardLabels, Annotations: annotations},
+		ObjectMeta: metav1.ObjectMeta{Name: ShardName(r.Name, node), Namespace: in.Namespace, Labels: shardLabels, Annotations: shardAnnotations},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: selector},

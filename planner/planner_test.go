@@ -385,3 +385,58 @@ func TestRuntimeImagePinnedByDigest(t *testing.T) {
 		t.Fatalf("pinned %d, tagged %d", pinned, tagged)
 	}
 }
+
+// TestLongNodeNames: node names may be 253 characters, label values only
+// 63. The label holds a unique cut, the annotation the full name, and the
+// pods are pinned by the node's hostname label.
+func TestLongNodeNames(t *testing.T) {
+	cfg := quickstart(t)
+	long := strings.Repeat("gpu-node-in-rack-", 5) + "a1.cluster.example.com" // 107 characters
+	nodes := planner.StaticNodes(&cfg)
+	for i := range nodes {
+		if nodes[i].Name == "gpu-a2" {
+			nodes[i].Name, nodes[i].Hostname = long, "gpu-a2-host"
+		}
+	}
+	w := newWorld(t)
+	for _, r := range cfg.Releases {
+		key := planner.ContentKey(&r)
+		w.artifacts[key] = planner.Artifact{Digest: "sha256:" + key}
+	}
+	obs := w.observed(cfg)
+	obs.Nodes = nodes
+	p := build(t, cfg, obs)
+	found := false
+	for _, a := range p.Actions {
+		if a.Type != planner.Create || a.Object.Kind != "Deployment" || a.Object.Annotation(planner.AnnotationNode) != long {
+			continue
+		}
+		found = true
+		v := a.Object.Label(planner.LabelNode)
+		if len(v) > 63 || v != planner.NodeLabelValue(long) {
+			t.Errorf("label value %q (%d chars)", v, len(v))
+		}
+		if len(a.Object.Name) > 63 {
+			t.Errorf("name %q is %d characters", a.Object.Name, len(a.Object.Name))
+		}
+		b, _ := json.Marshal(a.Object.Manifest)
+		if !strings.Contains(string(b), `"nodeSelector":{"kubernetes.io/hostname":"gpu-a2-host"}`) {
+			t.Errorf("not pinned by hostname: %s", b)
+		}
+	}
+	if !found {
+		t.Fatal("nothing placed on the long-named node")
+	}
+	// Applied and observed back, the world is unchanged: the annotation
+	// maps the shard back to its node.
+	for _, a := range p.Actions {
+		if err := w.target.Put(context.Background(), *a.Object); err != nil {
+			t.Fatal(err)
+		}
+	}
+	obs = w.observed(cfg)
+	obs.Nodes = nodes
+	if again := build(t, cfg, obs); !again.Empty() {
+		t.Fatalf("re-plan moved things: %d actions", len(again.Actions))
+	}
+}

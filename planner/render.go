@@ -130,7 +130,7 @@ func highlights(o *Object) [][2]string {
 	switch o.Kind {
 	case "Deployment":
 		add("replicas", spec["replicas"])
-		add("node", o.Label(LabelNode))
+		add("node", shardNode(*o))
 		tpl, _ := spec["template"].(map[string]any)
 		pod, _ := tpl["spec"].(map[string]any)
 		containers, _ := pod["containers"].([]any)

@@ -9,6 +9,9 @@ type Node struct {
 	GPUMemory   int64   // bytes of memory per GPU
 	Product     string  // e.g. "NVIDIA-A100-SXM4-80GB"
 	Connections float64 // current active connections (live load)
+	// Hostname is the node's kubernetes.io/hostname label, which pods are
+	// pinned by; "" means the same as Name. Placement does not use it.
+	Hostname string
 }
 
 // Pool holds per-pool settings.

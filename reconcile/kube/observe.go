@@ -235,6 +235,7 @@ func gpuNodes(nodes []corev1.Node, used map[string]int, pools []spec.NodePool) (
 			Used:      used[n.Name],
 			GPUMemory: gpuMemory(n.Labels[LabelGPUMemory]),
 			Product:   n.Labels[LabelGPUProduct],
+			Hostname:  hostname(n),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -328,4 +329,13 @@ func stripNoise(m map[string]any) map[string]any {
 		delete(md, "resourceVersion")
 	}
 	return m
+}
+
+// hostname is the node's kubernetes.io/hostname label when it differs from
+// its name (a long or FQDN node name); shards are pinned by it.
+func hostname(n *corev1.Node) string {
+	if h := n.Labels["kubernetes.io/hostname"]; h != n.Name {
+		return h
+	}
+	return ""
 }

@@ -159,7 +159,7 @@ func (c *Client) shardStatuses(ctx context.Context, want map[string][]string) ([
 func shardStatus(d *appsv1.Deployment) ShardStatus {
 	s := ShardStatus{
 		Namespace: d.Namespace, Name: d.Name,
-		Release: d.Labels[planner.LabelRelease], Node: d.Labels[planner.LabelNode],
+		Release: d.Labels[planner.LabelRelease], Node: shardNode(d.Annotations, d.Labels),
 		Desired: 1, Updated: int(d.Status.UpdatedReplicas), Ready: int(d.Status.ReadyReplicas), Available: int(d.Status.AvailableReplicas),
 	}
 	if d.Spec.Replicas != nil {
@@ -190,4 +190,13 @@ func shardStatus(d *appsv1.Deployment) ShardStatus {
 	}
 	s.State = Healthy
 	return s
+}
+
+// shardNode is the node a shard pins: the full name from the annotation,
+// else the label (which may be cut for long names).
+func shardNode(annotations, labels map[string]string) string {
+	if n := annotations[planner.AnnotationNode]; n != "" {
+		return n
+	}
+	return labels[planner.LabelNode]
 }
