@@ -440,3 +440,27 @@ func TestLongNodeNames(t *testing.T) {
 		t.Fatalf("re-plan moved things: %d actions", len(again.Actions))
 	}
 }
+
+// TestSavedPlanWithUnplacedReplicas: rejection reasons are saved as kind
+// and text, and a saved plan reads back with the same messages.
+func TestSavedPlanWithUnplacedReplicas(t *testing.T) {
+	cfg := quickstart(t)
+	n := 40
+	cfg.Releases[1].Replicas = &n
+	p := build(t, cfg, planner.Observed{})
+	var js bytes.Buffer
+	if err := planner.WriteJSON(&js, &p); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(js.String(), `"kind": "InsufficientResource"`) {
+		t.Errorf("no reason kind in the JSON")
+	}
+	back, err := planner.ReadJSON(&js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := back.Releases[1].Unplaced.String(), p.Releases[1].Unplaced.String()
+	if got != want || back.Releases[1].Unplaced.Rejected[0].Reason.Message() != p.Releases[1].Unplaced.Rejected[0].Reason.Message() {
+		t.Errorf("read back %q, want %q", got, want)
+	}
+}

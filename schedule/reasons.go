@@ -145,6 +145,11 @@ func reasonSummary(r Reason) string {
 		return "node(s) not in allowed pools"
 	case MaxPerNodeReached:
 		return "node(s) at max_per_node for the release"
+	case Recorded:
+		if r.Summary != "" {
+			return r.Summary
+		}
+		return r.Text
 	case nil:
 		return "node(s) rejected"
 	default:

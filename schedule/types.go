@@ -1,5 +1,10 @@
 package schedule
 
+import (
+	"encoding/json"
+	"fmt"
+)
+
 // Node is an immutable snapshot of one GPU node.
 type Node struct {
 	Name        string
@@ -63,13 +68,70 @@ type Result struct {
 
 // Unplaced says why Count replicas of Release could not be placed.
 type Unplaced struct {
-	Release  string
-	Count    int
-	Rejected []Rejection // one per rejected node, sorted by node name
+	Release  string      `json:"release"`
+	Count    int         `json:"count"`
+	Rejected []Rejection `json:"rejected"` // one per rejected node, sorted by node name
 }
 
 // Rejection is why one node could not take a replica.
 type Rejection struct {
 	Node   string
 	Reason Reason
+}
+
+// rejectionJSON is how a Rejection is saved: the reason's kind and text,
+// so that a saved plan reads back without knowing every Reason type.
+type rejectionJSON struct {
+	Node    string `json:"node"`
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+	Summary string `json:"summary"` // how Unplaced.String groups it
+}
+
+// MarshalJSON writes {"node", "kind", "message"}.
+func (r Rejection) MarshalJSON() ([]byte, error) {
+	j := rejectionJSON{Node: r.Node}
+	if r.Reason != nil {
+		j.Kind = reasonKind(r.Reason)
+		j.Message = r.Reason.Message()
+		j.Summary = reasonSummary(r.Reason)
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote; the reason comes back as a
+// Recorded.
+func (r *Rejection) UnmarshalJSON(b []byte) error {
+	var j rejectionJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	r.Node, r.Reason = j.Node, Recorded{Kind: j.Kind, Text: j.Message, Summary: j.Summary}
+	return nil
+}
+
+// Recorded is a reason read back from a saved plan.
+type Recorded struct {
+	Kind    string
+	Text    string
+	Summary string
+}
+
+// Message is the text that was saved.
+func (r Recorded) Message() string { return r.Text }
+
+func reasonKind(r Reason) string {
+	switch v := r.(type) {
+	case InsufficientResource:
+		return "InsufficientResource"
+	case InsufficientGPUMemory:
+		return "InsufficientGPUMemory"
+	case PoolNotAllowed:
+		return "PoolNotAllowed"
+	case MaxPerNodeReached:
+		return "MaxPerNodeReached"
+	case Recorded:
+		return v.Kind
+	}
+	return fmt.Sprintf("%T", r)
 }
