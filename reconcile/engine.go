@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -204,8 +205,10 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 		rp := plan.Releases[i]
 		st := ReleaseStatus{Name: r.Name, Image: rp.Image, Digest: rp.Digest, Replicas: rp.Replicas,
 			Placement: rp.Placement, GPUsPerReplica: r.GPUCount(), State: StateSynced, Reason: "up to date"}
+		unplaced := ""
 		if rp.Unplaced != nil {
-			st.Reason = fmt.Sprintf("%d replicas cannot be placed: %s", rp.Unplaced.Count, rp.Unplaced.String())
+			unplaced = fmt.Sprintf("%d of %d replicas cannot be placed: %s", rp.Unplaced.Count, rp.Replicas, rp.Unplaced.String())
+			st.Reason = unplaced
 		}
 		actions := byRelease[r.Name]
 		if len(actions) == 0 {
@@ -213,6 +216,9 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 			if hr, ok := e.Target.(HealthReporter); ok {
 				if state, reason, known := hr.ReleaseHealth(r.Name); known {
 					st.State, st.Reason = state, reason
+					if unplaced != "" {
+						st.Reason += "; " + unplaced
+					}
 				}
 			}
 			statuses[i] = st
@@ -244,6 +250,9 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 				if _, ok := e.Target.(HealthReporter); ok && n > 0 {
 					st.State = StateProgressing // the pods roll out now; the next resync says how it went
 				}
+			}
+			if unplaced != "" && !strings.Contains(st.Reason, unplaced) {
+				st.Reason += "; " + unplaced
 			}
 			statuses[i] = st
 			return nil // one release failing does not stop the others
