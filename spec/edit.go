@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -234,13 +233,6 @@ func lineIndent(src []byte, offset int) string {
 		j++
 	}
 	return string(src[i:j])
-}
-
-// ReplicasValue parses the text of a replicas expression as written by
-// SetReplicas or a person (a plain integer); ok is false otherwise.
-func ReplicasValue(text string) (int, bool) {
-	n, err := strconv.Atoi(text)
-	return n, err == nil
 }
 
 // RelPath is path relative to root with forward slashes, as Git names it.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 	"text/template"
 	"time"
@@ -162,14 +161,4 @@ func Render(query string, vars QueryVars) (string, error) {
 		return "", fmt.Errorf("query template: %w", err)
 	}
 	return strings.TrimSpace(b.String()), nil
-}
-
-// SortedNodes lists the map's keys in order, for stable output.
-func SortedNodes(m map[string]float64) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

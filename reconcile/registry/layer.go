@@ -149,11 +149,6 @@ func (l *fileLayer) Compressed() (io.ReadCloser, error) {
 // Uncompressed implements v1.Layer.
 func (l *fileLayer) Uncompressed() (io.ReadCloser, error) { return l.Compressed() }
 
-// filePath is the model-relative path of the layer's file.
-func (l *fileLayer) filePath() string {
-	return l.entries[len(l.entries)-1].name
-}
-
 type countWriter struct {
 	w io.Writer
 	n int64
