@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -36,17 +35,6 @@ func (j *jobFlags) runner(rc *rest.Config, insecure bool) (*reconcile.KubeJobs, 
 	}
 	return &reconcile.KubeJobs{Client: cs, Image: j.image, ServiceAccount: j.serviceAccount,
 		EnvSecret: j.envSecret, RegistrySecret: j.registrySecret, Insecure: insecure}, nil
-}
-
-// redactless strips credentials from a repository URL, for a build Job
-// that authenticates with its own secret.
-func redactless(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	u.User = nil
-	return u.String()
 }
 
 func (a *app) buildCmd() *cobra.Command {

@@ -11,13 +11,13 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 
@@ -44,7 +44,8 @@ type engineFlags struct {
 	resolveImages            bool
 	job                      jobFlags
 
-	restConfig *rest.Config // set by engine for a kube target
+	restConfig *rest.Config         // set by engine for a kube target
+	gitAuth    transport.AuthMethod // set by engine: credentials for fetch and write-back
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
@@ -79,15 +80,16 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 		vars[k] = v
 	}
 	e := &reconcile.Engine{Jobs: f.jobs, Vars: vars, WorkDir: filepath.Join(f.state, "work"), Log: slog.Default()}
+	auth, err := gitsource.AuthFrom(f.gitUser, f.gitTokenFile, os.Getenv("GANTRY_GIT_TOKEN"), f.gitSSHKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	f.gitAuth = auth
 	var repo *gitsource.Repo
 	if isGitURL(f.repo) {
 		sum := sha256.Sum256([]byte(f.repo + "\x00" + f.ref))
 		repo = &gitsource.Repo{URL: f.repo, Ref: f.ref, Dir: filepath.Join(f.state, "git", hex.EncodeToString(sum[:8]))}
-		auth, err := gitsource.AuthFrom(f.gitUser, f.gitTokenFile, os.Getenv("GANTRY_GIT_TOKEN"), f.gitSSHKey)
-		if err != nil {
-			return nil, nil, err
-		}
-		repo.Auth = auth
+		repo.Auth = f.gitAuth
 		if f.trustedKeys != "" {
 			keys, err := os.ReadFile(f.trustedKeys)
 			if err != nil {
@@ -138,7 +140,7 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 			e.Resolver = reconcile.NewResolver(f.insecure)
 		}
 		if repo != nil {
-			e.RepoURL = redactless(f.repo)
+			e.RepoURL = gitsource.StripCredentials(f.repo)
 		}
 	} else {
 		dir, ok := strings.CutPrefix(target, "dir:")
@@ -264,7 +266,7 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 			}
 		}()
 	}
-	slog.Info("gantry running", "repo", redactedRepo(f.repo), "interval", interval, "listen", ln.Addr().String())
+	slog.Info("gantry running", "repo", gitsource.Redact(f.repo), "interval", interval, "listen", ln.Addr().String())
 	reconcileLoop := func(ctx context.Context) {
 		for {
 			res, err := e.Reconcile(ctx)
@@ -308,9 +310,7 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 // Failures are logged and shown in the status, never fatal.
 func (a *app) monitorRound(ctx context.Context, e *reconcile.Engine, f *engineFlags, af *adjustFlags, poke func()) {
 	w := writeBack(f.repo, f.ref, f.state)
-	if auth, err := gitsource.AuthFrom(f.gitUser, f.gitTokenFile, os.Getenv("GANTRY_GIT_TOKEN"), f.gitSSHKey); err == nil {
-		w.Auth = auth // the same credentials the source fetches with
-	}
+	w.Auth = f.gitAuth // the same credentials the source fetches with
 	out, rep, err := a.adjust(ctx, w, af, e.Vars, false)
 	st := struct {
 		monitor.Report
@@ -331,19 +331,6 @@ func (a *app) monitorRound(ctx context.Context, e *reconcile.Engine, f *engineFl
 	if len(out.Commits) > 0 {
 		poke()
 	}
-}
-
-// redactedRepo keeps credentials in a repository URL out of the logs.
-func redactedRepo(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		if i := strings.LastIndex(raw, "@"); i >= 0 && strings.Contains(raw, "://") {
-			return raw[:strings.Index(raw, "://")+3] + "REDACTED" + raw[i:]
-		}
-		return raw
-	}
-	u.User = url.User("REDACTED")
-	return u.String()
 }
 
 // reconcileOnce runs one reconcile, prints it, and turns its outcome into

@@ -21,18 +21,18 @@ func Checkout(ctx context.Context, url, ref, dir string) (string, error) {
 	opts := &git.CloneOptions{URL: url, Tags: git.AllTags}
 	repo, err := git.PlainCloneContext(ctx, dir, false, opts)
 	if err != nil {
-		return "", fmt.Errorf("clone %s: %w", describe(url), err)
+		return "", fmt.Errorf("clone %s: %w", Redact(url), err)
 	}
 	if ref == "" {
 		head, err := repo.Head()
 		if err != nil {
-			return "", fmt.Errorf("clone %s: read HEAD: %w", describe(url), err)
+			return "", fmt.Errorf("clone %s: read HEAD: %w", Redact(url), err)
 		}
 		return head.Hash().String(), nil
 	}
 	hash, err := resolve(repo, ref)
 	if err != nil {
-		return "", fmt.Errorf("clone %s: %w", describe(url), err)
+		return "", fmt.Errorf("clone %s: %w", Redact(url), err)
 	}
 	wt, err := repo.Worktree()
 	if err != nil {
@@ -58,15 +58,16 @@ func checkURL(raw string) error {
 		return nil
 	}
 	if _, err := url.Parse(raw); err != nil {
-		return fmt.Errorf("clone %s: not a valid URL (percent-encode special characters in the user name, password and path)", describe(raw))
+		return fmt.Errorf("clone %s: not a valid URL (percent-encode special characters in the user name, password and path)", Redact(raw))
 	}
 	return nil
 }
 
-// describe names the repository raw in an error without the credentials
-// it holds, also when raw does not parse (redactURL then returns it as is):
+// Redact names the repository raw in an error without the credentials
+// it holds, for errors and logs, also when raw does not parse (redactURL
+// then returns it as is):
 // everything between the scheme and the last @ goes.
-func describe(raw string) string {
+func Redact(raw string) string {
 	if _, err := url.Parse(raw); err == nil || !hasScheme(raw) {
 		return redactURL(raw)
 	}

@@ -39,8 +39,8 @@ func TestDescribe(t *testing.T) {
 		{"https://user:s3cret@github.com/org/sp%zzecs.git", "https://REDACTED@github.com/org/sp%zzecs.git"},
 		{"https://github.com/org/sp%zzecs.git", "https://github.com/org/sp%zzecs.git"},
 	} {
-		if got := describe(tc.in); got != tc.want {
-			t.Errorf("describe(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := Redact(tc.in); got != tc.want {
+			t.Errorf("Redact(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }

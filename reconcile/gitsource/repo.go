@@ -69,7 +69,7 @@ func (r *Repo) Fetch(ctx context.Context) (dir, revision string, err error) {
 		}
 		defer os.RemoveAll(tmp)
 		if _, err := git.PlainCloneContext(ctx, tmp, false, &git.CloneOptions{URL: cloneURL, Auth: auth, Tags: git.AllTags}); err != nil {
-			return "", "", fmt.Errorf("clone %s: %w", describe(r.URL), err)
+			return "", "", fmt.Errorf("clone %s: %w", Redact(r.URL), err)
 		}
 		// A clone that dies half-way must not look like a cache.
 		if err := os.Rename(tmp, r.Dir); err != nil {
@@ -86,12 +86,12 @@ func (r *Repo) Fetch(ctx context.Context) (dir, revision string, err error) {
 			RefSpecs: []config.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
 		})
 		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-			return "", "", fmt.Errorf("fetch %s: %w", describe(r.URL), err)
+			return "", "", fmt.Errorf("fetch %s: %w", Redact(r.URL), err)
 		}
 	}
 	hash, err := r.target(repo)
 	if err != nil {
-		return "", "", fmt.Errorf("%s: %w", describe(r.URL), err)
+		return "", "", fmt.Errorf("%s: %w", Redact(r.URL), err)
 	}
 	if r.TrustedKeys != "" {
 		if err := verify(repo, hash, r.TrustedKeys); err != nil {
@@ -142,8 +142,18 @@ func splitCredentials(raw string, auth transport.AuthMethod) (string, transport.
 		pass, _ := u.User.Password()
 		auth = &githttp.BasicAuth{Username: u.User.Username(), Password: pass}
 	}
+	return StripCredentials(raw), auth
+}
+
+// StripCredentials drops the user information of a URL: what a build Job
+// clones, with credentials of its own.
+func StripCredentials(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
 	u.User = nil
-	return u.String(), auth
+	return u.String()
 }
 
 // verify checks the commit's OpenPGP signature against the trusted keys.
@@ -155,10 +165,8 @@ func verify(repo *git.Repository, hash plumbing.Hash, keys string) error {
 	if c.PGPSignature == "" {
 		return &SignatureError{Revision: hash.String(), Reason: "the commit is not signed, and only signed revisions are applied"}
 	}
-	entity, err := c.Verify(keys)
-	if err != nil {
+	if _, err := c.Verify(keys); err != nil {
 		return &SignatureError{Revision: hash.String(), Reason: "its signature is not from a trusted key: " + err.Error()}
 	}
-	_ = entity
 	return nil
 }

@@ -127,7 +127,7 @@ func (w *WriteBack) Write(ctx context.Context, decide Decider, dryRun bool) (Out
 			return out, err
 		}
 		if attempt >= attempts {
-			return out, fmt.Errorf("write back to %s: gave up after %d attempts: %w", describe(w.URL), attempt, err)
+			return out, fmt.Errorf("write back to %s: gave up after %d attempts: %w", Redact(w.URL), attempt, err)
 		}
 		w.log().Info("push lost a race; deciding again on the new head", "attempt", attempt, "err", err)
 		d := backoff << (attempt - 1)
@@ -247,7 +247,7 @@ func (w *WriteBack) once(ctx context.Context, decide Decider, dryRun bool, attem
 			RefSpecs: []config.RefSpec{config.RefSpec(ref + ":" + ref)},
 		})
 		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-			return fmt.Errorf("push to %s %s: %w", describe(w.URL), branch, err)
+			return fmt.Errorf("push to %s %s: %w", Redact(w.URL), branch, err)
 		}
 		for _, p := range made {
 			out.Commits = append(out.Commits, Pushed{Release: p.ch.Release, Kind: p.ch.Kind, Commit: p.commit.String(), Branch: branch})
@@ -310,7 +310,7 @@ func (w *WriteBack) pushProposal(ctx context.Context, repo *git.Repository, name
 	}
 	opts := &git.PushOptions{Auth: w.Auth, RefSpecs: []config.RefSpec{config.RefSpec(ref + ":" + ref)}}
 	if err := repo.PushContext(ctx, opts); err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return false, fmt.Errorf("push %s to %s: %w", name, describe(w.URL), err)
+		return false, fmt.Errorf("push %s to %s: %w", name, Redact(w.URL), err)
 	}
 	return true, nil
 }
@@ -409,7 +409,7 @@ func (w *WriteBack) sync(ctx context.Context) (*git.Repository, string, *object.
 		}
 		defer os.RemoveAll(tmp)
 		if _, err := git.PlainCloneContext(ctx, tmp, false, &git.CloneOptions{URL: w.URL, Auth: w.Auth}); err != nil {
-			return nil, "", nil, fmt.Errorf("clone %s: %w", describe(w.URL), err)
+			return nil, "", nil, fmt.Errorf("clone %s: %w", Redact(w.URL), err)
 		}
 		if err := os.Rename(tmp, w.Dir); err != nil {
 			return nil, "", nil, err
@@ -425,17 +425,17 @@ func (w *WriteBack) sync(ctx context.Context) (*git.Repository, string, *object.
 		RefSpecs: []config.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
 	})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return nil, "", nil, fmt.Errorf("fetch %s: %w", describe(w.URL), err)
+		return nil, "", nil, fmt.Errorf("fetch %s: %w", Redact(w.URL), err)
 	}
 	branch := w.Branch
 	if branch == "" {
 		if branch, err = defaultBranch(ctx, repo, w.Auth); err != nil {
-			return nil, "", nil, fmt.Errorf("%s: %w", describe(w.URL), err)
+			return nil, "", nil, fmt.Errorf("%s: %w", Redact(w.URL), err)
 		}
 	}
 	remote, err := repo.Reference(plumbing.NewRemoteReferenceName("origin", branch), true)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("%s: branch %q: %w", describe(w.URL), branch, err)
+		return nil, "", nil, fmt.Errorf("%s: branch %q: %w", Redact(w.URL), branch, err)
 	}
 	local := plumbing.NewBranchReferenceName(branch)
 	if err := repo.Storer.SetReference(plumbing.NewHashReference(local, remote.Hash())); err != nil {
