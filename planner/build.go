@@ -20,7 +20,10 @@ type Observed struct {
 	Objects []Object `json:"objects"`
 	// Nodes are the GPU nodes placement may use.
 	Nodes []schedule.Node `json:"nodes"`
-	// Artifacts are the model images that already exist, by content key.
+	// Artifacts are the model images that already exist, by image
+	// reference (repository:tag, as ImageRef derives it). Not by content
+	// key alone: two releases with the same model share a key but not a
+	// repository, and each must get the image of its own repository.
 	Artifacts map[string]Artifact `json:"artifacts"`
 	// Images are runtime images resolved to digests: reference as written
 	// in the spec -> sha256 digest. A runtime image found here is
@@ -97,6 +100,13 @@ func ImageRepository(cfg *spec.Config, release string) string {
 // ImageTag derives the tag from the content key.
 func ImageTag(key string) string { return "ck-" + key[:32] }
 
+// ImageRef is the one place a release's model image reference
+// (repository:tag) is derived: its repository and the tag of its content
+// key. Observed.Artifacts is keyed by it.
+func ImageRef(cfg *spec.Config, r *spec.Release) string {
+	return ImageRepository(cfg, r.Name) + ":" + ImageTag(ContentKey(r))
+}
+
 // Build compares desired with observed and returns the plan.
 func Build(desired spec.Config, observed Observed) (Plan, error) {
 	cfg := &desired
@@ -154,13 +164,12 @@ func Build(desired spec.Config, observed Observed) (Plan, error) {
 	for i := range cfg.Releases {
 		r := &cfg.Releases[i]
 		key := ContentKey(r)
-		repo := ImageRepository(cfg, r.Name)
-		model := Model{Ref: repo + ":" + ImageTag(key), Digest: UnknownDigest, Key: key}
+		model := Model{Ref: ImageRef(cfg, r), Digest: UnknownDigest, Key: key}
 		rp := ReleasePlan{Name: r.Name, ContentKey: key, Image: model.Ref, Replicas: r.ReplicaCount(), Placement: placed.Placements[r.Name]}
 		if rp.Placement == nil {
 			rp.Placement = schedule.Placement{}
 		}
-		if a, ok := observed.Artifacts[key]; ok && a.Digest != "" {
+		if a, ok := observed.Artifacts[model.Ref]; ok && a.Digest != "" {
 			model.Digest, rp.Digest = a.Digest, a.Digest
 		} else {
 			plan.Actions = append(plan.Actions, buildActions(r, model)...)
@@ -170,30 +179,45 @@ func Build(desired spec.Config, observed Observed) (Plan, error) {
 			rp.Unplaced = &u
 			plan.Warnings = append(plan.Warnings, fmt.Sprintf("release %s: %d of %d replicas cannot be placed: %s", r.Name, u.Count, r.ReplicaCount(), u.String()))
 		}
-		plan.Releases = append(plan.Releases, rp)
 
 		objs, err := Render(RenderInput{Release: r, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, Model: model,
 			Placement: rp.Placement, RuntimeDigest: observed.Images[r.Runtime.Image], Hostnames: hostnames})
 		if err != nil {
 			return Plan{}, err
 		}
-		var deletes []Action
+		var changes, deletes []Action
 		for _, o := range objs {
 			wanted[o.ID()] = true
 			if a, ok := objectAction(o, live); ok {
-				plan.Actions = append(plan.Actions, a)
+				changes = append(changes, a)
 			}
 		}
 		// Shards of this release on nodes it no longer uses.
+		hasLive := false
 		for _, id := range sortedKeys(live) {
 			o := live[id]
-			if o.Label(LabelRelease) == r.Name && !wanted[id] {
+			if o.Label(LabelRelease) != r.Name {
+				continue
+			}
+			hasLive = true
+			if !wanted[id] {
 				wanted[id] = true
 				deletes = append(deletes, Action{Type: Delete, Release: r.Name, Subject: subject(o), Object: ptr(o),
 					Reason: fmt.Sprintf("node %s no longer holds replicas of %s", shardNode(o), r.Name)})
 			}
 		}
-		plan.Actions = append(plan.Actions, deletes...)
+		changes = append(changes, deletes...)
+		if rp.Unplaced != nil && hasLive {
+			var held []Action
+			changes, held = holdServing(changes)
+			rp.Held = len(held)
+			if len(held) > 0 {
+				plan.Warnings = append(plan.Warnings, fmt.Sprintf("release %s: %s held, so that what serves stays as it is until every replica can be placed",
+					r.Name, plural(len(held), "object change")))
+			}
+		}
+		plan.Actions = append(plan.Actions, changes...)
+		plan.Releases = append(plan.Releases, rp)
 	}
 	// Prune: managed objects of releases that left the repository.
 	for _, id := range sortedKeys(live) {
@@ -206,6 +230,65 @@ func Build(desired spec.Config, observed Observed) (Plan, error) {
 			Reason: fmt.Sprintf("release %s was removed from the repository", rel)})
 	}
 	return plan, nil
+}
+
+// holdServing splits the object changes of a release that cannot be fully
+// placed, and that serves already, into those that only add capacity and
+// those that would lower it. Gantry must never make production worse: an
+// impossible request (more GPUs than any node has, more replicas than fit)
+// must not delete, shrink or roll the shards that serve now. Held are
+// deletes, updates that lower replicas, and every change at all when the
+// pods' template changes (a rollout to a spec that does not fit would mix
+// versions and then stall). What is kept is a create of a new shard or an
+// update that only raises replicas, with the template unchanged.
+func holdServing(changes []Action) (keep, held []Action) {
+	rollout := false
+	for _, a := range changes {
+		if a.Type == Update && !onlyReplicas(a) {
+			rollout = true
+		}
+	}
+	for _, a := range changes {
+		switch {
+		case rollout, a.Type == Delete:
+			held = append(held, a)
+		case a.Type == Update && lowersReplicas(a):
+			held = append(held, a)
+		default:
+			keep = append(keep, a)
+		}
+	}
+	return keep, held
+}
+
+func onlyReplicas(a Action) bool {
+	for _, c := range a.Changes {
+		if c.Path != "spec.replicas" {
+			return false
+		}
+	}
+	return true
+}
+
+func lowersReplicas(a Action) bool {
+	for _, c := range a.Changes {
+		if c.Path == "spec.replicas" && toInt(c.New) < toInt(c.Old) {
+			return true
+		}
+	}
+	return false
+}
+
+func toInt(v any) int {
+	switch n := v.(type) {
+	case int64:
+		return int(n)
+	case float64:
+		return int(n)
+	case int:
+		return n
+	}
+	return 0
 }
 
 func buildActions(r *spec.Release, m Model) []Action {

@@ -79,6 +79,9 @@ type ReleasePlan struct {
 	Replicas   int                `json:"replicas"`           // desired
 	Placement  schedule.Placement `json:"placement"`          // node -> replicas
 	Unplaced   *schedule.Unplaced `json:"unplaced,omitempty"` // replicas that fit nowhere
+	// Held counts object changes left out of the plan because the release
+	// cannot be fully placed and they would lower what serves now.
+	Held int `json:"held,omitempty"`
 }
 
 // Plan is the outcome of Build. Actions are in execution order.

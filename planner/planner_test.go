@@ -92,7 +92,7 @@ func (w *world) apply(cfg spec.Config, p planner.Plan) {
 	ctx := context.Background()
 	for _, a := range p.Actions {
 		if a.Type == planner.Push {
-			w.artifacts[a.ContentKey] = planner.Artifact{Ref: a.Subject, Digest: "sha256:" + a.ContentKey}
+			w.artifacts[a.Subject] = planner.Artifact{Ref: a.Subject, Digest: "sha256:" + a.ContentKey}
 		}
 	}
 	obs := w.observed(cfg)
@@ -400,8 +400,8 @@ func TestLongNodeNames(t *testing.T) {
 	}
 	w := newWorld(t)
 	for _, r := range cfg.Releases {
-		key := planner.ContentKey(&r)
-		w.artifacts[key] = planner.Artifact{Digest: "sha256:" + key}
+		ref := planner.ImageRef(&cfg, &r)
+		w.artifacts[ref] = planner.Artifact{Ref: ref, Digest: "sha256:" + planner.ContentKey(&r)}
 	}
 	obs := w.observed(cfg)
 	obs.Nodes = nodes

@@ -63,6 +63,7 @@ func (e *Engine) build(ctx context.Context, snap Snapshot, r *spec.Release, key 
 			os.RemoveAll(d)
 		}
 	})
+	defer e.builds.lock(key)() // a second release with this key waits, then reuses the build
 	if b, err := loadBuild(dir, r.Model.Format); err == nil {
 		e.log().Info("reusing cached build", "release", r.Name, "key", key[:12])
 		return b, nil

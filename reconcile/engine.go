@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -40,7 +41,9 @@ type Engine struct {
 	Store registry.Store
 	// StoreFor, if set, chooses the store from the specs of each
 	// reconcile instead, so that changing gantry { registry } in Git takes
-	// effect without a restart.
+	// effect without a restart. It is called once per distinct registry
+	// setting and the store is kept: every reconcile, build and push of
+	// the engine goes through that one value (and its lock).
 	StoreFor func(cfg *spec.Config) registry.Store
 	// Images reads oci:// model sources and modelcar base images; nil
 	// means Store when it can (registry.Remote and registry.Layout can).
@@ -76,6 +79,9 @@ type Engine struct {
 	mu        sync.Mutex
 	status    Status
 	failures  map[string]failure
+	stores    map[string]registry.Store  // StoreFor's, by gantry.registry
+	errors    map[string]*quality.Tensor // quantization error by image digest
+	builds    keyedMutex                 // one quantize per content key at a time
 	cleanOnce sync.Once
 }
 
@@ -160,7 +166,8 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 	if e.Connections != nil {
 		nodes = e.overlayConnections(ctx, nodes)
 	}
-	artifacts, err := ObserveArtifacts(ctx, cfg, e.store(cfg))
+	store := e.store(cfg)
+	artifacts, err := ObserveArtifacts(ctx, cfg, store)
 	if err != nil {
 		return res, err
 	}
@@ -205,10 +212,9 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 		rp := plan.Releases[i]
 		st := ReleaseStatus{Name: r.Name, Image: rp.Image, Digest: rp.Digest, Replicas: rp.Replicas,
 			Placement: rp.Placement, GPUsPerReplica: r.GPUCount(), State: StateSynced, Reason: "up to date"}
-		unplaced := ""
-		if rp.Unplaced != nil {
-			unplaced = fmt.Sprintf("%d of %d replicas cannot be placed: %s", rp.Unplaced.Count, rp.Replicas, rp.Unplaced.String())
-			st.Reason = unplaced
+		unplaced := unplacedReason(rp)
+		if _, built := observed.Artifacts[rp.Image]; built {
+			st.Error = e.quantError(ctx, store, rp.ContentKey, rp.Image, rp.Digest)
 		}
 		actions := byRelease[r.Name]
 		if len(actions) == 0 {
@@ -216,11 +222,9 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 			if hr, ok := e.Target.(HealthReporter); ok {
 				if state, reason, known := hr.ReleaseHealth(r.Name); known {
 					st.State, st.Reason = state, reason
-					if unplaced != "" {
-						st.Reason += "; " + unplaced
-					}
 				}
 			}
+			markUnplaced(&st, rp, unplaced)
 			statuses[i] = st
 			continue
 		}
@@ -230,7 +234,7 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 			continue
 		}
 		g.Go(func() error {
-			n, err := e.runRelease(gctx, cfg, snap, r, observed, actions, &st)
+			n, err := e.runRelease(gctx, store, cfg, snap, r, observed, actions, &st)
 			executed[i] = n
 			if err != nil {
 				var gate *GateError
@@ -251,9 +255,7 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 					st.State = StateProgressing // the pods roll out now; the next resync says how it went
 				}
 			}
-			if unplaced != "" && !strings.Contains(st.Reason, unplaced) {
-				st.Reason += "; " + unplaced
-			}
+			markUnplaced(&st, rp, unplaced)
 			statuses[i] = st
 			return nil // one release failing does not stop the others
 		})
@@ -280,14 +282,60 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
+// unplacedReason says, scheduler-style, why some of rp's replicas fit
+// nowhere, and what was held back because of it; "" when all fit.
+func unplacedReason(rp planner.ReleasePlan) string {
+	if rp.Unplaced == nil {
+		return ""
+	}
+	s := fmt.Sprintf("%d of %d replicas cannot be placed: %s", rp.Unplaced.Count, rp.Replicas, rp.Unplaced.String())
+	if rp.Held > 0 {
+		s += fmt.Sprintf("; %d object changes held, the live shards keep serving", rp.Held)
+	}
+	return s
+}
+
+// markUnplaced turns a release that is short of replicas into
+// unplaceable (none placed) or pending (some placed): never synced, since
+// the target does not have what the specs ask. A failure or a gate block
+// says more and stays.
+func markUnplaced(st *ReleaseStatus, rp planner.ReleasePlan, reason string) {
+	if reason == "" {
+		return
+	}
+	if st.State == StateFailed || st.State == StateBlocked {
+		if !strings.Contains(st.Reason, reason) {
+			st.Reason += "; " + reason
+		}
+		return
+	}
+	placed := 0
+	for _, n := range rp.Placement {
+		placed += n
+	}
+	st.State = StatePending
+	if placed == 0 {
+		st.State = StateUnplaceable
+	}
+	st.Reason = reason
+}
+
 // runRelease builds, gates and pushes the release's model when the
 // registry lacks it, then applies the release's objects rendered with the
 // pushed digest.
-func (e *Engine) runRelease(ctx context.Context, cfg *spec.Config, snap Snapshot, r *spec.Release, observed planner.Observed, actions []planner.Action, st *ReleaseStatus) (int, error) {
+func (e *Engine) runRelease(ctx context.Context, store registry.Store, cfg *spec.Config, snap Snapshot, r *spec.Release, observed planner.Observed, actions []planner.Action, st *ReleaseStatus) (n int, err error) {
+	defer func() {
+		// No input may crash the daemon: a panic in one release's build is
+		// that release's failure, with the stack in the log.
+		if p := recover(); p != nil {
+			e.log().Error("release panicked", "release", r.Name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("release %s: internal error: %v", r.Name, p)
+		}
+	}()
 	key := planner.ContentKey(r)
-	ref := planner.ImageRepository(cfg, r.Name) + ":" + planner.ImageTag(key)
+	ref := planner.ImageRef(cfg, r)
 	executed := 0
-	if _, ok := observed.Artifacts[key]; !ok {
+	if _, ok := observed.Artifacts[ref]; !ok {
 		var digest string
 		if r.Quantize != nil && r.Quantize.Runner == "job" {
 			d, err := e.runJob(ctx, cfg, r, key, ref)
@@ -308,7 +356,7 @@ func (e *Engine) runRelease(ctx context.Context, cfg *spec.Config, snap Snapshot
 			if err := gate(snap, r, b.Report); err != nil {
 				return executed, err
 			}
-			d, err := e.push(ctx, cfg, r, key, ref, b)
+			d, err := e.push(ctx, store, cfg, r, key, ref, b)
 			if err != nil {
 				return executed, fmt.Errorf("release %s: push %s: %w", r.Name, ref, err)
 			}
@@ -320,7 +368,7 @@ func (e *Engine) runRelease(ctx context.Context, cfg *spec.Config, snap Snapshot
 		for k, v := range observed.Artifacts {
 			arts[k] = v
 		}
-		arts[key] = planner.Artifact{Ref: ref, Digest: digest}
+		arts[ref] = planner.Artifact{Ref: ref, Digest: digest}
 		observed.Artifacts = arts
 		// Plan again with the digest known: the objects reference it.
 		plan, err := planner.Build(*cfg, observed)
@@ -452,13 +500,11 @@ func sameAsSaved(saved, fresh *planner.Plan) error {
 }
 
 // ObserveArtifacts asks the store which releases' model images exist, by
-// content key: what planner.Observed.Artifacts holds.
+// image reference: what planner.Observed.Artifacts holds.
 func ObserveArtifacts(ctx context.Context, cfg *spec.Config, store registry.Store) (map[string]planner.Artifact, error) {
-	refs := map[string]string{}
+	refs := make([]string, 0, len(cfg.Releases))
 	for i := range cfg.Releases {
-		r := &cfg.Releases[i]
-		key := planner.ContentKey(r)
-		refs[key] = planner.ImageRepository(cfg, r.Name) + ":" + planner.ImageTag(key)
+		refs = append(refs, planner.ImageRef(cfg, &cfg.Releases[i]))
 	}
 	artifacts, err := registry.Observe(ctx, store, refs)
 	if err != nil {
@@ -467,10 +513,59 @@ func ObserveArtifacts(ctx context.Context, cfg *spec.Config, store registry.Stor
 	return artifacts, nil
 }
 
-// store is the image store for the specs cfg.
+// store is the image store for the specs cfg: Store, or the one StoreFor
+// made for cfg's registry setting. A store is made once and kept, so that
+// concurrent pushes share its lock and its connections.
 func (e *Engine) store(cfg *spec.Config) registry.Store {
-	if e.StoreFor != nil {
-		return e.StoreFor(cfg)
+	if e.StoreFor == nil {
+		return e.Store
 	}
-	return e.Store
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := cfg.Settings.Registry
+	if s, ok := e.stores[k]; ok {
+		return s
+	}
+	if e.stores == nil {
+		e.stores = map[string]registry.Store{}
+	}
+	s := e.StoreFor(cfg)
+	e.stores[k] = s
+	return s
+}
+
+// keyedMutex serialises work per key (a content key): two releases with
+// the same model quantize it once, the second reusing the first's build.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedLock
+}
+
+type keyedLock struct {
+	sync.Mutex
+	users int
+}
+
+// lock takes key's lock and returns its unlock.
+func (k *keyedMutex) lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.locks[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
 }

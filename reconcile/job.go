@@ -78,8 +78,9 @@ func (e *Engine) BuildRelease(ctx context.Context, name string) (string, error) 
 		return "", fmt.Errorf("%w %q at %s", ErrNoRelease, name, snap.Revision)
 	}
 	key := planner.ContentKey(r)
-	ref := planner.ImageRepository(cfg, r.Name) + ":" + planner.ImageTag(key)
-	if digest, ok, err := e.store(cfg).Has(ctx, ref); err != nil {
+	ref := planner.ImageRef(cfg, r)
+	store := e.store(cfg)
+	if digest, ok, err := store.Has(ctx, ref); err != nil {
 		return "", err
 	} else if ok {
 		e.log().Info("already built", "release", name, "ref", ref, "digest", digest)
@@ -92,5 +93,5 @@ func (e *Engine) BuildRelease(ctx context.Context, name string) (string, error) 
 	if err := gate(snap, r, b.Report); err != nil {
 		return "", err
 	}
-	return e.push(ctx, cfg, r, key, ref, b)
+	return e.push(ctx, store, cfg, r, key, ref, b)
 }

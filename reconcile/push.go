@@ -2,13 +2,17 @@ package reconcile
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/gantry-dev/gantry/compress/quality"
 	"github.com/gantry-dev/gantry/planner"
 	"github.com/gantry-dev/gantry/reconcile/registry"
 	"github.com/gantry-dev/gantry/spec"
@@ -16,7 +20,7 @@ import (
 
 // push packages the build as the release asks (ModelPack artifact or
 // modelcar image) and writes it under ref. The store skips what it has.
-func (e *Engine) push(ctx context.Context, cfg *spec.Config, r *spec.Release, key, ref string, b built) (string, error) {
+func (e *Engine) push(ctx context.Context, store registry.Store, cfg *spec.Config, r *spec.Release, key, ref string, b built) (string, error) {
 	method, params := "none", map[string]string{}
 	if q := r.Quantize; q != nil {
 		method = q.Method
@@ -42,6 +46,13 @@ func (e *Engine) push(ctx context.Context, cfg *spec.Config, r *spec.Release, ke
 		Quantize:     params,
 		Files:        b.Files,
 	}
+	if b.Report != nil {
+		// The error summary travels with the image, so that a restarted
+		// daemon (or another one) can show it without the build cache.
+		if j, err := json.Marshal(b.Report.Summary); err == nil {
+			m.Annotations = map[string]string{AnnotationQuantError: string(j)}
+		}
+	}
 	var (
 		img v1.Image
 		err error
@@ -66,7 +77,7 @@ func (e *Engine) push(ctx context.Context, cfg *spec.Config, r *spec.Release, ke
 			return "", err
 		}
 	}
-	digest, err := e.store(cfg).Write(ctx, ref, img)
+	digest, err := store.Write(ctx, ref, img)
 	if err != nil {
 		return "", err
 	}
@@ -75,6 +86,55 @@ func (e *Engine) push(ctx context.Context, cfg *spec.Config, r *spec.Release, ke
 	}
 	e.log().Info("pushed", "release", r.Name, "ref", ref, "digest", digest)
 	return digest, nil
+}
+
+// AnnotationQuantError is the manifest annotation holding the quantization
+// error summary (quality.Tensor as JSON) of the build inside the image.
+const AnnotationQuantError = "gantry.dev/quantization-error"
+
+// quantError is the error summary of the model image ref (digest): from
+// the build cache's report.json when this machine built it, else from the
+// image's annotation. Results are kept by digest, so that a restarted
+// daemon reads each image once, not on every reconcile. nil when neither
+// says (an image of method "none", or one pushed before the annotation).
+func (e *Engine) quantError(ctx context.Context, store registry.Store, key, ref, digest string) *quality.Tensor {
+	if digest == "" {
+		return nil
+	}
+	e.mu.Lock()
+	t, ok := e.errors[digest]
+	e.mu.Unlock()
+	if ok {
+		return t
+	}
+	t = nil
+	if data, err := os.ReadFile(filepath.Join(e.WorkDir, "builds", key, "report.json")); err == nil {
+		var rep quality.Report
+		if json.Unmarshal(data, &rep) == nil {
+			t = &rep.Summary
+		}
+	}
+	if t == nil {
+		if src, ok := store.(registry.Source); ok {
+			if img, err := src.Image(ctx, ref); err == nil {
+				if m, err := img.Manifest(); err == nil && m.Annotations[AnnotationQuantError] != "" {
+					var sum quality.Tensor
+					if json.Unmarshal([]byte(m.Annotations[AnnotationQuantError]), &sum) == nil {
+						t = &sum
+					}
+				}
+			} else if ctx.Err() != nil {
+				return nil // not cached: try again next time
+			}
+		}
+	}
+	e.mu.Lock()
+	if e.errors == nil {
+		e.errors = map[string]*quality.Tensor{}
+	}
+	e.errors[digest] = t
+	e.mu.Unlock()
+	return t
 }
 
 // precision names the weights' number format for the ModelPack config.

@@ -18,7 +18,21 @@ const (
 	StateFailed      = "failed"
 	// StateDegraded: applied, but the shards are not becoming available.
 	StateDegraded = "degraded"
+	// StateUnplaceable: no replica fits on any node; what serves is kept.
+	StateUnplaceable = "unplaceable"
+	// StatePending: some replicas are placed, the rest fit nowhere yet.
+	StatePending = "pending"
 )
+
+// Converged reports whether a release state is one a reconcile may end
+// in successfully: gantry run --once exits 1 otherwise.
+func Converged(state string) bool {
+	switch state {
+	case StateFailed, StateBlocked, StateUnplaceable, StatePending:
+		return false
+	}
+	return true
+}
 
 // HealthReporter is a Target that knows whether a release's pods are
 // available (a cluster; the dir target does not).

@@ -207,10 +207,8 @@ func artifacts(cfg *spec.Config) map[string]planner.Artifact {
 	out := map[string]planner.Artifact{}
 	for i := range cfg.Releases {
 		key := planner.ContentKey(&cfg.Releases[i])
-		out[key] = planner.Artifact{
-			Ref:    planner.ImageRepository(cfg, cfg.Releases[i].Name) + ":" + planner.ImageTag(key),
-			Digest: "sha256:" + key, // any well-formed digest
-		}
+		ref := planner.ImageRef(cfg, &cfg.Releases[i])
+		out[ref] = planner.Artifact{Ref: ref, Digest: "sha256:" + key} // any well-formed digest
 	}
 	return out
 }

@@ -3,7 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
@@ -29,25 +29,23 @@ type Source interface {
 // observeJobs bounds the registry look-ups Observe runs at once.
 const observeJobs = 8
 
-// Observe asks s which of refs (content key -> repo:tag, as the planner
-// derives them with planner.ImageRepository and planner.ImageTag) exist,
-// and returns them as the planner's Observed.Artifacts. A missing image is
-// simply absent from the map; any other failure is an error, because a
-// plan built on a registry it could not read would rebuild everything.
-func Observe(ctx context.Context, s Store, refs map[string]string) (map[string]planner.Artifact, error) {
-	keys := make([]string, 0, len(refs))
-	for k := range refs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	digests := make([]string, len(keys))
+// Observe asks s which of refs (repo:tag, as planner.ImageRef derives
+// them) exist, and returns them as the planner's Observed.Artifacts, keyed
+// by reference. A missing image is simply absent from the map; any other
+// failure is an error, because a plan built on a registry it could not
+// read would rebuild everything.
+func Observe(ctx context.Context, s Store, refs []string) (map[string]planner.Artifact, error) {
+	refs = slices.Clone(refs)
+	slices.Sort(refs)
+	refs = slices.Compact(refs)
+	digests := make([]string, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(observeJobs)
-	for i, k := range keys {
+	for i, ref := range refs {
 		g.Go(func() error {
-			d, ok, err := s.Has(gctx, refs[k])
+			d, ok, err := s.Has(gctx, ref)
 			if err != nil {
-				return fmt.Errorf("observe content key %.12s: %w", k, err)
+				return fmt.Errorf("observe %s: %w", ref, err)
 			}
 			if ok {
 				digests[i] = d
@@ -58,10 +56,10 @@ func Observe(ctx context.Context, s Store, refs map[string]string) (map[string]p
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	out := make(map[string]planner.Artifact, len(keys))
-	for i, k := range keys {
+	out := make(map[string]planner.Artifact, len(refs))
+	for i, ref := range refs {
 		if digests[i] != "" {
-			out[k] = planner.Artifact{Ref: refs[k], Digest: digests[i]}
+			out[ref] = planner.Artifact{Ref: ref, Digest: digests[i]}
 		}
 	}
 	return out, nil

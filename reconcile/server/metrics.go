@@ -103,7 +103,7 @@ func (m *Metrics) FetchError(error) { m.fetchErrors.Inc() }
 func (m *Metrics) Releases(rs []reconcile.ReleaseStatus) {
 	m.releaseState.Reset()
 	for _, r := range rs {
-		for _, s := range []string{reconcile.StateSynced, reconcile.StateProgressing, reconcile.StateDegraded, reconcile.StateBlocked, reconcile.StateFailed} {
+		for _, s := range []string{reconcile.StateSynced, reconcile.StateProgressing, reconcile.StateDegraded, reconcile.StateBlocked, reconcile.StateFailed, reconcile.StateUnplaceable, reconcile.StatePending} {
 			v := 0.0
 			if r.State == s {
 				v = 1
