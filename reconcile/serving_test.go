@@ -211,3 +211,44 @@ func TestUnplaceableKeepsServing(t *testing.T) {
 		t.Error("pending counts as converged")
 	}
 }
+
+// The quantization error of a build is known after a restart, when the
+// image is already pushed and nothing is built again: from the build
+// cache, and from the image's annotation when the cache is gone too (a
+// new pod with an empty work dir).
+func TestQuantErrorAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	res, err := f.e.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := map[string]float64{}
+	for _, r := range res.Releases {
+		if r.Error == nil {
+			t.Fatalf("first run: %s has no quantization error", r.Name)
+		}
+		first[r.Name] = r.Error.RelRMSE
+	}
+	for _, wipe := range []bool{false, true} {
+		if wipe {
+			if err := os.RemoveAll(f.e.WorkDir); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e := &reconcile.Engine{Source: f.e.Source, Target: f.e.Target, Store: f.e.Store, WorkDir: f.e.WorkDir, Log: f.e.Log, Quantize: f.e.Quantize}
+		f.reset()
+		res, err := e.Reconcile(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Executed != 0 || f.c.quantizes != 0 {
+			t.Fatalf("restart: %d executed, %d quantizes", res.Executed, f.c.quantizes)
+		}
+		for _, r := range e.Status().Releases {
+			if r.Error == nil || r.Error.RelRMSE != first[r.Name] {
+				t.Errorf("restart (work dir wiped: %v): %s error %+v, want rel RMSE %g", wipe, r.Name, r.Error, first[r.Name])
+			}
+		}
+	}
+}
