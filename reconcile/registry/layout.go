@@ -1,19 +1,28 @@
 package registry
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
+	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/match"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
 )
 
 // DefaultLayoutDir is where images go when no registry is configured,
@@ -21,17 +30,27 @@ import (
 // ".gantry/objects").
 const DefaultLayoutDir = ".gantry/oci"
 
+// AnnotationCreated on an index entry is when the layout recorded it
+// (RFC 3339, UTC). GC keeps the newest entries of each repository by it;
+// the image's own digest does not change.
+const AnnotationCreated = "org.opencontainers.image.created"
+
 // Layout is an OCI image layout directory: the embedded default when no
 // registry is configured. Each image is recorded in index.json with its
 // tag as org.opencontainers.image.ref.name (what skopeo's oci:DIR:TAG and
-// ORAS read) and its full reference as io.containerd.image.name (so two
-// repositories may share a tag). Writes are idempotent and safe between
-// goroutines of one process; the directory is not locked against other
-// processes.
+// ORAS read), its full reference as io.containerd.image.name (so two
+// repositories may share a tag) and the time it was recorded as
+// org.opencontainers.image.created.
+//
+// Any number of Layout values, in any number of processes, may use one
+// directory at once (see lock.go): index.json is updated under a lock and
+// replaced atomically (temp file, fsync, rename), so no update is lost
+// and a reader never sees half a file; blobs are written to a temp file,
+// verified against their digest, fsynced and renamed, so a blob under its
+// digest's name is always whole. Temp files that a killed process left
+// behind are removed on the first write of a process (and by GC).
 type Layout struct {
 	Dir string
-
-	mu sync.Mutex
 }
 
 // NewLayout returns the layout store in dir. The directory is created on
@@ -40,61 +59,128 @@ func NewLayout(dir string) *Layout { return &Layout{Dir: dir} }
 
 var _ Store = (*Layout)(nil)
 
-// path opens the layout, creating an empty one if create is set.
-func (l *Layout) path(create bool) (layout.Path, bool, error) {
-	p, err := layout.FromPath(l.Dir)
-	if err == nil {
-		return p, true, nil
+const (
+	indexFile     = "index.json"
+	ociLayoutFile = "oci-layout"
+	// tmpPrefix starts the names of temp files in the layout's root.
+	tmpPrefix = ".tmp-"
+	// blobTmpInfix is in the names of blob temp files, "<hex>.tmp-<random>".
+	blobTmpInfix = ".tmp-"
+	// maxManifestSize bounds what is read into memory as a manifest.
+	maxManifestSize = 8 << 20
+)
+
+// readIndex reads index.json. ok is false when there is none. It takes no
+// lock: writers replace the file by rename.
+func (l *Layout) readIndex() (im *v1.IndexManifest, ok bool, err error) {
+	b, err := os.ReadFile(filepath.Join(l.Dir, indexFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}, false, nil
 	}
-	if _, statErr := os.Stat(filepath.Join(l.Dir, "index.json")); !errors.Is(statErr, fs.ErrNotExist) {
-		return "", false, err
+	if err != nil {
+		return nil, false, err
 	}
-	if !create {
-		return "", false, nil
+	im = &v1.IndexManifest{}
+	if err := json.Unmarshal(b, im); err != nil {
+		return nil, false, fmt.Errorf("%s: %w", indexFile, err)
 	}
-	p, err = layout.Write(l.Dir, empty.Index)
-	return p, err == nil, err
+	return im, true, nil
 }
 
-// find returns the descriptor recorded for ref.
-func (l *Layout) find(ref string) (*v1.Descriptor, layout.Path, error) {
-	r, err := name.ParseReference(ref, name.WeakValidation)
+// writeIndex replaces index.json atomically. The caller holds the index
+// lock.
+func (l *Layout) writeIndex(im *v1.IndexManifest) error {
+	if im.SchemaVersion == 0 {
+		im.SchemaVersion = 2
+	}
+	if im.MediaType == "" {
+		im.MediaType = types.OCIImageIndex
+	}
+	b, err := json.MarshalIndent(im, "", "   ")
 	if err != nil {
-		return nil, "", fmt.Errorf("reference %q: %w", ref, err)
+		return err
 	}
-	p, ok, err := l.path(false)
-	if err != nil || !ok {
-		return nil, p, err
-	}
-	idx, err := p.ImageIndex()
+	return writeFileAtomic(l.Dir, indexFile, b)
+}
+
+// writeFileAtomic writes dir/name through a temp file in dir: write, fsync,
+// rename, fsync the directory.
+func writeFileAtomic(dir, name string, data []byte) error {
+	f, err := os.CreateTemp(dir, tmpPrefix+name+"-*")
 	if err != nil {
-		return nil, p, err
+		return err
 	}
-	im, err := idx.IndexManifest()
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename, a no-op
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
-		return nil, p, err
+		return err
 	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return err
+	}
+	return nil
+}
+
+// find returns the entry recorded for ref in im, nil if there is none.
+func find(im *v1.IndexManifest, r name.Reference) *v1.Descriptor {
 	want := r.Name()
 	dig, byDigest := r.(name.Digest)
 	for i := len(im.Manifests) - 1; i >= 0; i-- { // the newest entry wins
 		d := im.Manifests[i]
 		if byDigest {
 			if d.Digest.String() == dig.DigestStr() && (d.Annotations[AnnotationImageName] == "" || sameRepo(d.Annotations[AnnotationImageName], r)) {
-				return &d, p, nil
+				return &d
 			}
 			continue
 		}
 		if full := d.Annotations[AnnotationImageName]; full != "" {
 			if full == want {
-				return &d, p, nil
+				return &d
 			}
 			continue
 		}
 		if d.Annotations[AnnotationRefName] == r.Identifier() {
-			return &d, p, nil
+			return &d
 		}
 	}
-	return nil, p, nil
+	return nil
+}
+
+// lookup parses ref and finds its entry in index.json.
+func (l *Layout) lookup(ref string) (*v1.Descriptor, error) {
+	r, err := name.ParseReference(ref, name.WeakValidation)
+	if err != nil {
+		return nil, fmt.Errorf("reference %q: %w", ref, err)
+	}
+	im, ok, err := l.readIndex()
+	if err != nil || !ok {
+		return nil, err
+	}
+	return find(im, r), nil
 }
 
 func sameRepo(full string, r name.Reference) bool {
@@ -102,31 +188,149 @@ func sameRepo(full string, r name.Reference) bool {
 	return err == nil && o.Context().Name() == r.Context().Name()
 }
 
+// blobPath is where a blob with digest h lives.
+func (l *Layout) blobPath(h v1.Hash) string {
+	return filepath.Join(l.Dir, "blobs", h.Algorithm, h.Hex)
+}
+
+// errBroken says an image's blobs are missing or do not match.
+var errBroken = errors.New("image is not whole")
+
+// readManifest reads the blob of a manifest or index descriptor and checks
+// it against the digest. A missing or mismatching blob is errBroken.
+func (l *Layout) readManifest(d v1.Descriptor) ([]byte, error) {
+	f, err := os.Open(l.blobPath(d.Digest))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("manifest %s: %w", d.Digest, errBroken)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxManifestSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxManifestSize {
+		return nil, fmt.Errorf("manifest %s: larger than %d bytes", d.Digest, maxManifestSize)
+	}
+	if got, _, _ := v1.SHA256(bytes.NewReader(b)); d.Digest.Algorithm == "sha256" && got != d.Digest {
+		return nil, fmt.Errorf("manifest %s: content has digest %s: %w", d.Digest, got, errBroken)
+	}
+	return b, nil
+}
+
+// children returns the descriptors a manifest or index blob refers to:
+// config and layers of an image, manifests of an index.
+func children(d v1.Descriptor, raw []byte) ([]v1.Descriptor, error) {
+	var probe struct {
+		MediaType types.MediaType `json:"mediaType"`
+		Manifests json.RawMessage `json:"manifests"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
+	}
+	mt := d.MediaType
+	if mt == "" {
+		mt = probe.MediaType
+	}
+	if mt.IsIndex() || (mt == "" && probe.Manifests != nil) {
+		var im v1.IndexManifest
+		if err := json.Unmarshal(raw, &im); err != nil {
+			return nil, fmt.Errorf("index %s: %w", d.Digest, err)
+		}
+		return im.Manifests, nil
+	}
+	var m v1.Manifest
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
+	}
+	return append([]v1.Descriptor{m.Config}, m.Layers...), nil
+}
+
+func isManifest(d v1.Descriptor) bool {
+	return d.MediaType.IsImage() || d.MediaType.IsIndex()
+}
+
+// whole checks that every blob of the image (or index) d is present: the
+// manifests verified by digest (they are small), config and layers by
+// size (hashing gigabytes on every look-up would cost a read of the model).
+func (l *Layout) whole(d v1.Descriptor, depth int) error {
+	if depth > 8 {
+		return fmt.Errorf("index %s: nested too deep", d.Digest)
+	}
+	raw, err := l.readManifest(d)
+	if err != nil {
+		return err
+	}
+	kids, err := children(d, raw)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errBroken, err)
+	}
+	for _, c := range kids {
+		if isManifest(c) {
+			if err := l.whole(c, depth+1); err != nil {
+				return err
+			}
+			continue
+		}
+		st, err := os.Stat(l.blobPath(c.Digest))
+		if errors.Is(err, fs.ErrNotExist) || (err == nil && (!st.Mode().IsRegular() || st.Size() != c.Size)) {
+			return fmt.Errorf("blob %s: %w", c.Digest, errBroken)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Has reports whether the layout holds ref (repo:tag or repo@digest) and
-// the manifest blob it points to is present.
+// the image is whole: its manifest is there and matches the digest, and
+// its config and layers are there with their sizes. A broken image is
+// reported as absent, so the next reconcile writes it again.
 func (l *Layout) Has(ctx context.Context, ref string) (string, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return "", false, err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	d, p, err := l.find(ref)
+	if _, err := os.Stat(filepath.Join(l.Dir, indexFile)); errors.Is(err, fs.ErrNotExist) {
+		return "", false, nil
+	}
+	release, err := l.readLock(ctx)
+	if err != nil {
+		return "", false, fmt.Errorf("layout %s: look up %s: %w", l.Dir, ref, err)
+	}
+	defer release()
+	d, err := l.lookup(ref)
 	if err != nil {
 		return "", false, fmt.Errorf("layout %s: look up %s: %w", l.Dir, ref, err)
 	}
 	if d == nil {
 		return "", false, nil
 	}
-	// The digest check: the manifest blob must be there and match.
-	if _, err := os.Stat(filepath.Join(string(p), "blobs", d.Digest.Algorithm, d.Digest.Hex)); err != nil {
+	if err := l.whole(*d, 0); errors.Is(err, errBroken) {
 		return "", false, nil
+	} else if err != nil {
+		return "", false, fmt.Errorf("layout %s: look up %s: %w", l.Dir, ref, err)
 	}
 	return d.Digest.String(), true, nil
 }
 
+// readLock takes the blob lock shared, so that GC does not sweep an image
+// while it is checked. On a layout this process may not write to (a
+// read-only mount) it reads without the lock: nobody can sweep it either.
+func (l *Layout) readLock(ctx context.Context) (func(), error) {
+	release, err := locksFor(l.Dir).lockBlobsShared(ctx, l.Dir)
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, errReadOnly) {
+		return func() {}, nil
+	}
+	return release, err
+}
+
 // Write stores img under ref (repo:tag). Blobs already in the layout are
-// not written again, and an entry that already points at the same digest is
-// left as it is; an entry for ref with another digest is replaced.
+// not written again, and an entry that already points at the same digest
+// (with the image whole) is left as it is; an entry for ref with another
+// digest is replaced.
 func (l *Layout) Write(ctx context.Context, ref string, img v1.Image) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -135,49 +339,322 @@ func (l *Layout) Write(ctx context.Context, ref string, img v1.Image) (string, e
 	if err != nil {
 		return "", fmt.Errorf("layout %s: write %s: want repo:tag: %w", l.Dir, ref, err)
 	}
-	dig, err := img.Digest()
+	dig, err := l.write(ctx, r, img)
 	if err != nil {
-		return "", fmt.Errorf("layout %s: write %s: %w", l.Dir, ref, err)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if d, _, err := l.find(ref); err == nil && d != nil && d.Digest == dig {
-		return dig.String(), nil
-	}
-	p, _, err := l.path(true)
-	if err != nil {
-		return "", fmt.Errorf("layout %s: write %s: %w", l.Dir, ref, err)
-	}
-	anns := map[string]string{AnnotationRefName: r.TagStr(), AnnotationImageName: r.Name()}
-	// ReplaceImage writes the blobs (skipping those present), drops the
-	// entries the matcher selects and appends the new one.
-	sameName := func(d v1.Descriptor) bool {
-		if full := d.Annotations[AnnotationImageName]; full != "" {
-			return full == r.Name()
-		}
-		return d.Annotations[AnnotationRefName] == r.TagStr()
-	}
-	if err := p.ReplaceImage(img, match.Matcher(sameName), layout.WithAnnotations(anns)); err != nil {
 		return "", fmt.Errorf("layout %s: write %s: %w", l.Dir, ref, err)
 	}
 	return dig.String(), nil
 }
 
-// Image reads ref from the layout.
+func (l *Layout) write(ctx context.Context, r name.Tag, img v1.Image) (v1.Hash, error) {
+	dig, err := img.Digest()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if err := os.MkdirAll(l.Dir, 0o755); err != nil {
+		return v1.Hash{}, err
+	}
+	locks := locksFor(l.Dir)
+	l.cleanStale(locks)
+
+	// The blob lock is held shared from the first blob to the index entry:
+	// until the entry exists, nothing but this lock keeps GC from
+	// sweeping the blobs.
+	release, err := locks.lockBlobsShared(ctx, l.Dir)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	defer release()
+	if d, err := l.lookup(r.Name()); err == nil && d != nil && d.Digest == dig && l.whole(*d, 0) == nil {
+		return dig, nil
+	}
+	if err := l.writeImageBlobs(ctx, img); err != nil {
+		return v1.Hash{}, err
+	}
+	desc, err := partial.Descriptor(img)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	desc.Annotations = map[string]string{
+		AnnotationRefName:   r.TagStr(),
+		AnnotationImageName: r.Name(),
+		AnnotationCreated:   time.Now().UTC().Format(time.RFC3339Nano),
+	}
+
+	unlock, err := locks.lockIndex(ctx, l.Dir)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	defer unlock()
+	if _, err := os.Stat(filepath.Join(l.Dir, ociLayoutFile)); errors.Is(err, fs.ErrNotExist) {
+		if err := writeFileAtomic(l.Dir, ociLayoutFile, []byte(`{"imageLayoutVersion": "1.0.0"}`)); err != nil {
+			return v1.Hash{}, err
+		}
+	}
+	im, _, err := l.readIndex()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if d := find(im, r); d != nil && d.Digest == dig {
+		return dig, nil // another writer recorded the same image meanwhile
+	}
+	kept := im.Manifests[:0:0]
+	for _, d := range im.Manifests {
+		if !sameName(d, r) {
+			kept = append(kept, d)
+		}
+	}
+	im.Manifests = append(kept, *desc)
+	return dig, l.writeIndex(im)
+}
+
+// sameName reports whether the entry d records the tag r.
+func sameName(d v1.Descriptor, r name.Tag) bool {
+	if full := d.Annotations[AnnotationImageName]; full != "" {
+		return full == r.Name()
+	}
+	return d.Annotations[AnnotationRefName] == r.TagStr()
+}
+
+// writeImageBlobs writes the layers (at most four at once), then the
+// config, then the manifest: a manifest is never there before its blobs.
+func (l *Layout) writeImageBlobs(ctx context.Context, img v1.Image) error {
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for _, layer := range layers {
+		g.Go(func() error {
+			h, err := layer.Digest()
+			if err != nil {
+				return fmt.Errorf("layer: %w", err)
+			}
+			size, err := layer.Size()
+			if err != nil {
+				return fmt.Errorf("layer %s: %w", h, err)
+			}
+			if err := l.writeBlob(gctx, h, size, false, layer.Compressed); err != nil {
+				return fmt.Errorf("layer %s: %w", h, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	cfgName, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return err
+	}
+	if err := l.writeBlob(ctx, cfgName, int64(len(cfg)), true, bytesBlob(cfg)); err != nil {
+		return fmt.Errorf("config %s: %w", cfgName, err)
+	}
+	dig, err := img.Digest()
+	if err != nil {
+		return err
+	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		return err
+	}
+	if err := l.writeBlob(ctx, dig, int64(len(raw)), true, bytesBlob(raw)); err != nil {
+		return fmt.Errorf("manifest %s: %w", dig, err)
+	}
+	return nil
+}
+
+func bytesBlob(b []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+}
+
+// writeBlob writes the blob h unless it is there with its size (and, if
+// verify is set, its digest: cheap for configs and manifests). It streams
+// into blobs/<alg>/<hex>.tmp-<random>, checks size and digest, fsyncs and
+// renames, so the final name only ever holds the whole, verified blob.
+// The caller holds the blob lock shared, which is what keeps the cleaner
+// from removing the temp file while it grows.
+func (l *Layout) writeBlob(ctx context.Context, h v1.Hash, size int64, verify bool, open func() (io.ReadCloser, error)) error {
+	final := l.blobPath(h)
+	if st, err := os.Stat(final); err == nil && st.Mode().IsRegular() && st.Size() == size {
+		if !verify || fileHasDigest(final, h) {
+			return nil
+		}
+	}
+	hasher, err := newHasher(h.Algorithm)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(final)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	rc, err := open()
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	f, err := os.CreateTemp(dir, h.Hex+blobTmpInfix+"*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename, a no-op
+	n, err := io.Copy(io.MultiWriter(f, hasher), ctxReader{ctx, rc})
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if n != size {
+		return fmt.Errorf("wrote %d bytes, want %d", n, size)
+	}
+	if got := hex.EncodeToString(hasher.Sum(nil)); got != h.Hex {
+		return fmt.Errorf("content has digest %s:%s", h.Algorithm, got)
+	}
+	return os.Rename(tmp, final)
+}
+
+func newHasher(alg string) (hash.Hash, error) {
+	if alg != "sha256" {
+		return nil, fmt.Errorf("digest algorithm %q: only sha256 is supported", alg)
+	}
+	return sha256.New(), nil
+}
+
+// fileHasDigest reports whether the file at path hashes to h.
+func fileHasDigest(path string, h v1.Hash) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	got, _, err := v1.SHA256(f)
+	return err == nil && got == h
+}
+
+// cleanStale removes temp files that dead writers left behind, once per
+// process and directory, if it can take the blob lock exclusively right
+// now. Every writer holds that lock shared for as long as its temp files
+// exist (writeBlob, writeFileAtomic under Write), so holding it
+// exclusively proves that no temp file is being written by anyone: each
+// one is a leftover of a process that died (kill -9, power loss; the
+// kernel dropped its lock). When the lock is busy, a live writer may be
+// writing; the clean is left to the next write or to GC, rather than
+// waiting or guessing from file ages, which a slow push of a big model
+// would defeat.
+func (l *Layout) cleanStale(locks *dirLock) {
+	if locks.cleaned.Load() {
+		return
+	}
+	release, ok, err := locks.tryLockBlobsExclusive(l.Dir)
+	if err != nil || !ok {
+		return
+	}
+	defer release()
+	if _, _, err := l.removeTemps(false); err != nil {
+		slog.Warn("layout: remove stale temp files", "dir", l.Dir, "err", err)
+		return
+	}
+	locks.cleaned.Store(true)
+}
+
+// removeTemps removes (or with dryRun only counts) the temp files in the
+// layout: blobs/<alg>/ entries that are not named by a digest, and root
+// files with tmpPrefix. The caller holds the blob lock exclusively.
+func (l *Layout) removeTemps(dryRun bool) (n int, bytes int64, err error) {
+	var errs []error
+	remove := func(path string) {
+		st, err := os.Lstat(path)
+		if err != nil || !st.Mode().IsRegular() {
+			return
+		}
+		if !dryRun {
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+				return
+			}
+		}
+		n++
+		bytes += st.Size()
+	}
+	root, err := os.ReadDir(l.Dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, err
+	}
+	for _, e := range root {
+		if strings.HasPrefix(e.Name(), tmpPrefix) {
+			remove(filepath.Join(l.Dir, e.Name()))
+		}
+	}
+	algs, err := os.ReadDir(filepath.Join(l.Dir, "blobs"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return n, bytes, err
+	}
+	for _, a := range algs {
+		want, known := hexLen[a.Name()]
+		if !a.IsDir() || !known {
+			continue
+		}
+		dir := filepath.Join(l.Dir, "blobs", a.Name())
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, e := range entries {
+			if !isHex(e.Name(), want) {
+				remove(filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	return n, bytes, errors.Join(errs...)
+}
+
+// hexLen is the length of a digest's hex, by algorithm. A file in
+// blobs/<alg>/ with any other name is a temp file: ours
+// ("<hex>.tmp-<random>") or go-containerregistry's ("<hex><random digits>").
+var hexLen = map[string]int{"sha256": 64, "sha512": 128}
+
+func isHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Image reads ref from the layout. The image's blobs are read when used,
+// without a lock: an image that GC drops meanwhile (it is neither
+// referenced nor among the newest) fails to read.
 func (l *Layout) Image(ctx context.Context, ref string) (v1.Image, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	d, p, err := l.find(ref)
+	d, err := l.lookup(ref)
 	if err != nil {
 		return nil, fmt.Errorf("layout %s: read %s: %w", l.Dir, ref, err)
 	}
 	if d == nil {
 		return nil, fmt.Errorf("layout %s: read %s: %w", l.Dir, ref, ErrNotFound)
 	}
-	img, err := p.Image(d.Digest)
+	img, err := layout.Path(l.Dir).Image(d.Digest)
 	if err != nil {
 		return nil, fmt.Errorf("layout %s: read %s: %w", l.Dir, ref, err)
 	}
