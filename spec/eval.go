@@ -140,6 +140,70 @@ func variableValue(v *variableDecl, opts LoadOptions) (cty.Value, hcl.Diagnostic
 	return cv, nil
 }
 
+// undeclaredVars reports each -var that names no variable block, as
+// Terraform does: a typo there would otherwise leave the default in place
+// without a word. The diagnostics have no subject (the mistake is on the
+// command line, not in a file) and never repeat the value, which may be a
+// secret.
+func undeclaredVars(set map[string]string, declared map[string]bool) hcl.Diagnostics {
+	names := make([]string, 0, len(declared))
+	for n := range declared {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var diags hcl.Diagnostics
+	for _, n := range sortedKeys(set) {
+		if declared[n] {
+			continue
+		}
+		detail := fmt.Sprintf("A value for the variable %q was set with -var, but no variable block declares it.", n)
+		switch best := nearest(n, names); {
+		case best != "":
+			detail += fmt.Sprintf(" Did you mean %q?", best)
+		case len(names) > 0:
+			detail += fmt.Sprintf(" Declared variables: %s.", strings.Join(names, ", "))
+		default:
+			detail += " The specs declare no variables."
+		}
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Value for undeclared variable", Detail: detail})
+	}
+	return diags
+}
+
+// nearest returns the name in names closest to s by edit distance, if it is
+// close enough to be a likely typo (at most a third of s, at least one
+// edit), or "".
+func nearest(s string, names []string) string {
+	best, bestD := "", max(1, len(s)/3)+1
+	for _, n := range names {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(n)); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, by bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
 // evalLocals evaluates locals in dependency order, reporting cycles and
 // references to locals that do not exist.
 func evalLocals(attrs map[string]*hcl.Attribute, vars cty.Value, funcs map[string]function.Function) (map[string]cty.Value, hcl.Diagnostics) {

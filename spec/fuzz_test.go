@@ -2,6 +2,7 @@ package spec
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,6 +19,9 @@ func FuzzLoad(f *testing.F) {
 			f.Add(b)
 		}
 	}
+	// A model path that exists (the spec itself), so that fuzzing reaches
+	// the format sniffing; FuzzModelFormat fuzzes the model bytes.
+	f.Add([]byte("release \"r\" {\n  model {\n    source = \"main.hcl\"\n    format = \"gguf\"\n  }\n  runtime {\n    image = \"x\"\n  }\n}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "main.hcl"), src, 0o644); err != nil {
@@ -31,6 +35,13 @@ func FuzzLoad(f *testing.F) {
 			if d.Summary == "" {
 				t.Errorf("diagnostic without summary: %+v", d)
 			}
+		}
+		// Printing masks secrets in the source; positions must survive.
+		if err := WriteDiagnostics(io.Discard, cfg.Files, diags, 80, false); err != nil {
+			t.Fatal(err)
+		}
+		if m := maskSource("main.hcl", src, nil); len(m) != len(src) {
+			t.Fatalf("masking changed the length: %d -> %d", len(src), len(m))
 		}
 	})
 }

@@ -120,6 +120,16 @@ func load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diag
 		}
 	}
 	cfg.Files = parser.Files()
+	for _, d := range diags {
+		if d.Summary != unclosedSummary || d.Subject == nil {
+			continue
+		}
+		if f := cfg.Files[d.Subject.Filename]; f != nil {
+			if hint := unclosedBlock(d.Subject.Filename, f.Bytes, *d.Subject); hint != nil {
+				diags = append(diags, hint)
+			}
+		}
+	}
 	if diags.HasErrors() {
 		return cfg, diags
 	}
@@ -151,9 +161,11 @@ func load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diag
 	}
 	vars := map[string]cty.Value{}
 	localAttrs := map[string]*hcl.Attribute{}
+	declared := map[string]bool{}
 	for _, b := range blocks {
 		switch b.Type {
 		case "variable":
+			declared[b.Labels[0]] = true
 			v, d := decodeVariable(b)
 			diags = append(diags, d...)
 			if v == nil || dup("variable", v.Name, b.DefRange, b.LabelRanges[0].Ptr()) {
@@ -173,6 +185,7 @@ func load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diag
 			}
 		}
 	}
+	diags = append(diags, undeclaredVars(opts.Vars, declared)...)
 	funcs := functions()
 	varObj := cty.ObjectVal(vars)
 	locals, d := evalLocals(localAttrs, varObj, funcs)
@@ -233,15 +246,25 @@ func load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diag
 
 // resolveDigests fills Model.Digest for repo-path sources that do not pin
 // one, by hashing the file. Pinned digests are trusted here and verified
-// when the model is read for quantization.
+// when the model is read for quantization. A model that several releases
+// share is hashed once.
 func resolveDigests(ctx context.Context, cfg *Config) hcl.Diagnostics {
 	var diags hcl.Diagnostics
+	done := map[string]string{}
 	for i := range cfg.Releases {
 		m := &cfg.Releases[i].Model
 		if m.Digest != "" || m.Kind() != SourcePath {
 			continue
 		}
-		d, err := FileDigest(ctx, filepath.Join(cfg.Root, filepath.FromSlash(m.Source)))
+		p := filepath.Join(cfg.Root, filepath.FromSlash(m.Source))
+		if d, ok := done[p]; ok {
+			m.Digest = d
+			continue
+		}
+		d, err := FileDigest(ctx, p)
+		if err == nil {
+			done[p] = d
+		}
 		if err != nil {
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError, Summary: "Cannot read model file",

@@ -12,7 +12,6 @@ import (
 var quantityRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)$`)
 
 var memorySuffixes = map[string]float64{
-	"":   1,
 	"k":  1e3,
 	"M":  1e6,
 	"G":  1e9,
@@ -25,14 +24,19 @@ var memorySuffixes = map[string]float64{
 	"Pi": 1 << 50,
 }
 
-// ParseMemory parses a Kubernetes memory quantity ("80Gi", "40G", "512Mi",
-// "1073741824") into bytes. Spellings a person might write but Kubernetes
-// would reject, such as "40GB" or "40 Gi", are errors with a hint, so that
-// what validates here also applies cleanly to the cluster.
+// ParseMemory parses a Kubernetes memory quantity ("80Gi", "40G", "512Mi")
+// into bytes. Spellings a person might write but Kubernetes would reject,
+// such as "40GB" or "40 Gi", are errors with a hint, so that what validates
+// here also applies cleanly to the cluster. A bare number is refused too,
+// although Kubernetes reads it as bytes: gpu_memory = 80 is a person meaning
+// 80Gi far more often than somebody meaning 80 bytes.
 func ParseMemory(s string) (int64, error) {
 	m := quantityRE.FindStringSubmatch(s)
 	if m == nil {
-		return 0, fmt.Errorf("%q is not a memory quantity; write a number with an optional suffix, such as 80Gi or 40G", s)
+		return 0, fmt.Errorf("%q is not a memory quantity; write a number with a unit, such as 80Gi or 40G", s)
+	}
+	if m[2] == "" {
+		return 0, fmt.Errorf("%q has no unit, so it would mean %s bytes; %s", s, m[1], bareMemoryHint(m[1]))
 	}
 	mult, ok := memorySuffixes[m[2]]
 	if !ok {
@@ -61,6 +65,36 @@ func ParseMemory(s string) (int64, error) {
 		return 0, fmt.Errorf("%q is not a whole number of bytes", s)
 	}
 	return int64(v), nil
+}
+
+// bareMemoryHint suggests a unit for a bare number: Gi for the small
+// numbers people write meaning gibibytes ("80"), and for a large byte count
+// the same amount in the shortest exact spelling ("85899345920" is "80Gi",
+// "40000000000" is "40G").
+func bareMemoryHint(num string) string {
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 1<<20 {
+		return fmt.Sprintf("did you mean %q?", num+"Gi")
+	}
+	best := ""
+	if b := FormatBytes(n); b != num {
+		best = b
+	}
+	for _, u := range []struct {
+		s string
+		v int64
+	}{{"P", 1e15}, {"T", 1e12}, {"G", 1e9}, {"M", 1e6}, {"k", 1e3}} {
+		if n%u.v == 0 {
+			if d := strconv.FormatInt(n/u.v, 10) + u.s; best == "" || len(d) < len(best) {
+				best = d
+			}
+			break
+		}
+	}
+	if best == "" {
+		return "write it with a unit, such as 80Gi or 40G"
+	}
+	return fmt.Sprintf("did you mean %q?", best)
 }
 
 var cpuRE = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)(m?)$`)

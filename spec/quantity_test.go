@@ -16,8 +16,16 @@ func TestParseMemory(t *testing.T) {
 		{"40G", 40e9, ""},
 		{"512Mi", 512 << 20, ""},
 		{"1.5Gi", 3 << 29, ""}, // 1.5 × 2^30 = 3 × 2^29
-		{"1024", 1024, ""},
-		{"0.5", 0, "not a whole number"},
+		{"0.5Ki", 512, ""},
+		{"1.5k", 1500, ""},
+		{"0.1Ki", 0, "not a whole number"},
+		// A bare number would be bytes: refused, with the likely unit.
+		{"80", 0, `"80" has no unit, so it would mean 80 bytes; did you mean "80Gi"?`},
+		{"1024", 0, `did you mean "1024Gi"?`},
+		{"0.5", 0, `did you mean "0.5Gi"?`},
+		{"85899345920", 0, `did you mean "80Gi"?`}, // 80 × 2^30
+		{"40000000000", 0, `did you mean "40G"?`},  // 40 × 10^9, not a power-of-2 multiple
+		{"1234567", 0, "write it with a unit"},
 		{"40GB", 0, "write 40G (powers of 10) or 40Gi"},
 		{"40GiB", 0, "write 40G (powers of 10) or 40Gi"},
 		{"40 Gi", 0, "not a memory quantity"},

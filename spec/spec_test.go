@@ -71,8 +71,12 @@ func TestInvalid(t *testing.T) {
 				}
 			}
 			out := renderDiags(t, cfg.Files, diags)
-			if strings.Contains(out, "hf_abcdefSECRETVALUE") {
-				t.Errorf("a secret value was printed:\n%s", out)
+			// Cases plant secrets with PLANTED in them, on lines that
+			// diagnostics print.
+			for _, secret := range []string{"hf_abcdefSECRETVALUE", "PLANTED"} {
+				if strings.Contains(out, secret) {
+					t.Errorf("a secret value (%s) was printed:\n%s", secret, out)
+				}
 			}
 			golden(t, dir+".golden", out)
 		})
@@ -98,6 +102,26 @@ func TestInvalidMentions(t *testing.T) {
 		"variables-and-locals": {`The variable "region" has no default`, "Cycle in local values", `A local value named "nope" has not been declared`, "not compatible with the variable's type constraint"},
 		"secrets":              {"HF_TOKEN looks like a secret", `must be "SECRET-NAME/KEY"`},
 		"syntax-error":         {"Unterminated template string"},
+		"no-node-fits": {
+			// a100: 8 GPUs - reserve 1 = 7 per node; 8 does not fit.
+			`45:12, in release "eight"`, "Each replica needs 8 GPUs on one node, but no node in pools a100 has that many: the best, gpu-a1, can give 7 (Insufficient nvidia.com/gpu: requested 8, reserved 1, capacity 8)",
+			"Each replica needs 16 GPUs", "the best, gpu-many, can give 8 (Insufficient nvidia.com/gpu: requested 16, capacity 8)",
+			// mixed: gpu-many 8 × 24Gi, gpu-big 2 × 80Gi; 4 × 80Gi fits neither.
+			`92:18, in release "both"`, "no node in pools mixed has both: gpu-many can give 8 GPUs but of 24Gi each, and gpu-big has 80Gi per GPU but can give only 2",
+			"The static inventory has no node in pools empty",
+		},
+		"format-mismatch": {
+			`4:14, in release "gguf-as-safetensors"`, `"models/chat.gguf" is a GGUF file`, `Set format = "gguf"`,
+			`27:14, in release "safetensors-as-gguf"`, `"models/ckpt" is a safetensors checkpoint`,
+			`"models/notes.txt" does not start with the GGUF magic`, `"models/empty-dir" is a directory with no *.safetensors files`,
+		},
+		"bare-memory": {
+			`6:16, in node "gpu-1"`, `gpu_memory: "80" has no unit, so it would mean 80 bytes; did you mean "80Gi"?`,
+			`memory: "64" has no unit`, `gpu_memory: "40" has no unit`, `did you mean "16Gi"?`,
+		},
+		"unclosed-block":    {"main.hcl:1:16", "Missing closing brace", `main.hcl:6:11, in release "chat"`, "This runtime block, opened at ../testdata/invalid/unclosed-block/main.hcl:6:11, is never closed"},
+		"secret-in-snippet": {`API_TOKEN = "****************"`, `An argument named "API_TOKEN" is not expected here`},
+		"secret-in-env":     {`DB_PASSWORD = "**************"`, `"postgres://******************@db/x"`, `"bad name" is not a valid environment variable name`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg, diags := Load(context.Background(), filepath.Join("..", "testdata", "invalid", name), LoadOptions{NoEnv: true})

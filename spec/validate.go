@@ -31,6 +31,9 @@ func LooksSecret(name string) bool { return secretish.MatchString(name) }
 type validator struct {
 	cfg   *Config
 	diags hcl.Diagnostics
+	// sniffed caches what each model path holds, by real path, so that a
+	// model shared by many releases is opened once per Load.
+	sniffed map[string]sniffResult
 }
 
 func (v *validator) errorf(subject hcl.Range, summary, format string, args ...any) {
@@ -81,17 +84,11 @@ func validate(cfg *Config) hcl.Diagnostics {
 		pools[p.Name] = p
 		v.pool(p)
 	}
-	// The most GPU memory per GPU that each pool's static nodes offer.
-	poolMem := map[string]int64{}
 	for i := range cfg.Nodes {
-		n := &cfg.Nodes[i]
-		v.node(n, pools)
-		if n.GPUMemory > poolMem[n.Pool] {
-			poolMem[n.Pool] = n.GPUMemory
-		}
+		v.node(&cfg.Nodes[i], pools)
 	}
 	for i := range cfg.Releases {
-		v.release(&cfg.Releases[i], pools, poolMem)
+		v.release(&cfg.Releases[i], pools)
 	}
 	return v.diags
 }
@@ -145,7 +142,7 @@ func (v *validator) node(n *Node, pools map[string]*NodePool) {
 	}
 	mem, err := ParseMemory(n.GPUMemoryRaw)
 	if err != nil {
-		v.errorf(v.attr(n.DefRange, "gpu_memory"), "Invalid quantity", "gpu_memory: %s.", err)
+		v.errorf(v.attr(n.DefRange, "gpu_memory"), "Invalid quantity", "gpu_memory: %s", sentence(err))
 	}
 	n.GPUMemory = mem
 	if n.Connections < 0 {
@@ -168,7 +165,7 @@ func (v *validator) unknownPool(r hcl.Range, name string) {
 	v.errorf(r, "Unknown node pool", "%s", detail)
 }
 
-func (v *validator) release(r *Release, pools map[string]*NodePool, poolMem map[string]int64) {
+func (v *validator) release(r *Release, pools map[string]*NodePool) {
 	if !dnsLabelRE.MatchString(r.Name) || len(r.Name) > 50 {
 		v.errorf(r.DefRange, "Invalid release name", "%q cannot name Kubernetes objects: use at most 50 lowercase letters, digits and '-', starting and ending with a letter or digit.", r.Name)
 	}
@@ -180,12 +177,12 @@ func (v *validator) release(r *Release, pools map[string]*NodePool, poolMem map[
 	v.gate(r)
 	v.runtime(r)
 	v.resources(r)
-	v.placement(r, pools, poolMem)
+	v.placement(r, pools)
 	v.autoscale(r)
 	if rb := r.Rollback; rb != nil {
 		d, err := ParseDuration(rb.WindowRaw)
 		if err != nil {
-			v.errorf(v.attr(rb.DefRange, "window"), "Invalid duration", "window: %s.", err)
+			v.errorf(v.attr(rb.DefRange, "window"), "Invalid duration", "window: %s", sentence(err))
 		}
 		rb.Window = d
 		if strings.TrimSpace(rb.Query) == "" {
@@ -228,25 +225,28 @@ func (v *validator) model(r *Release) {
 			v.errorf(src, "Missing digest", "An oci:// model must be pinned, either by reference (@sha256:...) or with digest = \"sha256:...\".")
 		}
 	case SourcePath:
-		v.repoPath(src, "source", m.Source, true)
+		if real := v.repoPath(src, "source", m.Source, true); real != "" {
+			v.modelFormat(m, src, real)
+		}
 	}
 }
 
 // repoPath checks that p names an existing file inside the repository,
-// lexically and after resolving symlinks.
-func (v *validator) repoPath(subject hcl.Range, attr, p string, mustExist bool) {
+// lexically and after resolving symlinks, and returns its real path ("" when
+// it has reported a problem or the file does not exist).
+func (v *validator) repoPath(subject hcl.Range, attr, p string, mustExist bool) string {
 	if p == "" {
 		v.errorf(subject, "Empty path", "%s must name a file inside the repository.", attr)
-		return
+		return ""
 	}
 	if filepath.IsAbs(p) || path.IsAbs(p) || (len(p) > 1 && p[1] == ':') {
 		v.errorf(subject, "Path escapes the repository", "%s must be relative to the repository root, not the absolute path %q.", attr, p)
-		return
+		return ""
 	}
 	clean := path.Clean(filepath.ToSlash(p))
 	if clean == ".." || strings.HasPrefix(clean, "../") {
 		v.errorf(subject, "Path escapes the repository", "%s %q points outside the repository.", attr, p)
-		return
+		return ""
 	}
 	full := filepath.Join(v.cfg.Root, filepath.FromSlash(clean))
 	real, err := filepath.EvalSymlinks(full)
@@ -258,16 +258,18 @@ func (v *validator) repoPath(subject hcl.Range, attr, p string, mustExist bool) 
 			}
 			v.errorf(subject, "File not found", "%s", detail)
 		}
-		return
+		return ""
 	}
 	root, err := filepath.EvalSymlinks(v.cfg.Root)
 	if err != nil {
-		return
+		return ""
 	}
 	rel, err := filepath.Rel(root, real)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		v.errorf(subject, "Path escapes the repository", "%s %q is a symlink to a file outside the repository.", attr, p)
+		return ""
 	}
+	return real
 }
 
 func (v *validator) quantize(r *Release) {
@@ -310,12 +312,12 @@ func (v *validator) quantize(r *Release) {
 	}
 	if q.CPU != "" {
 		if _, err := ParseCPU(q.CPU); err != nil {
-			v.errorf(v.attr(q.DefRange, "cpu"), "Invalid quantity", "cpu: %s.", err)
+			v.errorf(v.attr(q.DefRange, "cpu"), "Invalid quantity", "cpu: %s", sentence(err))
 		}
 	}
 	if q.Memory != "" {
 		if _, err := ParseMemory(q.Memory); err != nil {
-			v.errorf(v.attr(q.DefRange, "memory"), "Invalid quantity", "memory: %s.", err)
+			v.errorf(v.attr(q.DefRange, "memory"), "Invalid quantity", "memory: %s", sentence(err))
 		}
 	}
 	if (q.CPU != "" || q.Memory != "") && q.Runner != "job" {
@@ -395,23 +397,23 @@ func (v *validator) resources(r *Release) {
 	if res.GPUMemoryRaw != "" {
 		m, err := ParseMemory(res.GPUMemoryRaw)
 		if err != nil {
-			v.errorf(v.attr(res.DefRange, "gpu_memory"), "Invalid quantity", "gpu_memory: %s.", err)
+			v.errorf(v.attr(res.DefRange, "gpu_memory"), "Invalid quantity", "gpu_memory: %s", sentence(err))
 		}
 		res.GPUMemory = m
 	}
 	if res.CPU != "" {
 		if _, err := ParseCPU(res.CPU); err != nil {
-			v.errorf(v.attr(res.DefRange, "cpu"), "Invalid quantity", "cpu: %s.", err)
+			v.errorf(v.attr(res.DefRange, "cpu"), "Invalid quantity", "cpu: %s", sentence(err))
 		}
 	}
 	if res.Memory != "" {
 		if _, err := ParseMemory(res.Memory); err != nil {
-			v.errorf(v.attr(res.DefRange, "memory"), "Invalid quantity", "memory: %s.", err)
+			v.errorf(v.attr(res.DefRange, "memory"), "Invalid quantity", "memory: %s", sentence(err))
 		}
 	}
 }
 
-func (v *validator) placement(r *Release, pools map[string]*NodePool, poolMem map[string]int64) {
+func (v *validator) placement(r *Release, pools map[string]*NodePool) {
 	var allowed []string
 	if p := r.Placement; p != nil {
 		for _, name := range p.Pools {
@@ -422,27 +424,105 @@ func (v *validator) placement(r *Release, pools map[string]*NodePool, poolMem ma
 		if p.MaxPerNode < 0 {
 			v.errorf(v.attr(p.DefRange, "max_per_node"), "Invalid max_per_node", "max_per_node cannot be negative, got %d.", p.MaxPerNode)
 		}
-		allowed = p.Pools
+		allowed = slices.Clone(p.Pools)
 	}
 	if len(allowed) == 0 {
 		for name := range pools {
 			allowed = append(allowed, name)
 		}
 	}
-	need := r.GPUMemory()
-	if need == 0 || len(v.cfg.Nodes) == 0 {
-		return // with no static inventory the cluster decides
+	slices.Sort(allowed)
+	v.fits(r, pools, allowed)
+}
+
+// nodeRoom is what one static node can give one replica.
+type nodeRoom struct {
+	name    string
+	gpus    int   // capacity
+	reserve int   // the pool's reserve
+	usable  int   // gpus - reserve, at least 0
+	mem     int64 // per GPU
+}
+
+// fits reports a per-replica request that no static node of the allowed
+// pools can ever hold, even empty: a node fits only if it has enough GPUs
+// after the pool's reserve and enough memory on each of them, both at
+// once. With no static inventory the cluster decides, so nothing is said.
+func (v *validator) fits(r *Release, pools map[string]*NodePool, allowed []string) {
+	needMem, needGPUs := r.GPUMemory(), r.GPUCount()
+	if (needMem == 0 && needGPUs <= 0) || len(v.cfg.Nodes) == 0 || r.Resources == nil {
+		return
 	}
-	var best int64
-	for _, name := range allowed {
-		best = max(best, poolMem[name])
+	var nodes []nodeRoom
+	for _, n := range v.cfg.Nodes {
+		p, ok := pools[n.Pool]
+		if !ok || !slices.Contains(allowed, n.Pool) || n.GPUs < 0 {
+			continue // unknown pools and bad counts are reported already
+		}
+		nodes = append(nodes, nodeRoom{name: n.Name, gpus: n.GPUs, reserve: p.Reserve, usable: max(0, n.GPUs-max(0, p.Reserve)), mem: n.GPUMemory})
 	}
-	if need > best {
-		slices.Sort(allowed)
-		v.errorf(v.attr(r.Resources.DefRange, "gpu_memory"), "GPU memory exceeds every node",
+	poolList := strings.Join(allowed, ", ")
+	res := r.Resources
+	if len(nodes) == 0 {
+		subject := res.DefRange
+		if r.Placement != nil && len(r.Placement.Pools) > 0 {
+			subject = v.attr(r.Placement.DefRange, "pools")
+		}
+		v.errorf(subject, "No node can hold a replica", "The static inventory has no node in pools %s, so no replica of this release can be placed.", poolList)
+		return
+	}
+	// The best node for each resource alone, ties to the other resource,
+	// then to the first name.
+	byMem, byGPUs := nodes[0], nodes[0]
+	for _, n := range nodes[1:] {
+		if n.mem > byMem.mem || (n.mem == byMem.mem && n.usable > byMem.usable) {
+			byMem = n
+		}
+		if n.usable > byGPUs.usable || (n.usable == byGPUs.usable && n.mem > byGPUs.mem) {
+			byGPUs = n
+		}
+	}
+	memOK := needMem <= byMem.mem
+	gpusOK := needGPUs <= byGPUs.usable
+	if !memOK {
+		v.errorf(v.attr(res.DefRange, "gpu_memory"), "GPU memory exceeds every node",
 			"This release needs %s per GPU, but the most any node in pools %s offers is %s.",
-			FormatBytes(need), strings.Join(allowed, ", "), FormatBytes(best))
+			FormatBytes(needMem), poolList, FormatBytes(byMem.mem))
 	}
+	if !gpusOK {
+		v.errorf(v.attr(res.DefRange, "gpus"), "GPUs exceed every node",
+			"Each replica needs %d GPUs on one node, but no node in pools %s has that many: the best, %s, can give %d (%s).",
+			needGPUs, poolList, byGPUs.name, byGPUs.usable, insufficientGPUs(needGPUs, byGPUs))
+	}
+	if !memOK || !gpusOK {
+		return
+	}
+	for _, n := range nodes {
+		if n.usable >= needGPUs && n.mem >= needMem {
+			return
+		}
+	}
+	// Each resource alone is somewhere, but never both on one node. The
+	// node with the most GPUs lacks memory; of those with the memory, the
+	// one with the most GPUs lacks GPUs.
+	var roomy nodeRoom
+	for _, n := range nodes {
+		if n.mem >= needMem && (roomy.name == "" || n.usable > roomy.usable) {
+			roomy = n
+		}
+	}
+	v.errorf(v.attr(res.DefRange, "gpus"), "No node has both the GPUs and the GPU memory",
+		"Each replica needs %d GPUs with %s each on one node, but no node in pools %s has both: %s can give %d GPUs but of %s each, and %s has %s per GPU but can give only %d (%s).",
+		needGPUs, FormatBytes(needMem), poolList, byGPUs.name, byGPUs.usable, FormatBytes(byGPUs.mem),
+		roomy.name, FormatBytes(roomy.mem), roomy.usable, insufficientGPUs(needGPUs, roomy))
+}
+
+// insufficientGPUs reads like the scheduler's rejection of an empty node.
+func insufficientGPUs(need int, n nodeRoom) string {
+	if n.reserve > 0 {
+		return fmt.Sprintf("Insufficient nvidia.com/gpu: requested %d, reserved %d, capacity %d", need, n.reserve, n.gpus)
+	}
+	return fmt.Sprintf("Insufficient nvidia.com/gpu: requested %d, capacity %d", need, n.gpus)
 }
 
 func (v *validator) autoscale(r *Release) {
@@ -466,7 +546,7 @@ func (v *validator) autoscale(r *Release) {
 	if a.CooldownRaw != "" {
 		d, err := ParseDuration(a.CooldownRaw)
 		if err != nil {
-			v.errorf(v.attr(a.DefRange, "cooldown"), "Invalid duration", "cooldown: %s.", err)
+			v.errorf(v.attr(a.DefRange, "cooldown"), "Invalid duration", "cooldown: %s", sentence(err))
 		}
 		a.Cooldown = d
 	}
@@ -485,7 +565,7 @@ func (v *validator) autoscale(r *Release) {
 		}
 		d, err := ParseDuration(w.raw)
 		if err != nil {
-			v.errorf(v.attr(a.DefRange, w.name), "Invalid duration", "%s: %s.", w.name, err)
+			v.errorf(v.attr(a.DefRange, w.name), "Invalid duration", "%s: %s", w.name, sentence(err))
 		}
 		*w.dst = d
 	}
@@ -512,4 +592,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// sentence ends an error's text with a full stop, unless it already ends
+// with punctuation (a hint that asks "did you mean ...?").
+func sentence(err error) string {
+	s := err.Error()
+	if strings.HasSuffix(s, ".") || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "!") {
+		return s
+	}
+	return s + "."
 }
