@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -81,6 +83,7 @@ type Engine struct {
 	failures  map[string]failure
 	stores    map[string]registry.Store  // StoreFor's, by gantry.registry
 	errors    map[string]*quality.Tensor // quantization error by image digest
+	models    []string                   // local model paths the last specs read
 	builds    keyedMutex                 // one quantize per content key at a time
 	cleanOnce sync.Once
 }
@@ -158,6 +161,7 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 		e.log().Error("specs are invalid; nothing executed", "revision", snap.Revision, "errors", len(diags.Errs()))
 		return res, ErrInvalidSpecs
 	}
+	e.rememberModels(snap.Dir, cfg)
 
 	objs, nodes, err := e.Target.Observe(ctx, cfg)
 	if err != nil {
@@ -280,6 +284,28 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 		e.log().Info("pruned", "objects", len(prune))
 	}
 	return res, nil
+}
+
+// rememberModels keeps the local model paths cfg reads, for ModelPaths.
+func (e *Engine) rememberModels(dir string, cfg *spec.Config) {
+	var paths []string
+	for i := range cfg.Releases {
+		if m := &cfg.Releases[i].Model; m.Kind() == spec.SourcePath {
+			paths = append(paths, filepath.Join(dir, filepath.FromSlash(m.Source)))
+		}
+	}
+	e.mu.Lock()
+	e.models = paths
+	e.mu.Unlock()
+}
+
+// ModelPaths returns the local model files and directories the specs of
+// the last reconcile read: with the *.hcl files, all a directory watcher
+// needs to watch.
+func (e *Engine) ModelPaths() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.models)
 }
 
 // unplacedReason says, scheduler-style, why some of rp's replicas fit

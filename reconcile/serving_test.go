@@ -70,7 +70,7 @@ func TestSharedContentKeyEachOwnImage(t *testing.T) {
 	f.copyRelease(t, "tiny-chat-copy")
 	for run := 1; run <= 3; run++ {
 		if run == 3 { // a restarted daemon: a fresh engine on the same state
-			e := *f.e
+			e := f.e
 			f.e = &reconcile.Engine{Source: e.Source, Target: e.Target, Store: e.Store, WorkDir: e.WorkDir, Log: e.Log, Quantize: e.Quantize}
 		}
 		res, err := f.e.Reconcile(ctx)

@@ -35,9 +35,11 @@ func (a *app) planCmd() *cobra.Command {
 (quantize, gate, push) and which Kubernetes objects to create, update or delete.
 It changes nothing.
 
-The target is where objects live. --target dir:PATH reads YAML files in PATH as
-the live state (the embedded default, no cluster needed). Without a target the
-live state is empty, so the plan shows everything the specs want.`,
+The target is where objects live, chosen as gantry run chooses it: --target,
+else the gantry block's target, else dir:<state-dir>/objects, the YAML files
+gantry run writes on embedded defaults. So gantry plan right after gantry run
+shows "No changes." --target none plans against an empty live state (CI with
+no cluster): the plan shows everything the specs want.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := "."
@@ -84,7 +86,7 @@ live state is empty, so the plan shows everything the specs want.`,
 	}
 	cmd.Flags().StringVar(&src.ref, "ref", "", "branch, tag or commit to check out (Git URLs only)")
 	cmd.Flags().StringArrayVar(&src.vars, "var", nil, "set a variable, NAME=VALUE (repeatable)")
-	cmd.Flags().StringVar(&target, "target", "", "where objects live: kube or dir:PATH (default: the gantry block's target, else nothing)")
+	cmd.Flags().StringVar(&target, "target", "", "where objects live: kube, dir:PATH or none (default: the gantry block's target, else dir:<state-dir>/objects, as gantry run)")
 	cmd.Flags().StringVar(&kf.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, ~/.kube/config, or the pod's service account)")
 	cmd.Flags().StringVar(&kf.context, "context", "", "kubeconfig context")
 	cmd.Flags().BoolVar(&kf.resolveImages, "resolve-images", true, "kube target: reference runtime images by the digest their tag has now")
@@ -129,17 +131,28 @@ func (a *app) plan(ctx context.Context, path string, src sourceFlags, target str
 	return &plan, nil
 }
 
+// defaultTarget is the one rule for where objects live, for run, apply
+// and plan alike: the flag, else the specs' gantry { target }, else the
+// embedded default dir:<state>/objects.
+func defaultTarget(flag string, cfg *spec.Config, state string) string {
+	if flag != "" {
+		return flag
+	}
+	if cfg.Settings.Target != "" {
+		return cfg.Settings.Target
+	}
+	return "dir:" + filepath.Join(state, "objects")
+}
+
 // observe fills the observed state from the target and, with a target,
 // the image store, exactly as gantry run and apply do, so that a saved
 // plan can be checked against them. GPU nodes come from the static
 // inventory in the specs.
 func observe(ctx context.Context, cfg *spec.Config, target string, st stores) (planner.Observed, error) {
-	if target == "" {
-		target = cfg.Settings.Target
-	}
+	target = defaultTarget(target, cfg, st.state)
 	obs := planner.Observed{Nodes: planner.StaticNodes(cfg)}
 	switch {
-	case target == "":
+	case target == "none":
 	case strings.HasPrefix(target, "dir:"):
 		dir := strings.TrimPrefix(target, "dir:")
 		if dir == "" {
@@ -174,7 +187,7 @@ func observe(ctx context.Context, cfg *spec.Config, target string, st stores) (p
 			obs.Images = reconcile.ResolveImages(ctx, cfg, reconcile.NewResolver(st.insecure), slog.Default())
 		}
 	default:
-		return obs, fmt.Errorf("--target %q: want kube or dir:PATH", target)
+		return obs, fmt.Errorf("--target %q: want kube, dir:PATH or none", target)
 	}
 	return obs, nil
 }

@@ -71,7 +71,7 @@ func TestWatchDebounces(t *testing.T) {
 	defer cancel()
 	var calls atomic.Int64
 	done := make(chan error, 1)
-	go func() { done <- Watch(ctx, dir, 500*time.Millisecond, func() { calls.Add(1) }) }()
+	go func() { done <- Watch(ctx, dir, 500*time.Millisecond, nil, nil, func() { calls.Add(1) }) }()
 	time.Sleep(200 * time.Millisecond) // let the watcher start
 	// A burst of writes, as an editor's save makes, reconciles once.
 	for i := 0; i < 5; i++ {
