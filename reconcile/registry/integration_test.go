@@ -118,11 +118,11 @@ func TestRealPushRepushPull(t *testing.T) {
 	}
 
 	// Observe: present by tag, absent for another key.
-	arts, err := Observe(ctx, rem, map[string]string{key: ref, "other": p.host() + "/models/tiny-chat:" + planner.ImageTag(strings.Repeat("cd", 32))})
+	arts, err := Observe(ctx, rem, []string{ref, p.host() + "/models/tiny-chat:" + planner.ImageTag(strings.Repeat("cd", 32))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(arts) != 1 || arts[key].Digest != dig || arts[key].Ref != ref {
+	if len(arts) != 1 || arts[ref].Digest != dig || arts[ref].Ref != ref {
 		t.Errorf("Observe = %v", arts)
 	}
 
