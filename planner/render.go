@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 
 	"github.com/gantry-dev/gantry/spec"
@@ -45,7 +46,9 @@ func (p painter) action(t ActionType) string {
 }
 
 // WriteText renders the plan for a person, in the manner of terraform plan.
+// Like every rendering it shows Masked(p), never a secret.
 func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
+	p = Masked(p)
 	c := painter(opts.Color)
 	var b strings.Builder
 	if p.Empty() {
@@ -83,10 +86,13 @@ func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
 	for _, wmsg := range p.Warnings {
 		fmt.Fprintf(&b, "\n%s %s\n", c.paint(ansiYellow+ansiBold, "Warning:"), wmsg)
 	}
-	s := p.Summary()
-	fmt.Fprintf(&b, "\n%s\n", c.paint(ansiBold, fmt.Sprintf("Plan: %d to add, %d to change, %d to destroy.", s.Add, s.Change, s.Destroy)))
-	if s.Quantize+s.Gate+s.Push > 0 {
-		fmt.Fprintf(&b, "Build: %d to quantize, %d to gate, %d to push.\n", s.Quantize, s.Gate, s.Push)
+	// "No changes." above says it all; a line of zeros would say it twice.
+	if !p.Empty() {
+		s := p.Summary()
+		fmt.Fprintf(&b, "\n%s\n", c.paint(ansiBold, fmt.Sprintf("Plan: %d to add, %d to change, %d to destroy.", s.Add, s.Change, s.Destroy)))
+		if s.Quantize+s.Gate+s.Push > 0 {
+			fmt.Fprintf(&b, "Build: %d to quantize, %d to gate, %d to push.\n", s.Quantize, s.Gate, s.Push)
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -160,7 +166,7 @@ func highlights(o *Object) [][2]string {
 }
 
 // fmtValue renders a JSON-shaped value compactly. Sensitive values are
-// never shown.
+// never shown, nor the credentials of a URL.
 func fmtValue(v any, sensitive bool) string {
 	if sensitive {
 		return Redacted
@@ -169,11 +175,11 @@ func fmtValue(v any, sensitive bool) string {
 	case nil:
 		return "null"
 	case string:
-		return fmt.Sprintf("%q", t)
+		return fmt.Sprintf("%q", spec.MaskURLCredentials(t))
 	}
-	b, err := json.Marshal(v)
+	b, err := json.Marshal(maskValue(v))
 	if err != nil {
-		return fmt.Sprint(v)
+		return spec.MaskURLCredentials(fmt.Sprint(v))
 	}
 	return string(b)
 }
@@ -204,29 +210,60 @@ func shortRev(r string) string {
 }
 
 // WriteJSON renders the plan as indented JSON in the documented schema.
-// Map keys are sorted, so the output is stable.
+// Map keys are sorted, so the output is stable. It writes Masked(p): a saved
+// plan never carries a secret either.
 func WriteJSON(w io.Writer, p *Plan) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(redacted(p))
+	return enc.Encode(Masked(p))
 }
 
-// redacted returns a copy of p whose sensitive values are replaced, so that
-// a saved or posted plan never carries a secret: changes marked Sensitive,
-// and env entries with secret-looking names inside objects. (secret_env is
-// rendered as a secretKeyRef and carries no value to begin with.)
-func redacted(p *Plan) *Plan {
+// Masked returns the copy of p that every rendering shows, so that a plan
+// printed, posted on a pull request or saved never carries a secret:
+//   - changes marked Sensitive, and env entries with secret-looking names
+//     inside objects, become Redacted (secret_env is rendered as a
+//     secretKeyRef and carries no value to begin with);
+//   - the user information of every URL in any string (subjects, reasons,
+//     warnings, image references, object fields, changed values) becomes
+//     "***", as in "postgres://***@db/x", whatever the field is named;
+//   - a change that only the credentials of a URL make is Sensitive, since
+//     masked it would read as no change at all.
+//
+// p is not modified. A saved plan holds masked values; compare a fresh
+// plan with it through Masked too.
+func Masked(p *Plan) *Plan {
 	q := *p
-	q.Actions = make([]Action, len(p.Actions))
+	q.Warnings = maskStrings(p.Warnings)
+	if p.Releases != nil {
+		q.Releases = make([]ReleasePlan, len(p.Releases))
+		for i, r := range p.Releases {
+			r.Image = spec.MaskURLCredentials(r.Image)
+			q.Releases[i] = r
+		}
+	}
+	if p.Actions != nil {
+		q.Actions = make([]Action, len(p.Actions))
+	}
 	for i, a := range p.Actions {
-		if a.Object != nil && containsSecret(a.Object.Manifest) {
+		a.Subject = spec.MaskURLCredentials(a.Subject)
+		a.Reason = spec.MaskURLCredentials(a.Reason)
+		if a.Object != nil {
 			o := *a.Object
-			o.Manifest = redactEnv(o.Manifest).(map[string]any)
+			if m, ok := maskValue(o.Manifest).(map[string]any); ok {
+				o.Manifest = m
+			}
 			a.Object = &o
 		}
 		if len(a.Changes) > 0 {
 			cs := make([]FieldChange, len(a.Changes))
 			for j, c := range a.Changes {
+				if !c.Sensitive {
+					old, new := maskValue(c.Old), maskValue(c.New)
+					// Only credentials changed: say that a hidden value
+					// changed, not that nothing did.
+					c.Sensitive = c.Old != nil && reflect.DeepEqual(old, new) && !reflect.DeepEqual(c.Old, c.New)
+					c.Old, c.New = old, new
+				}
 				if c.Sensitive {
 					if c.Old != nil {
 						c.Old = Redacted
@@ -242,13 +279,26 @@ func redacted(p *Plan) *Plan {
 	return &q
 }
 
-// redactEnv deep-copies v, replacing the value of secret-looking env entries.
-func redactEnv(v any) any {
+func maskStrings(in []string) []string {
+	if in == nil {
+		return nil
+	}
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = spec.MaskURLCredentials(s)
+	}
+	return out
+}
+
+// maskValue deep-copies a JSON-shaped value, replacing the value of
+// secret-looking env entries with Redacted and the user information of URLs
+// in strings with "***".
+func maskValue(v any) any {
 	switch t := v.(type) {
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, e := range t {
-			out[k] = redactEnv(e)
+			out[k] = maskValue(e)
 		}
 		if name, ok := t["name"].(string); ok && spec.LooksSecret(name) {
 			if _, ok := t["value"]; ok {
@@ -259,9 +309,11 @@ func redactEnv(v any) any {
 	case []any:
 		out := make([]any, len(t))
 		for i, e := range t {
-			out[i] = redactEnv(e)
+			out[i] = maskValue(e)
 		}
 		return out
+	case string:
+		return spec.MaskURLCredentials(t)
 	}
 	return v
 }
@@ -291,6 +343,7 @@ const MarkdownLimit = 65536
 // (MarkdownLimit when 0), details are cut, last release first, and a note
 // says what was cut.
 func WriteMarkdown(w io.Writer, p *Plan, limit int) error {
+	p = Masked(p)
 	if limit <= 0 {
 		limit = MarkdownLimit
 	}
