@@ -43,6 +43,7 @@ type engineFlags struct {
 	trustedKeys              string
 	resolveImages            bool
 	job                      jobFlags
+	gcKeep                   int // run --gc-keep (gc.go)
 
 	restConfig *rest.Config         // set by engine for a kube target
 	gitAuth    transport.AuthMethod // set by engine: credentials for fetch and write-back
@@ -186,7 +187,11 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 				return err
 			}
 			if once {
-				return a.reconcileOnce(ctx, e)
+				err := a.reconcileOnce(ctx, e)
+				if err == nil {
+					gcAfterReconcile(ctx, e, &f)
+				}
+				return err
 			}
 			secret, err := webhookSecret(secretFile)
 			if err != nil {
@@ -210,6 +215,7 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 	cmd.Flags().StringVar(&f.kube.leaseNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's, else gantry-system)")
 	cmd.Flags().StringVar(&f.kube.leaseName, "leader-election-id", "gantry", "name of the Lease")
 	af.register(cmd)
+	registerGCKeep(cmd.Flags(), &f.gcKeep)
 	cmd.Flags().StringVar(&connQuery, "connections-query", "", "PromQL returning active connections by node label, the live load placement weighs (needs --prometheus)")
 	cmd.Flags().StringVar(&secretFile, "webhook-secret-file", "", "file holding the webhook secret (or set GANTRY_WEBHOOK_SECRET); without one /hooks/git refuses every request")
 	return cmd
@@ -279,6 +285,7 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 				slog.Error("reconcile failed", "revision", res.Revision, "err", err)
 			} else {
 				slog.Info("reconciled", "revision", res.Revision, "executed", res.Executed)
+				gcAfterReconcile(ctx, e, f)
 			}
 			if af.prometheus != "" && repo != nil && err == nil {
 				a.monitorRound(ctx, e, f, af, poke)
