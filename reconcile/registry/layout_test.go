@@ -81,13 +81,14 @@ func TestLayoutWriteHasObserve(t *testing.T) {
 		t.Errorf("index.json has %d entries, want 2:\n%s", n, idx)
 	}
 
-	arts, err := Observe(ctx, lay, map[string]string{"key-a": ref, "key-b": "gantry.local/models/tiny-chat:ck-ffff", "key-c": ref[:strings.LastIndex(ref, ":")] + "@" + want.String()})
+	byDigest := ref[:strings.LastIndex(ref, ":")] + "@" + want.String()
+	arts, err := Observe(ctx, lay, []string{ref, "gantry.local/models/tiny-chat:ck-ffff", byDigest})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wantArts := map[string]planner.Artifact{
-		"key-a": {Ref: ref, Digest: want.String()},
-		"key-c": {Ref: ref[:strings.LastIndex(ref, ":")] + "@" + want.String(), Digest: want.String()},
+		ref:      {Ref: ref, Digest: want.String()},
+		byDigest: {Ref: byDigest, Digest: want.String()},
 	}
 	if diff := cmp.Diff(wantArts, arts); diff != "" {
 		t.Errorf("Observe (-want +got):\n%s", diff)
