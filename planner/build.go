@@ -110,7 +110,7 @@ func ImageRef(cfg *spec.Config, r *spec.Release) string {
 // Build compares desired with observed and returns the plan.
 func Build(desired spec.Config, observed Observed) (Plan, error) {
 	cfg := &desired
-	plan := Plan{FormatVersion: FormatVersion, Revision: cfg.Revision, ObservedDigest: observed.Digest(), Releases: []ReleasePlan{}, Actions: []Action{}}
+	plan := Plan{FormatVersion: FormatVersion, Revision: cfg.Revision, Uncommitted: cfg.Uncommitted, ObservedDigest: observed.Digest(), Releases: []ReleasePlan{}, Actions: []Action{}}
 
 	// Where replicas run now, from the live shard Deployments.
 	live := map[string]Object{}

@@ -89,6 +89,10 @@ type Plan struct {
 	FormatVersion string `json:"format_version"`
 	// Revision is the Git commit of the specs ("" for a plain directory).
 	Revision string `json:"revision,omitempty"`
+	// Uncommitted says the specs had changes Revision does not hold (a
+	// working copy with edits): the plan is of those files, not of the
+	// commit.
+	Uncommitted bool `json:"uncommitted,omitempty"`
 	// ObservedDigest fingerprints the Observed state the plan was built
 	// from. A saved plan may be applied only while it still matches.
 	ObservedDigest string        `json:"observed_digest"`

@@ -54,13 +54,13 @@ func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
 	if p.Empty() {
 		b.WriteString(c.paint(ansiBold, "No changes.") + " The cluster matches the specs")
 		if p.Revision != "" {
-			fmt.Fprintf(&b, " at %s", shortRev(p.Revision))
+			fmt.Fprintf(&b, " at %s", revisionText(p))
 		}
 		b.WriteString(".\n")
 	} else {
 		b.WriteString("Gantry will perform the following actions")
 		if p.Revision != "" {
-			fmt.Fprintf(&b, " for revision %s", shortRev(p.Revision))
+			fmt.Fprintf(&b, " for revision %s", revisionText(p))
 		}
 		b.WriteString(":\n")
 		b.WriteString("  (" + c.paint(ansiCyan, "*") + " build, " + c.paint(ansiGreen, "+") + " create, " + c.paint(ansiYellow, "~") + " update, " + c.paint(ansiRed, "-") + " destroy)\n")
@@ -352,6 +352,9 @@ func WriteMarkdown(w io.Writer, p *Plan, limit int) error {
 	head.WriteString("### Gantry plan")
 	if p.Revision != "" {
 		fmt.Fprintf(&head, " for `%s`", shortRev(p.Revision))
+		if p.Uncommitted {
+			head.WriteString(" + uncommitted changes")
+		}
 	}
 	head.WriteString("\n\n")
 	if p.Empty() {
@@ -458,4 +461,13 @@ func WriteMarkdown(w io.Writer, p *Plan, limit int) error {
 func mdEscape(s string) string {
 	r := strings.NewReplacer("|", "\\|", "<", "&lt;", ">", "&gt;")
 	return r.Replace(s)
+}
+
+// revisionText is the short revision, and says when the plan is of a
+// working copy's edits rather than of the commit itself.
+func revisionText(p *Plan) string {
+	if p.Uncommitted {
+		return shortRev(p.Revision) + " + uncommitted changes"
+	}
+	return shortRev(p.Revision)
 }

@@ -16,6 +16,9 @@ import (
 type Snapshot struct {
 	Dir      string
 	Revision string // "" for a plain directory
+	// Uncommitted: a working copy with changes below Dir that Revision
+	// does not hold.
+	Uncommitted bool
 }
 
 // Source yields the latest specs.
@@ -40,8 +43,12 @@ func (s DirSource) Fetch(ctx context.Context) (Snapshot, error) {
 	if _, err := os.Stat(s.Dir); err != nil {
 		return Snapshot{}, fmt.Errorf("specs: %w", err)
 	}
-	rev, _ := gitsource.Head(ctx, s.Dir) // not a working copy: no revision
-	return Snapshot{Dir: s.Dir, Revision: rev}, nil
+	rev, err := gitsource.Head(ctx, s.Dir) // not a working copy: no revision
+	dirty := false
+	if err == nil {
+		dirty, _ = gitsource.Uncommitted(ctx, s.Dir)
+	}
+	return Snapshot{Dir: s.Dir, Revision: rev, Uncommitted: dirty}, nil
 }
 
 // DirTarget renders objects into a directory of YAML files, the embedded

@@ -151,7 +151,7 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 	}
 	res := Result{Revision: snap.Revision}
 	cfg, diags := spec.Load(ctx, snap.Dir, spec.LoadOptions{Vars: e.Vars})
-	cfg.Revision = snap.Revision
+	cfg.Revision, cfg.Uncommitted = snap.Revision, snap.Uncommitted
 	var text bytes.Buffer
 	_ = spec.WriteDiagnostics(&text, cfg.Files, diags, 0, false)
 	e.mu.Lock()

@@ -12,11 +12,14 @@ type Config struct {
 	Root string `json:"-"`
 	// Revision is the Git commit the files came from ("" for a plain
 	// directory). The source sets it; Load leaves it empty.
-	Revision string     `json:"-"`
-	Settings Settings   `json:"settings"`
-	Pools    []NodePool `json:"node_pools"` // sorted by name
-	Nodes    []Node     `json:"nodes"`      // sorted by name
-	Releases []Release  `json:"releases"`   // sorted by name
+	Revision string `json:"-"`
+	// Uncommitted is set by the source when the working copy has changes
+	// below Root that Revision does not hold.
+	Uncommitted bool       `json:"-"`
+	Settings    Settings   `json:"settings"`
+	Pools       []NodePool `json:"node_pools"` // sorted by name
+	Nodes       []Node     `json:"nodes"`      // sorted by name
+	Releases    []Release  `json:"releases"`   // sorted by name
 	// Files holds every parsed file by the name used in diagnostics, for
 	// hcl.NewDiagnosticTextWriter.
 	Files map[string]*hcl.File `json:"-"`

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,5 +41,34 @@ func TestEmptyWebhookSecretRefused(t *testing.T) {
 		"--webhook-secret-file", empty, "--listen", "127.0.0.1:0")
 	if code != 1 || !strings.Contains(errs, "is empty") {
 		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+}
+
+// A plan of a working copy with edits says so: it is not the plan of the
+// commit it names.
+func TestPlanSaysUncommitted(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(quickstart)); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"init", "-q"}, {"add", "-A"}, {"-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "specs"}} {
+		if out, err := exec.Command("git", append([]string{"-C", dir}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v: %s", args, err, out)
+		}
+	}
+	_, out, _ := gantry(t, "plan", dir, "--target", "none")
+	if !strings.Contains(out, "for revision ") || strings.Contains(out, "uncommitted") {
+		t.Fatalf("clean working copy:\n%s", out)
+	}
+	p := filepath.Join(dir, "releases.hcl")
+	b, _ := os.ReadFile(p)
+	if err := os.WriteFile(p, []byte(strings.Replace(string(b), "replicas = 3", "replicas = 4", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for format, want := range map[string]string{"text": " + uncommitted changes:", "markdown": " + uncommitted changes", "json": `"uncommitted": true`} {
+		_, out, _ = gantry(t, "plan", dir, "--target", "none", "--format", format)
+		if !strings.Contains(out, want) {
+			t.Errorf("%s plan of an edited working copy lacks %q:\n%.400s", format, want, out)
+		}
 	}
 }

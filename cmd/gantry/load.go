@@ -54,8 +54,13 @@ func (a *app) load(ctx context.Context, arg string, f sourceFlags) (*spec.Config
 		root, revision = dir, rev
 	} else if f.ref != "" {
 		return nil, cleanup, fmt.Errorf("--ref applies only to a Git URL; %s is a directory", arg)
-	} else if rev, err := gitsource.Head(ctx, arg); err == nil {
-		revision = rev // a local working copy: report its HEAD
+	}
+	uncommitted := false
+	if root == arg {
+		if rev, err := gitsource.Head(ctx, arg); err == nil {
+			revision = rev // a local working copy: report its HEAD
+			uncommitted, _ = gitsource.Uncommitted(ctx, arg)
+		}
 	}
 	vars := map[string]string{}
 	for _, kv := range f.vars {
@@ -67,7 +72,7 @@ func (a *app) load(ctx context.Context, arg string, f sourceFlags) (*spec.Config
 		vars[k] = v
 	}
 	cfg, diags := spec.Load(ctx, root, spec.LoadOptions{Vars: vars})
-	cfg.Revision = revision
+	cfg.Revision, cfg.Uncommitted = revision, uncommitted
 	a.printDiags(cfg.Files, diags)
 	if diags.HasErrors() {
 		cleanup()
