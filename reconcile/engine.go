@@ -508,8 +508,11 @@ func (e *Engine) lastReason(name string) string {
 	return "waiting to retry"
 }
 
-// sameAsSaved checks a fresh plan against a saved one.
+// sameAsSaved checks a fresh plan against a saved one. A saved plan holds
+// what every rendering holds, credentials masked, so the fresh plan is
+// compared masked too.
 func sameAsSaved(saved, fresh *planner.Plan) error {
+	fresh = planner.Masked(fresh)
 	if saved.ObservedDigest != fresh.ObservedDigest {
 		return fmt.Errorf("%w: the target or the registry changed since it was made; plan again", ErrStalePlan)
 	}
