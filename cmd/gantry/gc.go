@@ -46,7 +46,10 @@ and the --keep newest images of each release, drops the other index entries
 and removes the blobs no kept image uses, and temp files of pushes that died.
 
 It is safe while gantry run, build or another gc use the same state dir: it
-waits for pushes in flight and pushes wait for it. With --dry-run it prints
+waits for pushes in flight and pushes wait for it, and an image being pushed
+is never half removed. With --keep 0, though, an image pushed but not yet
+applied is not referenced yet and goes (the next reconcile builds it again);
+--keep 1 or more always keeps the newest of each release. With --dry-run it prints
 what would go and removes nothing. A registry is not the local layout: clean
 it with the registry's own garbage collector.`,
 		Args: cobra.NoArgs,
