@@ -55,14 +55,7 @@ func (e *Engine) build(ctx context.Context, snap Snapshot, r *spec.Release, key 
 		return modelFiles(src, r.Model.Format, nil)
 	}
 	dir := filepath.Join(e.WorkDir, "builds", key)
-	e.cleanOnce.Do(func() {
-		// Temporary build directories left by a process that was killed
-		// mid-quantize: nothing refers to them.
-		stale, _ := filepath.Glob(filepath.Join(e.WorkDir, "builds", ".build-*"))
-		for _, d := range stale {
-			os.RemoveAll(d)
-		}
-	})
+	e.cleanStale()
 	defer e.builds.lock(key)() // a second release with this key waits, then reuses the build
 	if b, err := loadBuild(dir, r.Model.Format); err == nil {
 		e.log().Info("reusing cached build", "release", r.Name, "key", key[:12])
@@ -112,6 +105,29 @@ func (e *Engine) build(ctx context.Context, snap Snapshot, r *spec.Release, key 
 		e.Observer.Quantized(r.Name, b.Bytes)
 	}
 	return b, err
+}
+
+// cleanStale removes, once per engine, the temporary files and
+// directories a process killed mid-quantize or mid-fetch left in WorkDir:
+// build directories, pulls and downloads. Nothing refers to them; the
+// finished ones are renamed into place, so a temporary name is never
+// the result of a finished step. (Another daemon on the same state dir
+// is not supported: leader election keeps one at a time.)
+func (e *Engine) cleanStale() {
+	e.cleanOnce.Do(func() {
+		for _, pattern := range []string{
+			filepath.Join(e.WorkDir, "builds", ".build-*"),
+			filepath.Join(e.WorkDir, "sources", ".*.pull-*"),
+			filepath.Join(e.WorkDir, "sources", "*", ".download-*"),
+		} {
+			stale, _ := filepath.Glob(pattern)
+			for _, d := range stale {
+				if err := os.RemoveAll(d); err == nil {
+					e.log().Info("removed a temporary file left by an interrupted run", "path", d)
+				}
+			}
+		}
+	})
 }
 
 // loadBuild reads a finished build directory.
@@ -183,8 +199,12 @@ func (e *Engine) source(ctx context.Context, snap Snapshot, r *spec.Release) (st
 		}
 		return p, nil
 	case spec.SourceOCI:
+		e.cleanStale()
 		ref := strings.TrimPrefix(m.Source, "oci://")
 		dir := filepath.Join(e.WorkDir, "sources", digestDir(m.Digest, ref))
+		// Releases that share a source fetch it once: the second waits,
+		// then finds it (a concurrent pull into one directory would fail).
+		defer e.builds.lock("source\x00" + dir)()
 		if _, err := os.Stat(dir); err == nil {
 			return modelPath(dir, m.Format)
 		}
@@ -203,7 +223,9 @@ func (e *Engine) source(ctx context.Context, snap Snapshot, r *spec.Release) (st
 		}
 		return modelPath(dir, m.Format)
 	default:
+		e.cleanStale()
 		dir := filepath.Join(e.WorkDir, "sources", digestDir(m.Digest, m.Source))
+		defer e.builds.lock("source\x00" + dir)()
 		file := filepath.Join(dir, path.Base(m.Source))
 		if _, err := os.Stat(file); err == nil {
 			return file, nil
