@@ -67,12 +67,7 @@ it with the registry's own garbage collector.`,
 				return fmt.Errorf("gc: the specs push images to the registry %s, not to the local layout %s; gc only collects the local layout (clean a registry with its own garbage collector)",
 					cfg.Settings.Registry, filepath.Join(state, "oci"))
 			}
-			if target == "" {
-				target = cfg.Settings.Target
-			}
-			if target == "" {
-				target = "dir:" + filepath.Join(state, "objects")
-			}
+			target = defaultTarget(target, cfg, state)
 			objs, err := observeObjects(ctx, cfg, target, &kf)
 			if err != nil {
 				return fmt.Errorf("gc: %w", err)
