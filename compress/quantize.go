@@ -31,11 +31,13 @@ type Options struct {
 	Pure bool
 	// Skip lists globs of tensor names left unquantized.
 	Skip []string
-	// GroupSize is the int4 group size (safetensors only; 0 means 128).
+	// GroupSize is the int4 group size (safetensors only): 32, 64 or 128
+	// (0 means 128), or -1 for channel-wise; see ctensors.ValidGroupSize.
 	GroupSize int
 	// LeaveOutput keeps output.weight unquantized (GGUF only).
 	LeaveOutput bool
-	// AllowNonFinite quantizes NaN and Inf weights instead of failing.
+	// AllowNonFinite accepts NaN and Inf values, in quantized tensors and in
+	// float tensors copied unchanged, instead of failing.
 	AllowNonFinite bool
 	// Progress is called with the input bytes handled so far.
 	Progress func(done int64)
@@ -114,6 +116,9 @@ func Quantize(ctx context.Context, in, out string, opts Options) (quality.Report
 		}
 		if _, err := ggufquant.ParseType(t); err != nil {
 			return quality.Report{}, fmt.Errorf("quantize %s: %w", in, err)
+		}
+		if opts.GroupSize != 0 {
+			return quality.Report{}, fmt.Errorf("quantize %s: group size %d: GGUF types have fixed block sizes; group size is for int4 safetensors checkpoints", in, opts.GroupSize)
 		}
 		f, err := os.Open(in)
 		if err != nil {

@@ -38,8 +38,14 @@ becomes a vLLM-loadable compressed-tensors checkpoint.
 
 It ends with the error of every quantized tensor against the original (relative
 RMSE, max abs error, cosine) and a whole-model summary; --report json prints it as
-JSON. The output is written atomically. NaN or Inf weights are an error naming the
-tensor unless --allow-nonfinite.`,
+JSON. The output is written atomically: a failed run leaves nothing behind. A NaN
+or Inf value is an error naming the tensor and its offset, whether the tensor is
+quantized or kept as is (norms, lm_head, --skip), unless --allow-nonfinite.
+
+For int4, --group-size takes the sizes vLLM serves: 32, 64, 128 (the default) or
+-1 (one scale per output channel). A layer whose input width the group size does
+not divide is an error, not silently kept dense. --skip must cover fused layers
+whole: q_proj, k_proj and v_proj together, gate_proj and up_proj together.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if in == "" || out == "" || typ == "" {
@@ -84,9 +90,9 @@ tensor unless --allow-nonfinite.`,
 	f.IntVar(&opts.Threads, "threads", 0, "worker threads (default GOMAXPROCS)")
 	f.BoolVar(&opts.Pure, "pure", false, "GGUF: quantize every eligible tensor to the base type (no mixes)")
 	f.StringArrayVar(&opts.Skip, "skip", nil, "glob of tensor names to leave unquantized (repeatable)")
-	f.IntVar(&opts.GroupSize, "group-size", 0, "int4 group size (default 128)")
+	f.IntVar(&opts.GroupSize, "group-size", 0, "int4 group size: 32, 64, 128 or -1 for channel-wise (default 128)")
 	f.BoolVar(&opts.LeaveOutput, "leave-output-tensor", false, "GGUF: keep output.weight unquantized")
-	f.BoolVar(&opts.AllowNonFinite, "allow-nonfinite", false, "quantize NaN and Inf weights instead of failing")
+	f.BoolVar(&opts.AllowNonFinite, "allow-nonfinite", false, "accept NaN and Inf values (quantized or kept as is) instead of failing")
 	f.StringVar(&report, "report", "table", "report format: table or json")
 	return cmd
 }

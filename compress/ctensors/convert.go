@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -25,8 +26,10 @@ type Options struct {
 	// format float-quantized), "int8" (W8A16, per-channel, pack-quantized)
 	// or "int4" (W4A16, groups of GroupSize, pack-quantized).
 	Scheme string
-	// GroupSize is the int4 group length along the input dimension;
-	// 0 means 128, -1 means one scale per output channel.
+	// GroupSize is the int4 group length along the input dimension:
+	// 32, 64 or 128 (0 means 128), or -1 for one scale per output channel;
+	// these are the sizes vLLM serves (see ValidGroupSize). Other schemes
+	// take no group size (0).
 	GroupSize int
 	// Threads is the number of workers; 0 means GOMAXPROCS.
 	Threads int
@@ -41,8 +44,10 @@ type Options struct {
 	QuantizeEmbeddings, QuantizeLMHead bool
 	// AllowNonFinite accepts NaN and ±Inf in weights: scales are then set by
 	// the finite values, ±Inf saturates, NaN becomes 0 (int) or NaN (fp8),
-	// and non-finite values are left out of the error statistics. Without
-	// it a non-finite weight is an error naming the tensor.
+	// and non-finite values are left out of the error statistics; float
+	// tensors copied unchanged (norms, lm_head, skipped layers) keep them.
+	// Without it a non-finite value in any float tensor, quantized or
+	// copied, is an error naming the tensor and its offset.
 	AllowNonFinite bool
 	// Progress, if set, is called with the number of input tensor bytes
 	// processed so far. Calls are serialized and the count never decreases.
@@ -66,20 +71,24 @@ type scheme struct {
 }
 
 func (o Options) scheme() (scheme, error) {
+	if o.Scheme != "int4" && o.GroupSize != 0 {
+		return scheme{}, fmt.Errorf("ctensors: group size %d: only int4 takes a group size (%s is channel-wise)", o.GroupSize, o.Scheme)
+	}
 	switch o.Scheme {
 	case "fp8":
 		return scheme{name: "fp8_e4m3", format: "float-quantized", bits: 8, float: true, scaleType: func(st.DType) st.DType { return st.F32 }}, nil
 	case "int8":
 		return scheme{name: "int8", format: "pack-quantized", bits: 8, scaleType: intScaleType}, nil
 	case "int4":
+		if err := ValidGroupSize(o.GroupSize); err != nil {
+			return scheme{}, fmt.Errorf("ctensors: %w", err)
+		}
 		g := o.GroupSize
-		switch {
-		case g == 0:
-			g = 128
-		case g == -1:
+		switch g {
+		case 0:
+			g = DefaultGroupSize
+		case -1:
 			g = 0
-		case g < 0:
-			return scheme{}, fmt.Errorf("ctensors: group size %d: want > 0, 0 (128) or -1 (per channel)", o.GroupSize)
 		}
 		name := "int4"
 		if g > 0 {
@@ -100,15 +109,32 @@ func intScaleType(in st.DType) st.DType {
 	return st.F32
 }
 
-// packable reports whether a [rows, cols] weight fits the scheme's layout.
-func (s scheme) packable(cols int64) bool {
+// unpackable says why a [rows, cols] weight does not fit the scheme's
+// layout, or returns "" if it fits.
+//
+// Convert refuses such a layer rather than keeping it dense: the user asked
+// for the scheme, and quietly leaving layers dense (with a group size that
+// divides no layer, every layer) yields a checkpoint that is not what was
+// asked for. Storing that one layer channel-wise instead is not an option
+// either: the checkpoint has one config group with one strategy, and vLLM's
+// Marlin kernel also needs in_features (per tensor-parallel partition) to be
+// a multiple of the group size. The message says what to do instead: a
+// group size that divides it, -1, or a skip of the layer and its fused
+// siblings, which vLLM loads dense from quantization_config.ignore.
+func (s scheme) unpackable(rows, cols int64) string {
+	if rows <= 0 || cols <= 0 {
+		return fmt.Sprintf("shape [%d, %d] has a zero dimension", rows, cols)
+	}
 	if s.float {
-		return cols > 0
+		return ""
 	}
-	if cols <= 0 || cols%int64(32/s.bits) != 0 {
-		return false
+	if per := int64(32 / s.bits); cols%per != 0 {
+		return fmt.Sprintf("in_features %d is not a multiple of %d (int%d codes are packed %d to an int32); skip the layer to keep it dense", cols, per, s.bits, per)
 	}
-	return s.group == 0 || cols%int64(s.group) == 0
+	if s.group > 0 && cols%int64(s.group) != 0 {
+		return fmt.Sprintf("in_features %d is not a multiple of the group size %d: use a group size that divides it, -1 (channel-wise), or skip the layer to keep it dense", cols, s.group)
+	}
+	return ""
 }
 
 const (
@@ -170,10 +196,8 @@ func Convert(ctx context.Context, inDir, outDir string, opts Options) (rep quali
 	if err != nil {
 		return rep, err
 	}
-	for _, g := range opts.Skip {
-		if _, err := path.Match(g, ""); err != nil {
-			return rep, fmt.Errorf("ctensors: skip pattern %q: %w", g, err)
-		}
+	if err := CheckSkip(opts.Skip); err != nil {
+		return rep, fmt.Errorf("ctensors: %w", err)
 	}
 	threads := opts.Threads
 	if threads <= 0 {
@@ -241,6 +265,10 @@ func Convert(ctx context.Context, inDir, outDir string, opts Options) (rep quali
 		}
 	}()
 	var ignore []string
+	// Every 2-D linear weight's module: quantized or not, and why not, for
+	// the fused-layer check.
+	linear, denseWhy := map[string]bool{}, map[string]string{}
+	var linearOrder []string
 	weightMap := map[string]string{}
 	var totalOut, totalIn int64
 	for _, name := range shardNames {
@@ -266,14 +294,28 @@ func Convert(ctx context.Context, inDir, outDir string, opts Options) (rep quali
 			if strings.HasSuffix(t.Name, ".weight") && len(t.Shape) == 2 {
 				module := strings.TrimSuffix(t.Name, ".weight")
 				emb, head := isEmbedding(module), isLMHead(module)
-				want := t.DType == st.F16 || t.DType == st.BF16 || t.DType == st.F32 || t.DType == st.F64
-				want = want && (!emb || opts.QuantizeEmbeddings) && (!head || opts.QuantizeLMHead)
-				want = want && !skipped(opts.Skip, t.Name, module) && sch.packable(t.Shape[1]) && t.Shape[0] > 0
-				if want {
+				float := t.DType == st.F16 || t.DType == st.BF16 || t.DType == st.F32 || t.DType == st.F64
+				want := float && (!emb || opts.QuantizeEmbeddings) && (!head || opts.QuantizeLMHead)
+				skip := skipped(opts.Skip, t.Name, module)
+				if want && !skip {
+					if why := sch.unpackable(t.Shape[0], t.Shape[1]); why != "" {
+						return rep, fmt.Errorf("ctensors: %s: tensor %q: offset %d: cannot be %s: %s",
+							sj.inPath, t.Name, f.DataStart()+t.Offsets[0], sch.name, why)
+					}
 					j.kind = kindQuant
 					j.rows, j.cols = t.Shape[0], t.Shape[1]
 				} else if !emb && !head {
 					ignore = append(ignore, module) // a Linear left unquantized
+				}
+				if !emb && !head {
+					linear[module] = j.kind == kindQuant
+					linearOrder = append(linearOrder, module)
+					switch {
+					case skip:
+						denseWhy[module] = "matches a skip pattern"
+					case !float:
+						denseWhy[module] = "dtype " + t.DType.String()
+					}
 				}
 			}
 			sj.jobs = append(sj.jobs, j)
@@ -329,6 +371,9 @@ func Convert(ctx context.Context, inDir, outDir string, opts Options) (rep quali
 	}
 	if len(weightMap) == 0 {
 		return rep, fmt.Errorf("ctensors: %s: no tensors", inDir)
+	}
+	if err := checkFused(linear, denseWhy, linearOrder); err != nil {
+		return rep, fmt.Errorf("ctensors: %s: %w", inDir, err)
 	}
 
 	// Build the output next to outDir.
@@ -569,6 +614,11 @@ func (w *worker) do(u unit, sch scheme, opts Options) (int64, error) {
 		if err := sj.in.ReadAt(j.in.Name, w.in, u.lo); err != nil {
 			return 0, fmt.Errorf("ctensors: %w", err)
 		}
+		if !opts.AllowNonFinite {
+			if err := checkCopy(j, w.in, u.lo); err != nil {
+				return 0, err
+			}
+		}
 		if _, err := sj.out.WriteAt(w.in, j.outOff+u.lo); err != nil {
 			return 0, fmt.Errorf("ctensors: %s: %w", sj.outName, err)
 		}
@@ -654,4 +704,38 @@ func addFinite(s *quality.Stats, x, y []float32) {
 			s.Add(x[i:i+1], y[i:i+1])
 		}
 	}
+}
+
+// checkCopy refuses a NaN or ±Inf in a float tensor copied unchanged (a
+// norm, lm_head, a skipped layer), as in a quantized one: b holds the
+// tensor's bytes from byte lo on (units are 1 MiB, a multiple of every
+// element size, so b starts on an element).
+func checkCopy(j *job, b []byte, lo int64) error {
+	i := st.FirstNonFinite(b, j.in.DType)
+	if i < 0 {
+		return nil
+	}
+	esz := j.in.DType.Size()
+	elem := lo/esz + int64(i)
+	off := j.shard.in.DataStart() + j.in.Offsets[0] + elem*esz
+	val := "NaN or Inf"
+	var v [1]float32
+	if j.in.DType.IsFloat() && st.DecodeFloat32(v[:], b[int64(i)*esz:], j.in.DType) == nil {
+		val = fmt.Sprint(v[0])
+	}
+	return fmt.Errorf("ctensors: %s: tensor %q (copied unchanged): offset %d: %w %s at %s",
+		j.shard.inPath, j.in.Name, off, ErrNonFinite, val, unravel(elem, j.in.Shape))
+}
+
+// unravel writes a flat row-major element index as per-dimension indices,
+// "[3, 5]", as the quantized path reports [row, col].
+func unravel(i int64, shape []int64) string {
+	idx := make([]string, len(shape))
+	for d := len(shape) - 1; d >= 0; d-- {
+		if shape[d] > 0 {
+			idx[d] = strconv.FormatInt(i%shape[d], 10)
+			i /= shape[d]
+		}
+	}
+	return "[" + strings.Join(idx, ", ") + "]"
 }

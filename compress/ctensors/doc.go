@@ -22,14 +22,26 @@
 // Only 2-D "*.weight" tensors of float type (F16, BF16, F32, F64) taken to
 // be linear layers: not token embeddings (a module name whose last part
 // contains "embed", or wte/wpe) unless QuantizeEmbeddings, not the output
-// head (lm_head, embed_out) unless QuantizeLMHead, not those matching a
-// Skip glob, and not those whose input dimension does not fit the packing
-// (a multiple of 32/bits, and of the group size for int4). Norms, biases
-// and every other tensor are copied byte for byte. Linear layers left
-// unquantized are listed in quantization_config.ignore, with "lm_head",
-// so that vLLM loads them dense; vLLM requires the parts of a fused layer
-// (q/k/v, gate/up) to be treated alike, so Skip globs should cover all of
-// them together.
+// head (lm_head, embed_out) unless QuantizeLMHead, and not those matching
+// a Skip glob. Norms, biases and every other tensor are copied byte for
+// byte. Linear layers left unquantized are listed in
+// quantization_config.ignore, with "lm_head", so that vLLM loads them
+// dense.
+//
+// # What is refused (before anything is written)
+//
+//   - An int4 group size vLLM cannot serve (ValidGroupSize: -1, 32, 64 or
+//     128), or a group size for fp8/int8.
+//   - A linear layer that does not fit the scheme: a zero dimension, an
+//     input dimension that is not a multiple of 32/bits, or, for int4, not
+//     a multiple of the group size. It is an error naming the tensor and
+//     its offset, not a layer silently kept dense; skip it explicitly to
+//     keep it dense.
+//   - A Skip list that keeps part of a fused layer dense: vLLM loads
+//     q_proj/k_proj/v_proj as qkv_proj and gate_proj/up_proj as
+//     gate_up_proj and refuses mixed schemes within one. CheckSkip checks
+//     the globs alone (for spec validation); Convert also checks the
+//     model's actual layers.
 //
 // # Schemes and tensor layout
 //
@@ -73,8 +85,10 @@
 //     number of threads (per-block statistics are merged in block order).
 //   - Validation: every input file is validated by package safetensors
 //     before anything is written (errors name file, tensor and offset). A
-//     NaN or Inf weight is an error (wrapping ErrNonFinite) naming the file,
-//     tensor, offset and [row, col], unless AllowNonFinite. A checkpoint
+//     NaN or Inf value is an error (wrapping ErrNonFinite) naming the file,
+//     tensor, offset and element index ([row, col]), unless AllowNonFinite,
+//     in quantized weights and in float tensors copied unchanged (norms,
+//     lm_head, skipped layers) alike. A checkpoint
 //     that already has a quantization_config is refused
 //     (ErrAlreadyQuantized).
 //   - Report: one row per quantized tensor (relative RMSE, max abs error,

@@ -9,7 +9,9 @@
 // most a bounded allocation and yields an *Error that names the file, the
 // tensor or key concerned and the byte offset. Read accepts versions 2 and 3
 // (little-endian) and rejects duplicate keys and tensor names, unknown value
-// and tensor types, shapes that are not whole blocks of their type, tensor
+// and tensor types, shapes with a zero or negative dimension, more than
+// four dimensions, an element or byte count that overflows int64 or rows
+// that are not whole blocks of their type, tensor
 // data that is misaligned, out of range or overlapping, and a
 // general.alignment that is not a power of two.
 //

@@ -251,6 +251,8 @@ func TestCorruptFiles(t *testing.T) {
 		{"unknown tensor type", start(1, 0).tensor("t", 4, 0, 32).pad(64).Bytes(), gguf.ErrUnknownType, "t", 45},
 		{"shape not whole blocks", start(1, 0).tensor("t", 8, 0, 33).pad(64).Bytes(), gguf.ErrShape, "t", 45},
 		{"too many dims", start(1, 0).tensor("t", 0, 0, 1, 1, 1, 1, 1).pad(64).Bytes(), gguf.ErrShape, "t", 33},
+		{"zero ne0", start(1, 0).tensor("t", 0, 0, 0, 4).pad(64).Bytes(), gguf.ErrShape, "t", 37},
+		{"zero ne1", start(1, 0).tensor("t", 1, 0, 32, 0).pad(64).Bytes(), gguf.ErrShape, "t", 45},
 		{"negative dim", start(1, 0).tensor("t", 0, 0, 1<<63).pad(64).Bytes(), gguf.ErrShape, "t", 37},
 		{"size overflow", start(1, 0).tensor("t", 0, 0, 1<<31, 1<<31, 1<<31).pad(64).Bytes(), gguf.ErrShape, "t", -1},
 		{"long name", start(1, 0).tensor(strings.Repeat("n", 64), 0, 0, 1).pad(64).Bytes(), gguf.ErrLimit, strings.Repeat("n", 64), 24},

@@ -519,6 +519,11 @@ func (d *decoder) tensorInfo() (TensorInfo, error) {
 		if int64(v) < 0 {
 			return t, d.fail(at, ErrShape, "dimension %d is negative (%d)", i, int64(v))
 		}
+		// ggml has no empty tensors: its reader divides by ne1…ne3 when it
+		// checks the element count, and a row of ne0 = 0 values has no blocks.
+		if v == 0 {
+			return t, d.fail(at, ErrShape, "dimension %d is 0", i)
+		}
 		hi, lo := bits.Mul64(total, v)
 		if hi != 0 || lo > math.MaxInt64 {
 			return t, d.fail(at, ErrShape, "element count overflows int64")

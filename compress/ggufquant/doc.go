@@ -33,8 +33,14 @@
 //     2·Threads+2 units exist at once. Peak RSS does not grow with the
 //     model (see BENCHMARKS.md for the measurement).
 //   - The output file appears only when complete (temporary file + rename).
-//   - A NaN or ±Inf weight is an error (*NonFiniteError) naming the tensor,
-//     the element and its byte offset, unless AllowNonFinite is set.
+//   - A NaN or ±Inf value is an error (*NonFiniteError) naming the tensor,
+//     the element and its byte offset, unless AllowNonFinite is set: in a
+//     tensor being quantized and equally in an F32/F16/BF16 tensor copied
+//     unchanged (a norm, a skipped weight).
+//   - No input panics: gguf.Read refuses malformed shapes (a zero
+//     dimension among them) with the tensor and offset, MakePlan refuses
+//     them in hand-made tensor infos, and FuzzQuantize runs arbitrary bytes
+//     through read, plan and quantize. A failed run leaves no file behind.
 //   - The returned quality.Report has, per quantized tensor, the relative
 //     RMSE, max absolute error and cosine similarity of the dequantized
 //     result against the input, plus the whole-model summary; its numbers

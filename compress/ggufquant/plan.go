@@ -66,6 +66,16 @@ func MakePlan(kvs []gguf.KV, tensors []gguf.TensorInfo, opts Options) (*Plan, er
 			return nil, fmt.Errorf("skip pattern %q: %w", g, err)
 		}
 	}
+	// Read refuses these already; a caller with hand-made infos must too,
+	// or the row arithmetic of Quantize would divide by zero.
+	for i := range tensors {
+		t := &tensors[i]
+		for d, n := range t.Shape {
+			if n <= 0 {
+				return nil, fmt.Errorf("tensor %q: shape %v: dimension %d is %d: %w", t.Name, t.Shape, d, n, gguf.ErrShape)
+			}
+		}
+	}
 	p := &Plan{Type: ft}
 	for _, kv := range kvs {
 		if kv.Key == keyQuantVersion || kv.Key == keyFileType || droppedKeys[kv.Key] {

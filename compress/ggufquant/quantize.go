@@ -27,7 +27,9 @@ type Options struct {
 	Pure bool
 	// Skip lists path.Match globs of tensor names to copy unchanged.
 	Skip []string
-	// AllowNonFinite quantizes NaN and ±Inf weights instead of failing.
+	// AllowNonFinite accepts NaN and ±Inf values instead of failing: in
+	// tensors that are quantized and in F32/F16/BF16 tensors copied
+	// unchanged (norms, skipped tensors) alike.
 	AllowNonFinite bool
 	// LeaveOutput keeps output.weight as is (--leave-output-tensor).
 	LeaveOutput bool
@@ -57,7 +59,7 @@ type NonFiniteError struct {
 }
 
 func (e *NonFiniteError) Error() string {
-	return fmt.Sprintf("%s: tensor %q: offset %d: element %d is %v (set AllowNonFinite to quantize anyway)",
+	return fmt.Sprintf("%s: tensor %q: offset %d: element %d is %v (set AllowNonFinite to accept it)",
 		e.File, e.Tensor, e.Offset, e.Index, e.Value)
 }
 
@@ -186,6 +188,10 @@ func run(ctx context.Context, f *gguf.File, plan *Plan, w io.Writer, opts Option
 				continue
 			}
 			ne0 := tp.Shape[0]
+			if ne0 <= 0 {
+				// MakePlan refuses such shapes; never divide by zero below.
+				return fmt.Errorf("tensor %q: ne0 = %d", tp.Name, ne0)
+			}
 			rows := src.Rows()
 			per := max(1, chunkValues/ne0)
 			esize := src.Type.TypeSize()
@@ -263,6 +269,11 @@ func grow[T any](s []T, n int) []T {
 func process(f *gguf.File, plan *Plan, j *job, opts Options) error {
 	tp := &plan.Tensors[j.tensor]
 	if tp.Action == ActionCopy {
+		if !opts.AllowNonFinite {
+			if err := checkCopy(f, tp, j); err != nil {
+				return err
+			}
+		}
 		j.out = j.in
 		return nil
 	}

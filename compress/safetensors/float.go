@@ -211,3 +211,52 @@ func EncodeFloat32(dst []byte, src []float32, dt DType) error {
 	}
 	return nil
 }
+
+// FirstNonFinite returns the index of the first NaN or ±Inf among the
+// little-endian elements of type dt in b, or -1 if there is none or dt is
+// not a float type (F16, BF16, F32, F64, F8_E4M3, F8_E5M2). It looks at the
+// bits only (all exponent bits set; for E4M3, which has no infinities, the
+// NaN pattern S.1111.111), so it is cheap enough to run on every tensor
+// copied unchanged.
+func FirstNonFinite(b []byte, dt DType) int {
+	le := binary.LittleEndian
+	switch dt {
+	case F32:
+		for i := 0; i+4 <= len(b); i += 4 {
+			if le.Uint32(b[i:])&0x7f800000 == 0x7f800000 {
+				return i / 4
+			}
+		}
+	case F64:
+		for i := 0; i+8 <= len(b); i += 8 {
+			if le.Uint64(b[i:])&0x7ff0000000000000 == 0x7ff0000000000000 {
+				return i / 8
+			}
+		}
+	case F16:
+		for i := 0; i+2 <= len(b); i += 2 {
+			if le.Uint16(b[i:])&0x7c00 == 0x7c00 {
+				return i / 2
+			}
+		}
+	case BF16:
+		for i := 0; i+2 <= len(b); i += 2 {
+			if le.Uint16(b[i:])&0x7f80 == 0x7f80 {
+				return i / 2
+			}
+		}
+	case F8_E4M3:
+		for i, v := range b {
+			if v&0x7f == 0x7f {
+				return i
+			}
+		}
+	case F8_E5M2:
+		for i, v := range b {
+			if v&0x7c == 0x7c {
+				return i
+			}
+		}
+	}
+	return -1
+}

@@ -179,3 +179,40 @@ func TestDecodeEncodeFloat32(t *testing.T) {
 		t.Error("DecodeFloat32 short buffer: no error")
 	}
 }
+
+func TestFirstNonFinite(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	for _, dt := range []DType{F16, BF16, F32, F64, F8_E4M3} {
+		for _, tc := range []struct {
+			v    []float32
+			want int
+		}{
+			{[]float32{0, 1, -2, 0.5}, -1},
+			{[]float32{0, 1, nan}, 2},
+			{[]float32{-nan, 0}, 0},
+		} {
+			b := make([]byte, int64(len(tc.v))*dt.Size())
+			if err := EncodeFloat32(b, tc.v, dt); err != nil {
+				t.Fatal(err)
+			}
+			if got := FirstNonFinite(b, dt); got != tc.want {
+				t.Errorf("%v %v: %d, want %d", dt, tc.v, got, tc.want)
+			}
+		}
+		if dt != F8_E4M3 { // E4M3 has no infinities: ±Inf saturates to ±448
+			b := make([]byte, 3*dt.Size())
+			EncodeFloat32(b, []float32{1, 2, -inf}, dt)
+			if got := FirstNonFinite(b, dt); got != 2 {
+				t.Errorf("%v -Inf: %d", dt, got)
+			}
+		}
+	}
+	for b, want := range map[byte]int{0x7b: -1, 0x7c: 0, 0xfc: 0, 0x7f: 0, 0x3c: -1} {
+		if got := FirstNonFinite([]byte{b}, F8_E5M2); got != want {
+			t.Errorf("E5M2 %#x: %d, want %d", b, got, want)
+		}
+	}
+	if got := FirstNonFinite([]byte{0xff, 0xff}, I16); got != -1 {
+		t.Errorf("I16: %d", got)
+	}
+}

@@ -286,11 +286,21 @@ func parseHeader(file string, hdr []byte, size int64) (map[string]string, []Tens
 		return cmpInt(a.Offsets[1], b.Offsets[1])
 	})
 	var end int64
+	dataSize := size - dataStart // >= 0: readPrefix checked the header fits
 	for _, t := range tensors {
 		b, e := t.Offsets[0], t.Offsets[1]
 		abs := dataStart + b
 		if e < b {
-			return nil, nil, fail(t.Name, abs, ErrOffsets, "data_offsets [%d, %d] end before they begin", b, e)
+			at := abs
+			if b > dataSize {
+				at = keyAt[t.Name] // the tensor's entry in the header: abs is past the end
+			}
+			return nil, nil, fail(t.Name, at, ErrOffsets, "data_offsets [%d, %d] end before they begin", b, e)
+		}
+		// Past the end before overlaps and gaps, so that every offset
+		// reported lies inside the file.
+		if e > dataSize {
+			return nil, nil, fail(t.Name, size, ErrTruncated, "data_offsets [%d, %d] run past the end of the %d-byte data buffer (file has %d bytes)", b, e, dataSize, size)
 		}
 		if b < end {
 			return nil, nil, fail(t.Name, abs, ErrOffsets, "data_offsets [%d, %d] overlap the previous tensor, which ends at %d", b, e, end)

@@ -181,6 +181,7 @@ func TestCorrupt(t *testing.T) {
 	good := `{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"BF16","shape":[2],"data_offsets":[8,12]}}`
 	d12 := make([]byte, 12)
 	hdrLen := func(h string) int64 { return int64((len(h) + 7) / 8 * 8) }
+	pastEnd := `{"a":{"dtype":"U8","shape":[100],"data_offsets":[0,100]},"b":{"dtype":"U8","shape":[10],"data_offsets":[50,60]}}`
 	cases := []struct {
 		name   string
 		file   []byte
@@ -211,6 +212,10 @@ func TestCorrupt(t *testing.T) {
 		{"not an object", raw(`[1]`, nil), ErrSyntax, "", 8},
 		{"garbage after", raw(`{}x`, nil), ErrSyntax, "", -1},
 		{"bad utf8", raw("{\"\xff\":1}", nil), ErrSyntax, "", 10},
+		// Found by FuzzConvert: the overlap was reported at an offset past
+		// the end of the file; running past the end is reported first.
+		{"past end before overlap", raw(pastEnd, d12[:10]), ErrTruncated, "a", 8 + hdrLen(pastEnd) + 10},
+		{"reversed past end", raw(`{"a":{"dtype":"U8","shape":[0],"data_offsets":[40,0]}}`, d12[:2]), ErrOffsets, "a", 9},
 		{"overflowing shape", raw(`{"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,0]}}`, nil), ErrShape, "a", -1},
 	}
 	for _, c := range cases {
