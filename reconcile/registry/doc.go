@@ -36,8 +36,14 @@
 // parallel uploads, a progress bar on a terminal, bounded jittered retries
 // of network errors and 5xx, and an immediate ErrUnauthorized on 401/403
 // whose message holds no credentials; Layout, an OCI image layout directory
-// (DefaultLayoutDir), the embedded default with no registry. Observe turns
-// Has into the planner's Observed.Artifacts. Pull (and PullRef for
+// (DefaultLayoutDir), the embedded default with no registry. Any number of
+// Layout values, goroutines and processes may write one layout at once:
+// index.json is updated under a lock (in-process mutex per directory plus
+// flock) and replaced atomically; blobs are verified temp files renamed
+// into place; a push holds the blob lock shared until its entry is
+// recorded, so Layout.GC (exclusive) never sweeps a blob in flight, and
+// temp files of killed processes are removed on the next write. Observe
+// turns Has into the planner's Observed.Artifacts, keyed by reference. Pull (and PullRef for
 // "oci://REF") extracts either packaging into a directory, verifying
 // digests, atomically.
 //
