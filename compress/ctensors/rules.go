@@ -68,7 +68,9 @@ func skipCovers(skip []string, name string) bool {
 	module := strings.TrimSuffix(name, ".weight")
 	for _, g := range skip {
 		for _, n := range []string{name, module, module + ".weight"} {
-			if ok, _ := path.Match(g, n); ok {
+			// Equal strings count too: name may be another glob, such as
+			// "x.[ab].k_proj", which does not match itself.
+			if ok, _ := path.Match(g, n); ok || g == n {
 				return true
 			}
 		}

@@ -185,6 +185,7 @@ func TestCheckSkip(t *testing.T) {
 		{[]string{"*.q_proj", "*.k_proj", "*.v_proj"}, ""},
 		{[]string{"x.q_proj.weight", "x.k_proj", "x.v_proj.weight"}, ""},
 		{[]string{"x.q_proj", "x.[kv]_proj"}, ""},
+		{[]string{"model.layers.[0-3].self_attn.q_proj", "model.layers.[0-3].self_attn.k_proj", "model.layers.[0-3].self_attn.v_proj"}, ""},
 		{[]string{"model.layers.3.mlp.gate_proj", "model.layers.3.mlp.up_proj"}, ""},
 		{[]string{"model.layers.*.mlp.gate_up_proj"}, ""}, // already fused in the checkpoint
 		{[]string{"model.layers.*.self_attn.qkv_proj"}, ""},
