@@ -96,9 +96,16 @@ func parseVars(list []string) (map[string]string, error) {
 }
 
 // writeBack is the write-back for a repository, with its own clone under
-// the state directory.
+// the state directory. The clone is named by the repository without
+// credentials (a new token keeps the clone, and no name under the state
+// directory is derived from a secret); the write-back itself keeps them
+// out of the clone (gitsource.NewRemote).
 func writeBack(repo, ref, state string) *gitsource.WriteBack {
-	sum := sha256.Sum256([]byte(repo + "\x00" + ref + "\x00writeback"))
+	key := gitsource.Redact(repo)
+	if rem, err := gitsource.NewRemote(repo, nil); err == nil {
+		key = rem.URL
+	}
+	sum := sha256.Sum256([]byte(key + "\x00" + ref + "\x00writeback"))
 	return &gitsource.WriteBack{URL: repo, Branch: ref, Dir: filepath.Join(state, "git", hex.EncodeToString(sum[:8])+"-writeback"), Log: slog.Default()}
 }
 

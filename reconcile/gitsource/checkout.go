@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 
 	"github.com/go-git/go-git/v5"
@@ -15,10 +14,11 @@ import (
 // a branch, a tag, or a commit hash; "" means the remote's default branch.
 // It returns the commit hash checked out.
 func Checkout(ctx context.Context, url, ref, dir string) (string, error) {
-	if err := checkURL(url); err != nil {
+	rem, err := NewRemote(url, nil)
+	if err != nil {
 		return "", err
 	}
-	opts := &git.CloneOptions{URL: url, Tags: git.AllTags}
+	opts := &git.CloneOptions{URL: rem.URL, Auth: rem.Auth, Tags: git.AllTags}
 	repo, err := git.PlainCloneContext(ctx, dir, false, opts)
 	if err != nil {
 		return "", fmt.Errorf("clone %s: %w", Redact(url), err)
@@ -49,33 +49,6 @@ func Checkout(ctx context.Context, url, ref, dir string) (string, error) {
 func hasScheme(raw string) bool {
 	i := strings.Index(raw, "://")
 	return i > 0 && !strings.Contains(raw[:i], ":")
-}
-
-// checkURL rejects a URL that does not parse before go-git sees it: the
-// url.Parse error go-git would return quotes the URL, password included.
-func checkURL(raw string) error {
-	if !hasScheme(raw) {
-		return nil
-	}
-	if _, err := url.Parse(raw); err != nil {
-		return fmt.Errorf("clone %s: not a valid URL (percent-encode special characters in the user name, password and path)", Redact(raw))
-	}
-	return nil
-}
-
-// Redact names the repository raw in an error without the credentials
-// it holds, for errors and logs, also when raw does not parse (redactURL
-// then returns it as is):
-// everything between the scheme and the last @ goes.
-func Redact(raw string) string {
-	if _, err := url.Parse(raw); err == nil || !hasScheme(raw) {
-		return redactURL(raw)
-	}
-	i := strings.Index(raw, "://") + len("://")
-	if at := strings.LastIndex(raw[i:], "@"); at >= 0 {
-		return raw[:i] + "REDACTED" + raw[i+at:]
-	}
-	return raw
 }
 
 // resolve finds ref as a remote branch, a tag, or a (possibly short) hash.

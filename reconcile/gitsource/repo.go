@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/transport"
-	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 )
 
 // Repo keeps a checkout of a remote repository in a cache directory and
@@ -26,7 +24,8 @@ type Repo struct {
 	Ref string
 	// Dir is the cache directory for the checkout.
 	Dir string
-	// Auth is used for fetches (nil: credentials in the URL, if any).
+	// Auth is used for fetches; nil: the URL's credentials, if any (see
+	// NewRemote, which also keeps them out of the cache's .git/config).
 	Auth transport.AuthMethod
 	// OnError, if set, is called for every failed fetch (metrics).
 	OnError func(error)
@@ -54,10 +53,10 @@ func (r *Repo) Fetch(ctx context.Context) (dir, revision string, err error) {
 			r.OnError(err)
 		}
 	}()
-	if err := checkURL(r.URL); err != nil {
+	rem, err := NewRemote(r.URL, r.Auth)
+	if err != nil {
 		return "", "", err
 	}
-	cloneURL, auth := splitCredentials(r.URL, r.Auth)
 	repo, err := git.PlainOpen(r.Dir)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		if err := os.MkdirAll(filepath.Dir(r.Dir), 0o755); err != nil {
@@ -68,7 +67,7 @@ func (r *Repo) Fetch(ctx context.Context) (dir, revision string, err error) {
 			return "", "", err
 		}
 		defer os.RemoveAll(tmp)
-		if _, err := git.PlainCloneContext(ctx, tmp, false, &git.CloneOptions{URL: cloneURL, Auth: auth, Tags: git.AllTags}); err != nil {
+		if _, err := git.PlainCloneContext(ctx, tmp, false, &git.CloneOptions{URL: rem.URL, Auth: rem.Auth, Tags: git.AllTags}); err != nil {
 			return "", "", fmt.Errorf("clone %s: %w", Redact(r.URL), err)
 		}
 		// A clone that dies half-way must not look like a cache.
@@ -81,8 +80,11 @@ func (r *Repo) Fetch(ctx context.Context) (dir, revision string, err error) {
 	} else if err != nil {
 		return "", "", fmt.Errorf("open cache %s: %w", r.Dir, err)
 	} else {
+		if err := scrubOrigin(repo, rem.URL); err != nil {
+			return "", "", fmt.Errorf("cache %s: %w", r.Dir, err)
+		}
 		err := repo.FetchContext(ctx, &git.FetchOptions{
-			Auth: auth, Tags: git.AllTags, Force: true, Prune: true,
+			Auth: rem.Auth, Tags: git.AllTags, Force: true, Prune: true,
 			RefSpecs: []config.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
 		})
 		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
@@ -131,29 +133,14 @@ func (r *Repo) target(repo *git.Repository) (plumbing.Hash, error) {
 	return head.Hash(), nil
 }
 
-// splitCredentials moves user:password out of an http(s) URL into basic
-// auth, so that the cache's .git/config never holds the secret.
-func splitCredentials(raw string, auth transport.AuthMethod) (string, transport.AuthMethod) {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return raw, auth
+// RemoteURL is the repository's URL without credentials: what a build
+// Job clones, with credentials of its own.
+func (r *Repo) RemoteURL() string {
+	rem, err := NewRemote(r.URL, nil)
+	if err != nil {
+		return Redact(r.URL)
 	}
-	if auth == nil {
-		pass, _ := u.User.Password()
-		auth = &githttp.BasicAuth{Username: u.User.Username(), Password: pass}
-	}
-	return StripCredentials(raw), auth
-}
-
-// StripCredentials drops the user information of a URL: what a build Job
-// clones, with credentials of its own.
-func StripCredentials(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	u.User = nil
-	return u.String()
+	return rem.URL
 }
 
 // verify checks the commit's OpenPGP signature against the trusted keys.

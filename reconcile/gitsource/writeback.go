@@ -48,7 +48,9 @@ type WriteBack struct {
 	// Branch is the tracked branch ("" : the remote's default branch).
 	Branch string
 	Dir    string
-	Auth   transport.AuthMethod
+	// Auth, if set, wins over credentials in URL; neither is ever
+	// stored in the clone (NewRemote).
+	Auth transport.AuthMethod
 
 	Mode string // ModePush (default) or ModeBranch
 	// BranchPrefix names ModeBranch's branches; default DefaultBranchPrefix.
@@ -59,7 +61,7 @@ type WriteBack struct {
 	SignKey *openpgp.Entity
 
 	// Attempts bounds the push retries; default 5. Backoff is the first
-	// wait, doubled each time, ±50% jitter; default 200ms.
+	// wait, doubled each time up to 5s, ±50% jitter; default 200ms.
 	Attempts int
 	Backoff  time.Duration
 	// BeforePush, if set, runs just before each push (tests use it to
@@ -107,6 +109,9 @@ type Outcome struct {
 	Skipped []string
 }
 
+// maxBackoff caps the wait between two rounds of Write.
+const maxBackoff = 5 * time.Second
+
 // Write decides on the tracked branch's head, edits, commits and pushes.
 // With dryRun nothing is committed to the remote: the edits are made in
 // the working clone, diffed and reset.
@@ -119,18 +124,26 @@ func (w *WriteBack) Write(ctx context.Context, decide Decider, dryRun bool) (Out
 	if backoff <= 0 {
 		backoff = 200 * time.Millisecond
 	}
+	rem, err := NewRemote(w.URL, w.Auth)
+	if err != nil {
+		return Outcome{}, err
+	}
 	var out Outcome
 	for attempt := 1; ; attempt++ {
 		out = Outcome{Attempts: attempt}
-		err := w.once(ctx, decide, dryRun, attempt, &out)
-		if err == nil || !isRaceLost(err) {
+		err := w.once(ctx, rem, decide, dryRun, attempt, &out)
+		var lost *raceLost
+		if err == nil || !errors.As(err, &lost) {
 			return out, err
 		}
 		if attempt >= attempts {
 			return out, fmt.Errorf("write back to %s: gave up after %d attempts: %w", Redact(w.URL), attempt, err)
 		}
-		w.log().Info("push lost a race; deciding again on the new head", "attempt", attempt, "err", err)
-		d := backoff << (attempt - 1)
+		w.log().Info("push lost a race; deciding again on the new head", "attempt", attempt, "cause", lost.cause.String(), "err", err)
+		// Doubling, up to maxBackoff: many writers racing for one branch
+		// (Attempts raised for them) must not end up waiting minutes, nor
+		// overflow the shift.
+		d := min(backoff<<min(attempt-1, 16), max(maxBackoff, backoff))
 		d = d/2 + time.Duration(rand.Int64N(int64(d)+1))
 		select {
 		case <-ctx.Done():
@@ -140,12 +153,6 @@ func (w *WriteBack) Write(ctx context.Context, decide Decider, dryRun bool) (Out
 	}
 }
 
-// isRaceLost: go-git reports a rejected non-fast-forward push (and a
-// failed lease) as a plain string.
-func isRaceLost(err error) bool {
-	return errors.Is(err, git.ErrForceNeeded) || strings.Contains(err.Error(), "non-fast-forward update")
-}
-
 func (w *WriteBack) log() *slog.Logger {
 	if w.Log != nil {
 		return w.Log
@@ -153,8 +160,8 @@ func (w *WriteBack) log() *slog.Logger {
 	return slog.Default()
 }
 
-func (w *WriteBack) once(ctx context.Context, decide Decider, dryRun bool, attempt int, out *Outcome) error {
-	repo, branch, base, err := w.sync(ctx)
+func (w *WriteBack) once(ctx context.Context, rem Remote, decide Decider, dryRun bool, attempt int, out *Outcome) error {
+	repo, branch, base, err := w.sync(ctx, rem)
 	if err != nil {
 		return err
 	}
@@ -243,11 +250,11 @@ func (w *WriteBack) once(ctx context.Context, decide Decider, dryRun bool, attem
 	if w.Mode != ModeBranch {
 		ref := plumbing.NewBranchReferenceName(branch)
 		err := repo.PushContext(ctx, &git.PushOptions{
-			Auth:     w.Auth,
+			Auth:     rem.Auth,
 			RefSpecs: []config.RefSpec{config.RefSpec(ref + ":" + ref)},
 		})
 		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-			return fmt.Errorf("push to %s %s: %w", Redact(w.URL), branch, err)
+			return pushError(fmt.Errorf("push to %s %s: %w", Redact(w.URL), branch, err))
 		}
 		for _, p := range made {
 			out.Commits = append(out.Commits, Pushed{Release: p.ch.Release, Kind: p.ch.Kind, Commit: p.commit.String(), Branch: branch})
@@ -256,13 +263,13 @@ func (w *WriteBack) once(ctx context.Context, decide Decider, dryRun bool, attem
 	}
 	for _, p := range made {
 		name := w.prefix() + p.ch.Release
-		pushed, err := w.pushProposal(ctx, repo, name, p.commit)
+		pushed, err := w.pushProposal(ctx, rem, repo, name, p.commit)
 		if err != nil {
 			return err
 		}
 		if pushed {
 			out.Commits = append(out.Commits, Pushed{Release: p.ch.Release, Kind: p.ch.Kind, Commit: p.commit.String(),
-				Branch: name, CompareURL: CompareURL(w.URL, branch, name)})
+				Branch: name, CompareURL: CompareURL(rem.URL, branch, name)})
 		} else {
 			out.Skipped = append(out.Skipped, p.ch.Release)
 		}
@@ -303,14 +310,14 @@ func (w *WriteBack) proposalTip(repo *git.Repository, release string) (tip plumb
 // pushProposal pushes commit to the branch name: a new branch, or a
 // fast-forward of Gantry's previous proposal. Nothing is forced; if the
 // branch moved since the fetch, the push is refused and the round retries.
-func (w *WriteBack) pushProposal(ctx context.Context, repo *git.Repository, name string, commit plumbing.Hash) (bool, error) {
+func (w *WriteBack) pushProposal(ctx context.Context, rem Remote, repo *git.Repository, name string, commit plumbing.Hash) (bool, error) {
 	ref := plumbing.NewBranchReferenceName(name)
 	if err := repo.Storer.SetReference(plumbing.NewHashReference(ref, commit)); err != nil {
 		return false, err
 	}
-	opts := &git.PushOptions{Auth: w.Auth, RefSpecs: []config.RefSpec{config.RefSpec(ref + ":" + ref)}}
+	opts := &git.PushOptions{Auth: rem.Auth, RefSpecs: []config.RefSpec{config.RefSpec(ref + ":" + ref)}}
 	if err := repo.PushContext(ctx, opts); err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return false, fmt.Errorf("push %s to %s: %w", name, Redact(w.URL), err)
+		return false, pushError(fmt.Errorf("push %s to %s: %w", name, Redact(w.URL), err))
 	}
 	return true, nil
 }
@@ -394,10 +401,7 @@ func (w *WriteBack) signature() *object.Signature {
 
 // sync brings the working clone to the tracked branch's remote head and
 // returns the branch's name and commit.
-func (w *WriteBack) sync(ctx context.Context) (*git.Repository, string, *object.Commit, error) {
-	if err := checkURL(w.URL); err != nil {
-		return nil, "", nil, err
-	}
+func (w *WriteBack) sync(ctx context.Context, rem Remote) (*git.Repository, string, *object.Commit, error) {
 	repo, err := git.PlainOpen(w.Dir)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		if err := os.MkdirAll(filepath.Dir(w.Dir), 0o755); err != nil {
@@ -408,7 +412,7 @@ func (w *WriteBack) sync(ctx context.Context) (*git.Repository, string, *object.
 			return nil, "", nil, err
 		}
 		defer os.RemoveAll(tmp)
-		if _, err := git.PlainCloneContext(ctx, tmp, false, &git.CloneOptions{URL: w.URL, Auth: w.Auth}); err != nil {
+		if _, err := git.PlainCloneContext(ctx, tmp, false, &git.CloneOptions{URL: rem.URL, Auth: rem.Auth}); err != nil {
 			return nil, "", nil, fmt.Errorf("clone %s: %w", Redact(w.URL), err)
 		}
 		if err := os.Rename(tmp, w.Dir); err != nil {
@@ -419,9 +423,11 @@ func (w *WriteBack) sync(ctx context.Context) (*git.Repository, string, *object.
 		}
 	} else if err != nil {
 		return nil, "", nil, fmt.Errorf("open %s: %w", w.Dir, err)
+	} else if err := scrubOrigin(repo, rem.URL); err != nil {
+		return nil, "", nil, fmt.Errorf("write-back clone %s: %w", w.Dir, err)
 	}
 	err = repo.FetchContext(ctx, &git.FetchOptions{
-		Auth: w.Auth, Force: true, Prune: true,
+		Auth: rem.Auth, Force: true, Prune: true,
 		RefSpecs: []config.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
 	})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
@@ -429,7 +435,7 @@ func (w *WriteBack) sync(ctx context.Context) (*git.Repository, string, *object.
 	}
 	branch := w.Branch
 	if branch == "" {
-		if branch, err = defaultBranch(ctx, repo, w.Auth); err != nil {
+		if branch, err = defaultBranch(ctx, repo, rem.Auth); err != nil {
 			return nil, "", nil, fmt.Errorf("%s: %w", Redact(w.URL), err)
 		}
 	}
