@@ -88,8 +88,10 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 	f.gitAuth = auth
 	var repo *gitsource.Repo
 	if isGitURL(f.repo) {
-		sum := sha256.Sum256([]byte(f.repo + "\x00" + f.ref))
-		repo = &gitsource.Repo{URL: f.repo, Ref: f.ref, Dir: filepath.Join(f.state, "git", hex.EncodeToString(sum[:8]))}
+		repo = &gitsource.Repo{URL: f.repo, Ref: f.ref}
+		// Named without the credentials: a new token is the same clone.
+		sum := sha256.Sum256([]byte(repo.RemoteURL() + "\x00" + f.ref))
+		repo.Dir = filepath.Join(f.state, "git", hex.EncodeToString(sum[:8]))
 		repo.Auth = f.gitAuth
 		if f.trustedKeys != "" {
 			keys, err := os.ReadFile(f.trustedKeys)
@@ -118,13 +120,7 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 	if diags.HasErrors() {
 		return nil, nil, exitError{1}
 	}
-	target := f.target
-	if target == "" {
-		target = cfg.Settings.Target
-	}
-	if target == "" {
-		target = "dir:" + filepath.Join(f.state, "objects")
-	}
+	target := defaultTarget(f.target, cfg, f.state)
 	if target == "kube" {
 		c, rc, err := f.kube.client()
 		if err != nil {
@@ -141,7 +137,7 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 			e.Resolver = reconcile.NewResolver(f.insecure)
 		}
 		if repo != nil {
-			e.RepoURL = gitsource.StripCredentials(f.repo)
+			e.RepoURL = repo.RemoteURL()
 		}
 	} else {
 		dir, ok := strings.CutPrefix(target, "dir:")
@@ -222,16 +218,26 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 }
 
 // webhookSecret reads the secret from a file (trailing newline dropped)
-// or GANTRY_WEBHOOK_SECRET.
+// or GANTRY_WEBHOOK_SECRET. A file that is given but empty (or only white
+// space) is an error, not a daemon whose webhook silently refuses every
+// delivery; with no secret at all, the start says so once.
 func webhookSecret(file string) ([]byte, error) {
 	if file == "" {
-		return []byte(os.Getenv("GANTRY_WEBHOOK_SECRET")), nil
+		s := []byte(os.Getenv("GANTRY_WEBHOOK_SECRET"))
+		if len(s) == 0 {
+			slog.Warn("no webhook secret (--webhook-secret-file or GANTRY_WEBHOOK_SECRET): /hooks/git refuses every request; the interval still polls")
+		}
+		return s, nil
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("--webhook-secret-file: %w", err)
 	}
-	return bytes.TrimRight(b, "\r\n"), nil
+	b = bytes.TrimRight(b, "\r\n")
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, fmt.Errorf("--webhook-secret-file %s is empty: put the secret your Git host signs webhooks with in it, or leave the flag out", file)
+	}
+	return b, nil
 }
 
 // loop serves the status endpoints and reconciles until ctx ends: on a
@@ -267,7 +273,7 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 	}()
 	if !isGitURL(f.repo) {
 		go func() {
-			if err := gitsource.Watch(ctx, f.repo, 300*time.Millisecond, poke); err != nil {
+			if err := watchSpecs(ctx, f.repo, f.state, e.ModelPaths, poke); err != nil {
 				slog.Error("file watcher stopped; falling back to the interval", "err", err)
 			}
 		}()
@@ -342,7 +348,8 @@ func (a *app) monitorRound(ctx context.Context, e *reconcile.Engine, f *engineFl
 
 // reconcileOnce runs one reconcile, prints it, and turns its outcome into
 // the exit code: 1 when the specs are invalid, the plan is stale, or a
-// release failed or was blocked.
+// release failed, was blocked, or is short of replicas (unplaceable,
+// pending).
 func (a *app) reconcileOnce(ctx context.Context, e *reconcile.Engine) error {
 	res, err := e.Reconcile(ctx)
 	if errors.Is(err, reconcile.ErrStalePlan) {
@@ -356,7 +363,7 @@ func (a *app) reconcileOnce(ctx context.Context, e *reconcile.Engine) error {
 		return err
 	}
 	for _, r := range res.Releases {
-		if r.State == reconcile.StateFailed || r.State == reconcile.StateBlocked {
+		if !reconcile.Converged(r.State) {
 			return exitError{1}
 		}
 	}
@@ -370,7 +377,11 @@ func (a *app) printResult(res reconcile.Result) {
 	if len(res.Releases) == 0 {
 		return
 	}
-	fmt.Fprintf(a.stdout, "\nReconciled revision %s: %d actions executed.\n\n", orNone(res.Revision), res.Executed)
+	rev := orNone(res.Revision)
+	if res.Plan != nil && res.Plan.Uncommitted {
+		rev += " + uncommitted changes"
+	}
+	fmt.Fprintf(a.stdout, "\nReconciled revision %s: %d actions executed.\n\n", rev, res.Executed)
 	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RELEASE\tSTATE\tIMAGE\tREASON")
 	for _, r := range res.Releases {
