@@ -204,11 +204,12 @@ func newSecretRemote(t *testing.T, user, token string) secretRemote {
 	if err := os.WriteFile(rel, bytes.Replace(b, []byte(`cooldown = "5m"`), []byte(`cooldown = "1s"`), 1), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond) // past the cooldown of the commit below
 	gitRun(t, work, "init", "-q", "--initial-branch=main")
 	gitRun(t, work, "add", ".")
 	gitRun(t, work, "commit", "-q", "-m", "quickstart")
 	gitRun(t, work, "push", "-q", r.bare, "main")
+	// Past the cooldown of that commit (commit times have whole seconds).
+	time.Sleep(2100 * time.Millisecond)
 	backend := filepath.Join(gitRun(t, "", "--exec-path"), "git-http-backend")
 	h := &cgi.Handler{Path: backend, Root: "/", Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=" + os.DevNull}, Stderr: io.Discard}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
