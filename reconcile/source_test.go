@@ -23,19 +23,7 @@ import (
 // local layout.
 func TestOCIModelSource(t *testing.T) {
 	ctx := context.Background()
-	srv := httptest.NewServer(ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0))))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	remote := registry.NewRemote(registry.Options{})
-	img, err := registry.BuildModelPack(ctx, registry.Model{Release: "upstream", Version: "v1", Format: "gguf",
-		Files: []registry.File{{Path: "tiny.gguf", Source: "../examples/quickstart/models/tiny-llama-f16.gguf"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	digest, err := remote.Write(ctx, host+"/upstream/tiny:v1", img)
-	if err != nil {
-		t.Fatal(err)
-	}
+	remote, host, digest := upstreamModel(t, nil)
 	f := newFixture(t)
 	f.e.Images = remote
 	b, _ := os.ReadFile(filepath.Join(f.repo, "releases.hcl"))
@@ -64,25 +52,11 @@ func TestOCIModelSource(t *testing.T) {
 func TestSharedOCISourcePulledOnce(t *testing.T) {
 	ctx := context.Background()
 	var blobGets atomic.Int64
-	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	remote, host, digest := upstreamModel(t, func(r *http.Request) {
 		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/") {
 			blobGets.Add(1)
 		}
-		reg.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	host := strings.TrimPrefix(srv.URL, "http://")
-	remote := registry.NewRemote(registry.Options{})
-	img, err := registry.BuildModelPack(ctx, registry.Model{Release: "upstream", Version: "v1", Format: "gguf",
-		Files: []registry.File{{Path: "tiny.gguf", Source: "../examples/quickstart/models/tiny-llama-f16.gguf"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	digest, err := remote.Write(ctx, host+"/upstream/tiny:v1", img)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	f := newFixture(t)
 	f.e.Images, f.e.Jobs = remote, 4
 	stale := filepath.Join(f.e.WorkDir, "sources", ".sha256-x.pull-123")
@@ -115,4 +89,31 @@ func TestSharedOCISourcePulledOnce(t *testing.T) {
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("the stale pull %s is still there: %v", stale, err)
 	}
+}
+
+// upstreamModel serves the quickstart's GGUF model as a ModelPack image
+// from an in-process registry (seen calls each request first) and returns
+// a client, the registry's host and the image digest.
+func upstreamModel(t *testing.T, seen func(*http.Request)) (*registry.Remote, string, string) {
+	t.Helper()
+	reg := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if seen != nil {
+			seen(r)
+		}
+		reg.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	remote := registry.NewRemote(registry.Options{})
+	img, err := registry.BuildModelPack(context.Background(), registry.Model{Release: "upstream", Version: "v1", Format: "gguf",
+		Files: []registry.File{{Path: "tiny.gguf", Source: "../examples/quickstart/models/tiny-llama-f16.gguf"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, err := remote.Write(context.Background(), host+"/upstream/tiny:v1", img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return remote, host, digest
 }
