@@ -139,45 +139,11 @@ func (l *Layout) gc(ctx context.Context, referenced map[v1.Hash]bool, opts GCOpt
 	if err != nil {
 		return err
 	}
-	algs, err := os.ReadDir(filepath.Join(l.Dir, "blobs"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, a := range algs {
-		want, known := hexLen[a.Name()]
-		if !a.IsDir() || !known {
-			continue
-		}
-		dir := filepath.Join(l.Dir, "blobs", a.Name())
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, e := range entries {
-			if !isHex(e.Name(), want) || marked[v1.Hash{Algorithm: a.Name(), Hex: e.Name()}] {
-				continue
-			}
-			p := filepath.Join(dir, e.Name())
-			st, err := os.Lstat(p)
-			if err != nil || !st.Mode().IsRegular() {
-				continue
-			}
-			if !opts.DryRun {
-				if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					errs = append(errs, err)
-					continue
-				}
-			}
-			res.Blobs++
-			res.Bytes += st.Size()
-		}
-	}
-	return errors.Join(errs...)
+	res.Blobs, b, err = l.removeBlobFiles(opts.DryRun, func(alg, name string, hexLen int) bool {
+		return isHex(name, hexLen) && !marked[v1.Hash{Algorithm: alg, Hex: name}]
+	})
+	res.Bytes += b
+	return err
 }
 
 // mark marks d and, if it is a manifest or an index whose blob is there,

@@ -575,34 +575,39 @@ func (l *Layout) cleanStale(locks *dirLock) {
 // layout: blobs/<alg>/ entries that are not named by a digest, and root
 // files with tmpPrefix. The caller holds the blob lock exclusively.
 func (l *Layout) removeTemps(dryRun bool) (n int, bytes int64, err error) {
-	var errs []error
-	remove := func(path string) {
-		st, err := os.Lstat(path)
-		if err != nil || !st.Mode().IsRegular() {
-			return
-		}
-		if !dryRun {
-			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, err)
-				return
-			}
-		}
-		n++
-		bytes += st.Size()
-	}
 	root, err := os.ReadDir(l.Dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, 0, err
 	}
+	var errs []error
 	for _, e := range root {
 		if strings.HasPrefix(e.Name(), tmpPrefix) {
-			remove(filepath.Join(l.Dir, e.Name()))
+			size, err := removeRegular(filepath.Join(l.Dir, e.Name()), dryRun)
+			if err != nil {
+				errs = append(errs, err)
+			} else if size >= 0 {
+				n++
+				bytes += size
+			}
 		}
 	}
+	bn, bb, err := l.removeBlobFiles(dryRun, func(_, name string, hexLen int) bool { return !isHex(name, hexLen) })
+	return n + bn, bytes + bb, errors.Join(append(errs, err)...)
+}
+
+// removeBlobFiles removes (or with dryRun only counts) the regular files
+// in blobs/<alg>/ that sel picks, given their name and the hex length of
+// the algorithm's digests. Directories of unknown algorithms are left
+// alone.
+func (l *Layout) removeBlobFiles(dryRun bool, sel func(alg, name string, hexLen int) bool) (n int, bytes int64, err error) {
 	algs, err := os.ReadDir(filepath.Join(l.Dir, "blobs"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return n, bytes, err
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, 0, nil
 	}
+	if err != nil {
+		return 0, 0, err
+	}
+	var errs []error
 	for _, a := range algs {
 		want, known := hexLen[a.Name()]
 		if !a.IsDir() || !known {
@@ -615,12 +620,38 @@ func (l *Layout) removeTemps(dryRun bool) (n int, bytes int64, err error) {
 			continue
 		}
 		for _, e := range entries {
-			if !isHex(e.Name(), want) {
-				remove(filepath.Join(dir, e.Name()))
+			if !sel(a.Name(), e.Name(), want) {
+				continue
+			}
+			size, err := removeRegular(filepath.Join(dir, e.Name()), dryRun)
+			if err != nil {
+				errs = append(errs, err)
+			} else if size >= 0 {
+				n++
+				bytes += size
 			}
 		}
 	}
 	return n, bytes, errors.Join(errs...)
+}
+
+// removeRegular removes path if it is a regular file (only stats it with
+// dryRun) and returns its size; -1 when it is not a regular file or is
+// gone already.
+func removeRegular(path string, dryRun bool) (int64, error) {
+	st, err := os.Lstat(path)
+	if err != nil || !st.Mode().IsRegular() {
+		return -1, nil
+	}
+	if !dryRun {
+		if err := os.Remove(path); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return -1, nil
+			}
+			return -1, err
+		}
+	}
+	return st.Size(), nil
 }
 
 // hexLen is the length of a digest's hex, by algorithm. A file in
