@@ -121,6 +121,7 @@ func TestInvalidMentions(t *testing.T) {
 		},
 		"unclosed-block":    {"main.hcl:1:16", "Missing closing brace", `main.hcl:6:11, in release "chat"`, "This runtime block, opened at ../testdata/invalid/unclosed-block/main.hcl:6:11, is never closed"},
 		"secret-in-snippet": {`API_TOKEN = "****************"`, `An argument named "API_TOKEN" is not expected here`},
+		"vllm-unservable":   {`11:18, in release "chat"`, "int4 group size 256: vLLM serves only -1 (channel-wise), 32, 64 and 128", `25:14, in release "chat-skip"`, "not its fused sibling k_proj"},
 		"secret-in-env":     {`DB_PASSWORD = "**************"`, `"postgres://******************@db/x"`, `"bad name" is not a valid environment variable name`},
 	} {
 		t.Run(name, func(t *testing.T) {

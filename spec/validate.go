@@ -12,6 +12,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/gantry-dev/gantry/compress/vllm"
 )
 
 var (
@@ -292,15 +294,25 @@ func (v *validator) quantize(r *Release) {
 		switch {
 		case q.Method != "int4":
 			v.errorf(v.attr(q.DefRange, "group_size"), "group_size does not apply", "group_size applies only to int4; %q has a fixed block size.", q.Method)
-		case q.GroupSize < 0 || q.GroupSize%8 != 0:
-			v.errorf(v.attr(q.DefRange, "group_size"), "Invalid group_size", "group_size must be a positive multiple of 8, got %d.", q.GroupSize)
+		default:
+			if err := vllm.ValidGroupSize(q.GroupSize); err != nil {
+				v.errorf(v.attr(q.DefRange, "group_size"), "Invalid group_size", "%s.", err)
+			}
 		}
 	} else if q.Method == "int4" {
-		q.GroupSize = 128
+		q.GroupSize = vllm.DefaultGroupSize
 	}
+	badGlob := false
 	for _, g := range q.Skip {
 		if _, err := path.Match(g, ""); err != nil {
 			v.errorf(v.attr(q.DefRange, "skip"), "Invalid glob", "skip pattern %q: %s.", g, err)
+			badGlob = true
+		}
+	}
+	if !badGlob && r.Model.Format == "safetensors" {
+		// vLLM fuses q/k/v and gate/up: a skip must keep them together.
+		if err := vllm.CheckSkip(q.Skip); err != nil {
+			v.errorf(v.attr(q.DefRange, "skip"), "skip splits a fused layer", "%s.", err)
 		}
 	}
 	switch q.Runner {
