@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // gantry plan right after gantry run --once shows no changes: both read
@@ -37,10 +40,15 @@ func TestEmptyWebhookSecretRefused(t *testing.T) {
 	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, _, errs := gantry(t, "run", "--repo", quickstart, "--state-dir", filepath.Join(dir, "state"),
-		"--webhook-secret-file", empty, "--listen", "127.0.0.1:0")
-	if code != 1 || !strings.Contains(errs, "is empty") {
-		t.Fatalf("exit %d, stderr %q", code, errs)
+	// Bounded: a daemon that starts anyway runs until the context ends
+	// and exits 0, which fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code := run(ctx, []string{"run", "--repo", quickstart, "--state-dir", filepath.Join(dir, "state"),
+		"--webhook-secret-file", empty, "--listen", "127.0.0.1:0", "--leader-elect=false"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "is empty") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
 	}
 }
 
