@@ -77,6 +77,10 @@ type Engine struct {
 	// that placement of new replicas follows live load. An error keeps
 	// the observed values and is logged.
 	Connections func(ctx context.Context) (map[string]float64, error)
+	// Shard, if set, makes the engine one of a fleet (gantry run --shard):
+	// it plans, applies and prunes only the releases Shard owns, and
+	// counts other shards' GPUs as used. See Shard.
+	Shard *Shard
 
 	mu        sync.Mutex
 	status    Status
@@ -161,12 +165,14 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 		e.log().Error("specs are invalid; nothing executed", "revision", snap.Revision, "errors", len(diags.Errs()))
 		return res, ErrInvalidSpecs
 	}
+	cfg, others := e.Shard.own(cfg)
 	e.rememberModels(snap.Dir, cfg)
 
 	objs, nodes, err := e.Target.Observe(ctx, cfg)
 	if err != nil {
 		return res, fmt.Errorf("observe target: %w", err)
 	}
+	objs, nodes, notPruned := e.Shard.split(cfg, objs, nodes, e.log())
 	if e.Connections != nil {
 		nodes = e.overlayConnections(ctx, nodes)
 	}
@@ -191,6 +197,7 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 	}
 	e.mu.Lock()
 	e.status.Plan = &plan
+	e.status.Shard = e.Shard.status(cfg, others, notPruned)
 	e.mu.Unlock()
 
 	byRelease := map[string][]planner.Action{}
@@ -420,7 +427,7 @@ func (e *Engine) runRelease(ctx context.Context, store registry.Store, cfg *spec
 	if len(objects) == 0 {
 		return executed, nil
 	}
-	if err := e.Target.Apply(ctx, cfg.Settings.Namespace, objects); err != nil {
+	if err := e.Target.Apply(ctx, cfg.Settings.Namespace, e.Shard.label(objects)); err != nil {
 		return executed, fmt.Errorf("release %s: apply: %w", r.Name, err)
 	}
 	e.log().Info("applied", "release", r.Name, "changes", len(objects), "revision", cfg.Revision)

@@ -78,6 +78,9 @@ type Status struct {
 	// --prometheus), as SetMonitor recorded it; it says when Prometheus
 	// was unavailable.
 	Monitor any `json:"monitor,omitempty"`
+	// Shard is which part of a sharded fleet this process is (gantry run
+	// --shard) and which releases it owns; nil when not sharded.
+	Shard *ShardStatus `json:"shard,omitempty"`
 
 	reasons map[string]string
 }
@@ -90,6 +93,9 @@ func (e *Engine) Status() Status {
 	s.reasons = nil
 	s.Releases = append([]ReleaseStatus(nil), s.Releases...)
 	s.Nodes = append([]NodeUse(nil), s.Nodes...)
+	if s.Shard == nil && e.Shard != nil { // before the first plan
+		s.Shard = &ShardStatus{Index: e.Shard.Index, Count: e.Shard.Count, Releases: []string{}}
+	}
 	return s
 }
 

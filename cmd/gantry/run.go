@@ -163,6 +163,7 @@ func (a *app) runCmd() *cobra.Command {
 		secretFile string
 		af         adjustFlags
 		connQuery  string
+		shardFlag  string
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -178,10 +179,16 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			shard, err := parseShard(shardFlag, os.Getenv, os.Hostname)
+			if err != nil {
+				return err
+			}
 			e, repo, err := a.engine(ctx, &f)
 			if err != nil {
 				return err
 			}
+			e.Shard = shard
+			f.kube.leaseName = shardLease(f.kube.leaseName, shard)
 			if once {
 				err := a.reconcileOnce(ctx, e)
 				if err == nil {
@@ -209,7 +216,8 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "address of the status page, /metrics, /healthz, /readyz and /hooks/git")
 	cmd.Flags().BoolVar(&f.kube.leaderElect, "leader-elect", true, "kube target: reconcile only while holding a Lease, so that replicas never act at once")
 	cmd.Flags().StringVar(&f.kube.leaseNamespace, "leader-election-namespace", "", "namespace of the Lease (default: the pod's, else gantry-system)")
-	cmd.Flags().StringVar(&f.kube.leaseName, "leader-election-id", "gantry", "name of the Lease")
+	cmd.Flags().StringVar(&f.kube.leaseName, "leader-election-id", "gantry", "name of the Lease (with --shard, the Lease is this id plus -INDEX)")
+	cmd.Flags().StringVar(&shardFlag, "shard", "", "INDEX/COUNT: reconcile only the releases whose name hashes to shard INDEX of COUNT (auto/COUNT: INDEX is the ordinal ending POD_NAME or the hostname, as in a StatefulSet)")
 	af.register(cmd)
 	registerGCKeep(cmd.Flags(), &f.gcKeep)
 	cmd.Flags().StringVar(&connQuery, "connections-query", "", "PromQL returning active connections by node label, the live load placement weighs (needs --prometheus)")
@@ -251,6 +259,7 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 		}
 	}
 	metrics := server.NewMetrics()
+	registerShardMetric(metrics.Registry, e)
 	e.Observer = metrics
 	if repo != nil {
 		repo.OnError = metrics.FetchError
@@ -293,7 +302,9 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 				slog.Info("reconciled", "revision", res.Revision, "executed", res.Executed)
 				gcAfterReconcile(ctx, e, f)
 			}
-			if af.prometheus != "" && repo != nil && err == nil {
+			// Sharded, only shard 0 runs the monitor: it edits Git for every
+			// release, and one writer is enough (the others fetch its commits).
+			if af.prometheus != "" && repo != nil && err == nil && (e.Shard == nil || e.Shard.Index == 0) {
 				a.monitorRound(ctx, e, f, af, poke)
 			}
 			// ±10% jitter keeps a fleet of daemons from polling in lockstep.

@@ -148,7 +148,12 @@ func (c *Client) gpusInUse(ctx context.Context, namespace string) (map[string]in
 				continue
 			}
 			if p.Namespace == namespace && p.Labels[planner.LabelManagedBy] == planner.ManagedBy {
-				continue // placement already counts these through the shards' replicas
+				// Placement counts these through the Deployments' replicas:
+				// its own releases' as their current placement, and with
+				// gantry run --shard, other shards' releases' as used GPUs
+				// (see reconcile.Shard). Counting the pods too would count
+				// them twice.
+				continue
 			}
 			used[p.Spec.NodeName] += int(podGPUs(&p.Spec))
 		}
@@ -158,6 +163,10 @@ func (c *Client) gpusInUse(ctx context.Context, namespace string) (map[string]in
 		opts.Continue = l.Continue
 	}
 }
+
+// PodGPUs is podGPUs for other packages: a sharded engine counts the
+// GPUs of other shards' Deployments by their pod template.
+func PodGPUs(p *corev1.PodSpec) int64 { return podGPUs(p) }
 
 // podGPUs is the pod's effective nvidia.com/gpu request, as the scheduler
 // computes it: the larger of the app containers plus restartable init
