@@ -3,6 +3,12 @@
 // /healthz and /readyz, and /hooks/git, which accepts GitHub and GitLab
 // push webhooks and triggers an immediate fetch.
 //
+// Each stays bounded with the fleet: the page shows one page of releases
+// (worst state first, filtered by state and name in its URL) and the
+// nodes that host them, a page at a time; /api/status narrows to a
+// release, a state, a name or a page on request; /metrics counts
+// releases by state, and has series per release only when asked.
+//
 // Webhook secrets are compared in constant time and never logged; a bad
 // signature gets 401 and is counted.
 package server

@@ -1,19 +1,17 @@
 package server
 
 import (
-	"bytes"
-	"embed"
 	"encoding/json"
-	"html/template"
+	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
+	"net/url"
+	"slices"
+	"strconv"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/gantry-dev/gantry/planner"
 	"github.com/gantry-dev/gantry/reconcile"
 )
 
@@ -58,85 +56,93 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-func (s *Server) api(w http.ResponseWriter, _ *http.Request) {
+// apiStatus is the body of /api/status: the engine's Status, with the
+// releases the query selects, and the counts a client pages with.
+type apiStatus struct {
+	reconcile.Status
+	// Total counts the releases that match the filter, before paging.
+	Total int `json:"total"`
+	// Counts has every release by state, whatever the filter.
+	Counts map[string]int `json:"counts"`
+	Offset int            `json:"offset"`
+	Limit  int            `json:"limit,omitempty"`
+	// NextOffset is the offset of the next page while one remains.
+	NextOffset int `json:"next_offset,omitempty"`
+}
+
+// api serves /api/status. Without a query it is the whole status, as it
+// always was: existing clients read every release from it. The query
+// narrows it: release=NAME (404 if there is no such release), state=
+// (comma-separated or repeated; "problem" for failed, blocked,
+// unplaceable, pending and degraded), q= (a substring of the name), and
+// limit= with offset= to page in the status's order. A narrowed response
+// holds only the nodes that host its releases and the plan of its
+// releases.
+func (s *Server) api(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f, err := parseFilter(q)
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	offset, err := queryInt(q, "offset")
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	limit, err := queryInt(q, "limit")
+	if err != nil {
+		apiError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	st := s.Status.Status()
+	out := apiStatus{Status: st, Counts: countStates(st.Releases), Offset: offset, Limit: limit}
+	sel := f.selectReleases(st.Releases)
+	out.Total = len(sel)
+	if f.Release != "" && out.Total == 0 && !slices.ContainsFunc(st.Releases, func(r reconcile.ReleaseStatus) bool { return r.Name == f.Release }) {
+		apiError(w, http.StatusNotFound, fmt.Sprintf("release %q not found", f.Release))
+		return
+	}
+	sel = sel[min(offset, len(sel)):]
+	if limit > 0 && limit < len(sel) {
+		sel = sel[:limit]
+		out.NextOffset = offset + limit
+	}
+	if f.Active() || offset > 0 || limit > 0 {
+		names := nameSet(sel)
+		out.Releases = sel
+		out.Nodes = nodesHosting(st.Nodes, names)
+		out.Plan = planFor(st.Plan, names)
+		if out.Releases == nil {
+			out.Releases = []reconcile.ReleaseStatus{}
+		}
+		if out.Nodes == nil {
+			out.Nodes = []reconcile.NodeUse{}
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(s.Status.Status()); err != nil {
+	if err := enc.Encode(out); err != nil {
 		slog.Error("write /api/status", "err", err)
 	}
 }
 
-//go:embed status.html.tmpl
-var templates embed.FS
-
-var pageTmpl = template.Must(template.New("status.html.tmpl").Funcs(template.FuncMap{
-	"short": func(s string) string {
-		if len(s) > 12 {
-			return s[:12]
-		}
-		return s
-	},
-	"dur": func(d time.Duration) string { return d.Round(time.Millisecond).String() },
-	"ago": func(t time.Time) string {
-		if t.IsZero() {
-			return "never"
-		}
-		return time.Since(t).Round(time.Second).String() + " ago"
-	},
-}).ParseFS(templates, "status.html.tmpl"))
-
-// grid is the node × release table of GPU use.
-type grid struct {
-	Releases []string
-	Rows     []gridRow
+// queryInt reads a count from the query: absent is 0.
+func queryInt(q url.Values, key string) (int, error) {
+	v := q.Get(key)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s=%q: want a count, 0 or more", key, v)
+	}
+	return n, nil
 }
 
-type gridRow struct {
-	Node, Pool string
-	GPUs, Used int // capacity; used by others
-	Cells      []int
-	Free       int
-}
-
-func makeGrid(st reconcile.Status) grid {
-	var g grid
-	seen := map[string]bool{}
-	for _, r := range st.Releases {
-		if !seen[r.Name] {
-			seen[r.Name] = true
-			g.Releases = append(g.Releases, r.Name)
-		}
-	}
-	sort.Strings(g.Releases)
-	for _, n := range st.Nodes {
-		row := gridRow{Node: n.Name, Pool: n.Pool, GPUs: n.GPUs, Used: n.Used, Free: n.GPUs - n.Used}
-		for _, r := range g.Releases {
-			row.Cells = append(row.Cells, n.Releases[r])
-			row.Free -= n.Releases[r]
-		}
-		g.Rows = append(g.Rows, row)
-	}
-	return g
-}
-
-func (s *Server) page(w http.ResponseWriter, _ *http.Request) {
-	st := s.Status.Status()
-	var plan bytes.Buffer
-	if st.Plan != nil {
-		_ = planner.WriteText(&plan, st.Plan, planner.TextOptions{})
-	}
-	data := struct {
-		S    reconcile.Status
-		Grid grid
-		Plan string
-	}{st, makeGrid(st), plan.String()}
-	var out bytes.Buffer
-	if err := pageTmpl.Execute(&out, data); err != nil {
-		slog.Error("render status page", "err", err)
-		http.Error(w, "cannot render the status page", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Write(out.Bytes())
+func apiError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }

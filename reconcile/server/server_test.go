@@ -165,28 +165,80 @@ func TestWebhook(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	s, ts, _ := newTestServer(t)
-	s.Metrics.Reconciled("success", time.Second, "abc")
-	s.Metrics.Reconciled("error", time.Second, "def")
-	s.Metrics.Quantized("chat", 100)
-	s.Metrics.Pushed("chat", 100)
-	s.Metrics.FetchError(nil)
-	s.Metrics.Releases(sampleStatus().Releases)
-	_, body := get(t, ts.URL+"/metrics")
-	for _, want := range []string{
-		`gantry_reconcile_total{result="success"} 1`,
-		`gantry_revision_info{revision="def"} 1`,
-		`gantry_release_state{release="embed",state="blocked"} 1`,
-		`gantry_release_state{release="embed",state="synced"} 0`,
-		`gantry_quantized_bytes_total{release="chat"} 100`,
-		`gantry_git_fetch_errors_total 1`,
-		`gantry_reconcile_duration_seconds_count{result="error"} 1`,
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %q", want)
+	for _, perRelease := range []bool{false, true} {
+		s, ts, _ := newTestServer(t)
+		s.Metrics.PerRelease = perRelease
+		s.Metrics.Reconciled("success", time.Second, "abc")
+		s.Metrics.Reconciled("error", time.Second, "def")
+		s.Metrics.Quantized("chat", 100)
+		s.Metrics.Pushed("chat", 100)
+		s.Metrics.FetchError(nil)
+		s.Metrics.Releases(sampleStatus().Releases)
+		_, body := get(t, ts.URL+"/metrics")
+		want := []string{
+			`gantry_reconcile_total{result="success"} 1`,
+			`gantry_revision_info{revision="def"} 1`,
+			`gantry_releases{state="blocked"} 1`,
+			`gantry_releases{state="synced"} 1`,
+			`gantry_releases{state="failed"} 0`,
+			`gantry_git_fetch_errors_total 1`,
+			`gantry_reconcile_duration_seconds_count{result="error"} 1`,
+		}
+		absent := []string{`revision="abc"`}
+		if perRelease {
+			want = append(want,
+				`gantry_release_state{release="embed",state="blocked"} 1`,
+				`gantry_release_state{release="embed",state="synced"} 0`,
+				`gantry_quantized_bytes_total{release="chat"} 100`,
+				`gantry_pushed_bytes_total{release="chat"} 100`)
+		} else {
+			want = append(want, `gantry_quantized_bytes_total{release=""} 100`, `gantry_pushed_bytes_total{release=""} 100`)
+			absent = append(absent, `gantry_release_state{`, `release="chat"`)
+		}
+		for _, w := range want {
+			if !strings.Contains(body, w) {
+				t.Errorf("per-release %v: /metrics lacks %q", perRelease, w)
+			}
+		}
+		for _, a := range absent {
+			if strings.Contains(body, a) {
+				t.Errorf("per-release %v: /metrics has %q", perRelease, a)
+			}
 		}
 	}
-	if strings.Contains(body, `revision="abc"`) {
-		t.Error("the old revision is still reported")
+}
+
+// The default /api/status is what it was, with total and counts added:
+// clients (gantry's daemon test, scripts) read every release from it.
+func TestAPIStatusDefaultAndOneRelease(t *testing.T) {
+	_, ts, _ := newTestServer(t)
+	code, body := get(t, ts.URL+"/api/status")
+	var m map[string]any
+	if code != 200 || json.Unmarshal([]byte(body), &m) != nil {
+		t.Fatalf("/api/status = %d %s", code, body)
+	}
+	for _, k := range []string{"revision", "time", "duration_ns", "phase", "releases", "nodes", "plan", "total", "counts"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("/api/status lacks %q", k)
+		}
+	}
+	if !strings.Contains(body, `"state": "synced"`) || len(m["releases"].([]any)) != 2 || len(m["nodes"].([]any)) != 2 || m["total"] != 2.0 {
+		t.Errorf("/api/status: %s", body)
+	}
+
+	code, body = get(t, ts.URL+"/api/status?release=embed")
+	var one apiStatus
+	// embed has no placement: no node hosts it.
+	if code != 200 || json.Unmarshal([]byte(body), &one) != nil || len(one.Releases) != 1 || one.Releases[0].State != "blocked" ||
+		len(one.Nodes) != 0 || one.Counts["synced"] != 1 {
+		t.Errorf("?release=embed = %d %s", code, body)
+	}
+	if code, body := get(t, ts.URL+"/api/status?release=emb"); code != 404 || !strings.Contains(body, `"error":"release \"emb\" not found"`) {
+		t.Errorf("?release=emb = %d %s", code, body)
+	}
+
+	_, page := get(t, ts.URL+"/?release=chat")
+	if !strings.Contains(page, `<tr id="release-chat">`) || strings.Contains(page, `<tr id="release-embed">`) || !strings.Contains(page, `id="clear"`) {
+		t.Errorf("/?release=chat shows other releases, or no way back")
 	}
 }
