@@ -32,7 +32,7 @@ func TestDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	const secret = "hook-secret-4f9a2c"
-	cmd := exec.Command(bin, "run", "--repo", repo, "--state-dir", filepath.Join(tmp, "state"), "--listen", "127.0.0.1:0", "--interval", "1h")
+	cmd := exec.Command(bin, "run", "--repo", repo, "--state-dir", filepath.Join(tmp, "state"), "--listen", "127.0.0.1:0", "--interval", "1h", "--metrics-per-release")
 	cmd.Env = append(os.Environ(), "GANTRY_WEBHOOK_SECRET="+secret)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -98,6 +98,17 @@ func TestDaemon(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), `"state": "synced"`) {
 		t.Errorf("status: %s", body)
+	}
+	resp, err = http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`gantry_releases{state="synced"} 2`, `gantry_release_state{release="tiny-chat",state="synced"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics with --metrics-per-release lacks %s", want)
+		}
 	}
 
 	// Saving a spec reconciles without waiting for the interval.

@@ -43,7 +43,8 @@ type engineFlags struct {
 	trustedKeys              string
 	resolveImages            bool
 	job                      jobFlags
-	gcKeep                   int // run --gc-keep (gc.go)
+	gcKeep                   int  // run --gc-keep (gc.go)
+	metricsPerRelease        bool // run --metrics-per-release
 
 	restConfig *rest.Config         // set by engine for a kube target
 	gitAuth    transport.AuthMethod // set by engine: credentials for fetch and write-back
@@ -220,6 +221,7 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 	cmd.Flags().StringVar(&shardFlag, "shard", "", "INDEX/COUNT: reconcile only the releases whose name hashes to shard INDEX of COUNT (auto/COUNT: INDEX is the ordinal ending POD_NAME or the hostname, as in a StatefulSet)")
 	af.register(cmd)
 	registerGCKeep(cmd.Flags(), &f.gcKeep)
+	cmd.Flags().BoolVar(&f.metricsPerRelease, "metrics-per-release", false, "also export gantry_release_state{release,state} and a release label on the byte counters (9 series per release; default: counts by state only)")
 	cmd.Flags().StringVar(&connQuery, "connections-query", "", "PromQL returning active connections by node label, the live load placement weighs (needs --prometheus)")
 	cmd.Flags().StringVar(&secretFile, "webhook-secret-file", "", "file holding the webhook secret (or set GANTRY_WEBHOOK_SECRET); without one /hooks/git refuses every request")
 	return cmd
@@ -259,6 +261,7 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 		}
 	}
 	metrics := server.NewMetrics()
+	metrics.PerRelease = f.metricsPerRelease
 	registerShardMetric(metrics.Registry, e)
 	e.Observer = metrics
 	if repo != nil {

@@ -242,3 +242,28 @@ func TestAPIStatusDefaultAndOneRelease(t *testing.T) {
 		t.Errorf("/?release=chat shows other releases, or no way back")
 	}
 }
+
+// A sharded daemon's page says which shard it is and what it owns, and
+// names the objects it refused to prune.
+func TestStatusPageShard(t *testing.T) {
+	st := sampleStatus()
+	st.Shard = &reconcile.ShardStatus{Index: 1, Count: 3, Releases: []string{"chat", "embed"}, Others: 7,
+		NotPruned: []string{"Deployment/llm/old-gpu-a (0-of-2)"}}
+	_, page := get(t, httptestURL(t, st)+"/")
+	for _, want := range []string{`id="shard">Shard 1 of 3: 2 releases here, 7 on other shards.`, "Deployment/llm/old-gpu-a (0-of-2)"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	_, page = get(t, httptestURL(t, sampleStatus())+"/")
+	if strings.Contains(page, `id="shard"`) {
+		t.Error("an unsharded daemon's page shows a shard")
+	}
+}
+
+func httptestURL(t *testing.T, st reconcile.Status) string {
+	t.Helper()
+	ts := httptest.NewServer((&Server{Status: fixedStatus(st), Metrics: NewMetrics()}).Handler())
+	t.Cleanup(ts.Close)
+	return ts.URL
+}
