@@ -109,17 +109,48 @@ func ImageRef(cfg *spec.Config, r *spec.Release) string {
 
 // Build compares desired with observed and returns the plan.
 func Build(desired spec.Config, observed Observed) (Plan, error) {
-	cfg := &desired
-	plan := Plan{FormatVersion: FormatVersion, Revision: cfg.Revision, Uncommitted: cfg.Uncommitted, ObservedDigest: observed.Digest(), Releases: []ReleasePlan{}, Actions: []Action{}}
+	return Prepare(&desired, observed).Build()
+}
+
+// Prepared is what Build works from, computed once: the live objects
+// indexed by ID and by release, and the placement of every release. Its
+// methods only read it, so they may run concurrently. The executor keeps
+// it to plan one release again once a push made its model digest known,
+// without planning the whole fleet again.
+type Prepared struct {
+	cfg       *spec.Config
+	observed  Observed
+	live      map[string]Object   // managed objects by ID
+	liveIDs   []string            // the keys of live, sorted
+	byRelease map[string][]string // sorted IDs of live objects, by gantry.dev/release
+	placed    schedule.Result
+	unplaced  map[string]schedule.Unplaced
+	hostnames map[string]string
+	// owner is, for each object ID some release renders, the index of the
+	// first release that renders it: Build lets a release delete its live
+	// object only if no earlier release wants that ID.
+	owner map[string]int
+	index map[string]int // release name -> index in cfg.Releases
+}
+
+// Prepare indexes observed and places the replicas of desired. desired
+// is read, never changed, and must not change while the result is used.
+func Prepare(desired *spec.Config, observed Observed) *Prepared {
+	cfg := desired
+	p := &Prepared{cfg: cfg, observed: observed, live: map[string]Object{}, byRelease: map[string][]string{},
+		unplaced: map[string]schedule.Unplaced{}, hostnames: map[string]string{}, owner: map[string]int{}, index: map[string]int{}}
 
 	// Where replicas run now, from the live shard Deployments.
-	live := map[string]Object{}
 	current := map[string]schedule.Placement{}
 	for _, o := range observed.Objects {
 		if o.Label(LabelManagedBy) != ManagedBy {
 			continue // never plan against objects Gantry does not manage
 		}
-		live[o.ID()] = o
+		id := o.ID()
+		if _, dup := p.live[id]; !dup {
+			p.liveIDs = append(p.liveIDs, id)
+		}
+		p.live[id] = o
 		rel, node := o.Label(LabelRelease), o.Annotation(AnnotationNode)
 		if node == "" {
 			node = o.Label(LabelNode)
@@ -131,105 +162,174 @@ func Build(desired spec.Config, observed Observed) (Plan, error) {
 			current[rel][node] += o.Replicas()
 		}
 	}
+	sort.Strings(p.liveIDs)
+	for _, id := range p.liveIDs {
+		rel := p.live[id].Label(LabelRelease)
+		p.byRelease[rel] = append(p.byRelease[rel], id)
+	}
 
 	problem := schedule.Problem{Nodes: observed.Nodes, Pools: map[string]schedule.Pool{}, Current: current}
-	for _, p := range cfg.Pools {
+	for _, pool := range cfg.Pools {
 		w := 1.0
-		if p.Weight != nil {
-			w = *p.Weight
+		if pool.Weight != nil {
+			w = *pool.Weight
 		}
-		problem.Pools[p.Name] = schedule.Pool{Weight: w, Reserve: p.Reserve}
+		problem.Pools[pool.Name] = schedule.Pool{Weight: w, Reserve: pool.Reserve}
 	}
 	for i := range cfg.Releases {
 		r := &cfg.Releases[i]
 		req := schedule.Request{Release: r.Name, Replicas: r.ReplicaCount(), GPUs: r.GPUCount(), GPUMemory: r.GPUMemory()}
-		if p := r.Placement; p != nil {
-			req.Pools, req.MaxPerNode, req.Spread = p.Pools, p.MaxPerNode, p.Spread
+		if pl := r.Placement; pl != nil {
+			req.Pools, req.MaxPerNode, req.Spread = pl.Pools, pl.MaxPerNode, pl.Spread
 		}
 		problem.Requests = append(problem.Requests, req)
 	}
-	placed := schedule.Place(problem)
-	unplaced := map[string]schedule.Unplaced{}
-	for _, u := range placed.Unplaced {
-		unplaced[u.Release] = u
+	p.placed = schedule.Place(problem)
+	for _, u := range p.placed.Unplaced {
+		p.unplaced[u.Release] = u
 	}
-
-	hostnames := map[string]string{}
 	for _, n := range observed.Nodes {
 		if n.Hostname != "" && n.Hostname != n.Name {
-			hostnames[n.Name] = n.Hostname
+			p.hostnames[n.Name] = n.Hostname
 		}
 	}
-	wanted := map[string]bool{}
+	for i := range cfg.Releases {
+		r := &cfg.Releases[i]
+		p.index[r.Name] = i
+		for _, id := range renderedIDs(r.Name, cfg.Settings.Namespace, p.placement(r.Name)) {
+			if _, ok := p.owner[id]; !ok {
+				p.owner[id] = i
+			}
+		}
+	}
+	return p
+}
+
+// placement is where Place put release's replicas; never nil.
+func (p *Prepared) placement(release string) schedule.Placement {
+	if pl := p.placed.Placements[release]; pl != nil {
+		return pl
+	}
+	return schedule.Placement{}
+}
+
+// Build returns the plan: for each release in order its build actions
+// (when the registry lacks its image) and object changes, then the
+// prunes of objects of releases that left the repository.
+func (p *Prepared) Build() (Plan, error) {
+	cfg := p.cfg
+	plan := Plan{FormatVersion: FormatVersion, Revision: cfg.Revision, Uncommitted: cfg.Uncommitted, ObservedDigest: p.observed.Digest(), Releases: []ReleasePlan{}, Actions: []Action{}}
 	for i := range cfg.Releases {
 		r := &cfg.Releases[i]
 		key := ContentKey(r)
 		model := Model{Ref: ImageRef(cfg, r), Digest: UnknownDigest, Key: key}
-		rp := ReleasePlan{Name: r.Name, ContentKey: key, Image: model.Ref, Replicas: r.ReplicaCount(), Placement: placed.Placements[r.Name]}
-		if rp.Placement == nil {
-			rp.Placement = schedule.Placement{}
-		}
-		if a, ok := observed.Artifacts[model.Ref]; ok && a.Digest != "" {
-			model.Digest, rp.Digest = a.Digest, a.Digest
+		if a, ok := p.observed.Artifacts[model.Ref]; ok && a.Digest != "" {
+			model.Digest = a.Digest
 		} else {
 			plan.Actions = append(plan.Actions, buildActions(r, model)...)
 		}
-		if u, ok := unplaced[r.Name]; ok {
-			u := u
-			rp.Unplaced = &u
-			plan.Warnings = append(plan.Warnings, fmt.Sprintf("release %s: %d of %d replicas cannot be placed: %s", r.Name, u.Count, r.ReplicaCount(), u.String()))
-		}
-
-		objs, err := Render(RenderInput{Release: r, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, Model: model,
-			Placement: rp.Placement, RuntimeDigest: observed.Images[r.Runtime.Image], Hostnames: hostnames})
+		rp, changes, warnings, err := p.release(i, model)
 		if err != nil {
 			return Plan{}, err
 		}
-		var changes, deletes []Action
-		for _, o := range objs {
-			wanted[o.ID()] = true
-			if a, ok := objectAction(o, live); ok {
-				changes = append(changes, a)
-			}
-		}
-		// Shards of this release on nodes it no longer uses.
-		hasLive := false
-		for _, id := range sortedKeys(live) {
-			o := live[id]
-			if o.Label(LabelRelease) != r.Name {
-				continue
-			}
-			hasLive = true
-			if !wanted[id] {
-				wanted[id] = true
-				deletes = append(deletes, Action{Type: Delete, Release: r.Name, Subject: subject(o), Object: ptr(o),
-					Reason: fmt.Sprintf("node %s no longer holds replicas of %s", shardNode(o), r.Name)})
-			}
-		}
-		changes = append(changes, deletes...)
-		if rp.Unplaced != nil && hasLive {
-			var held []Action
-			changes, held = holdServing(changes)
-			rp.Held = len(held)
-			if len(held) > 0 {
-				plan.Warnings = append(plan.Warnings, fmt.Sprintf("release %s: %s held, so that what serves stays as it is until every replica can be placed",
-					r.Name, plural(len(held), "object change")))
-			}
-		}
+		plan.Warnings = append(plan.Warnings, warnings...)
 		plan.Actions = append(plan.Actions, changes...)
 		plan.Releases = append(plan.Releases, rp)
 	}
 	// Prune: managed objects of releases that left the repository.
-	for _, id := range sortedKeys(live) {
-		if wanted[id] {
+	for _, id := range p.liveIDs {
+		if p.wantedBy(id) {
 			continue
 		}
-		o := live[id]
+		o := p.live[id]
 		rel := o.Label(LabelRelease)
 		plan.Actions = append(plan.Actions, Action{Type: Delete, Release: rel, Subject: subject(o), Object: ptr(o),
 			Reason: fmt.Sprintf("release %s was removed from the repository", rel)})
 	}
 	return plan, nil
+}
+
+// wantedBy reports whether a release of the specs renders id, or deletes
+// it as a shard it no longer uses: whether the prune leaves it alone.
+func (p *Prepared) wantedBy(id string) bool {
+	if _, ok := p.owner[id]; ok {
+		return true
+	}
+	_, ok := p.index[p.live[id].Label(LabelRelease)]
+	return ok
+}
+
+// ReleaseActions returns the object changes of the named release, as
+// Build gives them, with its model image known to have digest: what the
+// executor applies after it pushed the image. Build actions are not
+// included.
+func (p *Prepared) ReleaseActions(name, digest string) ([]Action, error) {
+	i, ok := p.index[name]
+	if !ok {
+		return nil, fmt.Errorf("release %s is not in the specs", name)
+	}
+	r := &p.cfg.Releases[i]
+	model := Model{Ref: ImageRef(p.cfg, r), Digest: digest, Key: ContentKey(r)}
+	_, changes, _, err := p.release(i, model)
+	return changes, err
+}
+
+// release plans the objects of release i with model: its ReleasePlan, its
+// object changes (creates and updates, then deletes of shards on nodes
+// it no longer uses, minus what holdServing holds) and its warnings.
+func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string, error) {
+	cfg := p.cfg
+	r := &cfg.Releases[i]
+	var warnings []string
+	rp := ReleasePlan{Name: r.Name, ContentKey: model.Key, Image: model.Ref, Replicas: r.ReplicaCount(), Placement: p.placement(r.Name)}
+	if model.Digest != UnknownDigest {
+		rp.Digest = model.Digest
+	}
+	if u, ok := p.unplaced[r.Name]; ok {
+		u := u
+		rp.Unplaced = &u
+		warnings = append(warnings, fmt.Sprintf("release %s: %d of %d replicas cannot be placed: %s", r.Name, u.Count, r.ReplicaCount(), u.String()))
+	}
+
+	objs, err := Render(RenderInput{Release: r, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, Model: model,
+		Placement: rp.Placement, RuntimeDigest: p.observed.Images[r.Runtime.Image], Hostnames: p.hostnames})
+	if err != nil {
+		return rp, nil, nil, err
+	}
+	var changes, deletes []Action
+	mine := make(map[string]bool, len(objs))
+	for _, o := range objs {
+		mine[o.ID()] = true
+		if a, ok := objectAction(o, p.live); ok {
+			changes = append(changes, a)
+		}
+	}
+	// Shards of this release on nodes it no longer uses, unless an
+	// earlier release renders the same ID.
+	ids := p.byRelease[r.Name]
+	hasLive := len(ids) > 0
+	for _, id := range ids {
+		if mine[id] {
+			continue
+		}
+		if first, ok := p.owner[id]; ok && first < i {
+			continue
+		}
+		o := p.live[id]
+		deletes = append(deletes, Action{Type: Delete, Release: r.Name, Subject: subject(o), Object: ptr(o),
+			Reason: fmt.Sprintf("node %s no longer holds replicas of %s", shardNode(o), r.Name)})
+	}
+	changes = append(changes, deletes...)
+	if rp.Unplaced != nil && hasLive {
+		var held []Action
+		changes, held = holdServing(changes)
+		rp.Held = len(held)
+		if len(held) > 0 {
+			warnings = append(warnings, fmt.Sprintf("release %s: %s held, so that what serves stays as it is until every replica can be placed",
+				r.Name, plural(len(held), "object change")))
+		}
+	}
+	return rp, changes, warnings, nil
 }
 
 // holdServing splits the object changes of a release that cannot be fully

@@ -161,6 +161,28 @@ func NodeLabelValue(node string) string {
 	return cut + "-" + hex.EncodeToString(sum[:])[:8]
 }
 
+// renderedIDs are the IDs of the objects Render returns for release in
+// namespace with placement, in the same order, without rendering them.
+func renderedIDs(release, namespace string, placement map[string]int) []string {
+	ids := []string{Object{Kind: "Service", Namespace: namespace, Name: release}.ID()}
+	for _, node := range placedNodes(placement) {
+		ids = append(ids, Object{Kind: "Deployment", Namespace: namespace, Name: ShardName(release, node)}.ID())
+	}
+	return ids
+}
+
+// placedNodes are the nodes placement gives replicas to, sorted.
+func placedNodes(placement map[string]int) []string {
+	nodes := make([]string, 0, len(placement))
+	for n, c := range placement {
+		if c > 0 {
+			nodes = append(nodes, n)
+		}
+	}
+	sort.Strings(nodes)
+	return nodes
+}
+
 // Render returns the release's Service and one Deployment per node of the
 // placement, sorted by node name.
 func Render(in RenderInput) ([]Object, error) {
@@ -197,14 +219,7 @@ func Render(in RenderInput) ([]Object, error) {
 	}
 	out = append(out, o)
 
-	nodes := make([]string, 0, len(in.Placement))
-	for n, c := range in.Placement {
-		if c > 0 {
-			nodes = append(nodes, n)
-		}
-	}
-	sort.Strings(nodes)
-	for _, node := range nodes {
+	for _, node := range placedNodes(in.Placement) {
 		d, err := renderShard(in, node, int32(in.Placement[node]), labels, annotations)
 		if err != nil {
 			return nil, err

@@ -157,7 +157,9 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 	cfg, diags := spec.Load(ctx, snap.Dir, spec.LoadOptions{Vars: e.Vars})
 	cfg.Revision, cfg.Uncommitted = snap.Revision, snap.Uncommitted
 	var text bytes.Buffer
-	_ = spec.WriteDiagnostics(&text, cfg.Files, diags, 0, false)
+	if len(diags) > 0 { // printing masks every file first, diagnostics or not
+		_ = spec.WriteDiagnostics(&text, cfg.Files, diags, 0, false)
+	}
 	e.mu.Lock()
 	e.status.Revision, e.status.Diagnostics = snap.Revision, text.String()
 	e.mu.Unlock()
@@ -185,7 +187,8 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 	if e.Resolver != nil {
 		observed.Images = ResolveImages(ctx, cfg, e.Resolver, e.log())
 	}
-	plan, err := planner.Build(*cfg, observed)
+	prepared := planner.Prepare(cfg, observed)
+	plan, err := prepared.Build()
 	if err != nil {
 		return res, fmt.Errorf("plan: %w", err)
 	}
@@ -201,9 +204,13 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 	e.mu.Unlock()
 
 	byRelease := map[string][]planner.Action{}
+	inSpecs := make(map[string]bool, len(cfg.Releases))
+	for i := range cfg.Releases {
+		inSpecs[cfg.Releases[i].Name] = true
+	}
 	var prune []planner.Action
 	for _, a := range plan.Actions {
-		if _, ok := cfg.Release(a.Release); ok {
+		if inSpecs[a.Release] {
 			byRelease[a.Release] = append(byRelease[a.Release], a)
 		} else {
 			prune = append(prune, a)
@@ -245,7 +252,7 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 			continue
 		}
 		g.Go(func() error {
-			n, err := e.runRelease(gctx, store, cfg, snap, r, observed, actions, &st)
+			n, err := e.runRelease(gctx, store, cfg, snap, r, observed, prepared, actions, &st)
 			executed[i] = n
 			if err != nil {
 				var gate *GateError
@@ -356,7 +363,7 @@ func markUnplaced(st *ReleaseStatus, rp planner.ReleasePlan, reason string) {
 // runRelease builds, gates and pushes the release's model when the
 // registry lacks it, then applies the release's objects rendered with the
 // pushed digest.
-func (e *Engine) runRelease(ctx context.Context, store registry.Store, cfg *spec.Config, snap Snapshot, r *spec.Release, observed planner.Observed, actions []planner.Action, st *ReleaseStatus) (n int, err error) {
+func (e *Engine) runRelease(ctx context.Context, store registry.Store, cfg *spec.Config, snap Snapshot, r *spec.Release, observed planner.Observed, prepared *planner.Prepared, actions []planner.Action, st *ReleaseStatus) (n int, err error) {
 	defer func() {
 		// No input may crash the daemon: a panic in one release's build is
 		// that release's failure, with the stack in the log.
@@ -397,22 +404,12 @@ func (e *Engine) runRelease(ctx context.Context, store registry.Store, cfg *spec
 			executed++
 		}
 		st.Digest = digest
-		arts := make(map[string]planner.Artifact, len(observed.Artifacts)+1)
-		for k, v := range observed.Artifacts {
-			arts[k] = v
-		}
-		arts[ref] = planner.Artifact{Ref: ref, Digest: digest}
-		observed.Artifacts = arts
-		// Plan again with the digest known: the objects reference it.
-		plan, err := planner.Build(*cfg, observed)
+		// Plan this release again with the digest known: the objects
+		// reference it. The placement and the live objects are those of
+		// the plan; only this release is rendered and diffed again.
+		actions, err = prepared.ReleaseActions(r.Name, digest)
 		if err != nil {
 			return executed, err
-		}
-		actions = actions[:0:0]
-		for _, a := range plan.Actions {
-			if a.Release == r.Name {
-				actions = append(actions, a)
-			}
 		}
 	}
 	var objects []planner.Action

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
@@ -307,17 +309,107 @@ func FileDigest(ctx context.Context, path string) (string, error) {
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// hashFile is the digest of the file at path, from digestCache when the
+// file is the same version as when it was last hashed.
 func hashFile(ctx context.Context, path string) (string, error) {
-	f, err := os.Open(path)
+	if d, ok := digestCache.get(path); ok {
+		return d, nil
+	}
+	f, err := openFile(path)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
+	start := time.Now()
+	before, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
 		return "", fmt.Errorf("hash %s: %w", path, err)
 	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	d := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	if after, err := f.Stat(); err == nil && sameVersion(before, after) && start.Sub(before.ModTime()) > digestSettle {
+		digestCache.put(path, before, d)
+	}
+	return d, nil
+}
+
+// openFile opens a model file for hashing; tests count the calls.
+var openFile = func(name string) (*os.File, error) { return os.Open(name) }
+
+// digestCache keeps, for the life of the process, the digest of each
+// model file Gantry hashed, by absolute path and file version, so that a
+// reconcile of an unchanged repository (and every release sharing a
+// model, and a build verifying it) does not read the model again. A
+// digest is served only while the file is the same version: the same
+// file (device and inode), size and modification time. A file modified
+// less than digestSettle before it was hashed is not kept, so that a
+// write within the file system's timestamp granularity cannot pass for
+// the version that was hashed; nor is one that changed while it was
+// read.
+var digestCache = &fileDigests{m: map[string]fileDigest{}}
+
+// digestSettle is how much older than its hashing a file must be for its
+// digest to be kept (FAT has 2 s timestamps).
+const digestSettle = 3 * time.Second
+
+// maxCachedDigests bounds digestCache: a checkout per revision would
+// otherwise add its paths forever.
+const maxCachedDigests = 4096
+
+type fileDigests struct {
+	mu sync.Mutex
+	m  map[string]fileDigest // by absolute path
+}
+
+type fileDigest struct {
+	info   os.FileInfo
+	digest string
+}
+
+func (c *fileDigests) get(path string) (string, bool) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", false
+	}
+	c.mu.Lock()
+	e, ok := c.m[abs]
+	c.mu.Unlock()
+	if !ok {
+		return "", false
+	}
+	st, err := os.Stat(abs)
+	if err != nil || !sameVersion(e.info, st) {
+		c.mu.Lock()
+		if cur, ok := c.m[abs]; ok && cur.info == e.info {
+			delete(c.m, abs)
+		}
+		c.mu.Unlock()
+		return "", false
+	}
+	return e.digest, true
+}
+
+func (c *fileDigests) put(path string, info os.FileInfo, digest string) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	if len(c.m) >= maxCachedDigests {
+		clear(c.m) // paths of old checkouts; the live ones come back
+	}
+	c.m[abs] = fileDigest{info: info, digest: digest}
+	c.mu.Unlock()
+}
+
+// sameVersion reports whether a and b describe the same version of a
+// regular file.
+func sameVersion(a, b os.FileInfo) bool {
+	return a.Mode().IsRegular() && b.Mode().IsRegular() && os.SameFile(a, b) &&
+		a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 // ctxReader stops a long read when ctx is cancelled.

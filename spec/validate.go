@@ -36,6 +36,8 @@ type validator struct {
 	// sniffed caches what each model path holds, by real path, so that a
 	// model shared by many releases is opened once per Load.
 	sniffed map[string]sniffResult
+	// rooms caches roomIn by pool set.
+	rooms map[string]poolRoom
 }
 
 func (v *validator) errorf(subject hcl.Range, summary, format string, args ...any) {
@@ -447,6 +449,47 @@ func (v *validator) placement(r *Release, pools map[string]*NodePool) {
 	v.fits(r, pools, allowed)
 }
 
+// poolRoom is the static nodes of a set of pools, with the best node
+// for each resource alone (ties to the other resource, then to the first
+// name). It is worked out once per set of pools and Load: releases share
+// pool sets, and doing it per release would cost releases × nodes.
+type poolRoom struct {
+	nodes         []nodeRoom
+	byMem, byGPUs nodeRoom
+}
+
+// roomIn returns the poolRoom of the sorted pool names allowed; key is
+// their joined names.
+func (v *validator) roomIn(pools map[string]*NodePool, allowed []string, key string) poolRoom {
+	if r, ok := v.rooms[key]; ok {
+		return r
+	}
+	var room poolRoom
+	for _, n := range v.cfg.Nodes {
+		p, ok := pools[n.Pool]
+		if !ok || !slices.Contains(allowed, n.Pool) || n.GPUs < 0 {
+			continue // unknown pools and bad counts are reported already
+		}
+		room.nodes = append(room.nodes, nodeRoom{name: n.Name, gpus: n.GPUs, reserve: p.Reserve, usable: max(0, n.GPUs-max(0, p.Reserve)), mem: n.GPUMemory})
+	}
+	if len(room.nodes) > 0 {
+		room.byMem, room.byGPUs = room.nodes[0], room.nodes[0]
+		for _, n := range room.nodes[1:] {
+			if n.mem > room.byMem.mem || (n.mem == room.byMem.mem && n.usable > room.byMem.usable) {
+				room.byMem = n
+			}
+			if n.usable > room.byGPUs.usable || (n.usable == room.byGPUs.usable && n.mem > room.byGPUs.mem) {
+				room.byGPUs = n
+			}
+		}
+	}
+	if v.rooms == nil {
+		v.rooms = map[string]poolRoom{}
+	}
+	v.rooms[key] = room
+	return room
+}
+
 // nodeRoom is what one static node can give one replica.
 type nodeRoom struct {
 	name    string
@@ -465,15 +508,9 @@ func (v *validator) fits(r *Release, pools map[string]*NodePool, allowed []strin
 	if (needMem == 0 && needGPUs <= 0) || len(v.cfg.Nodes) == 0 || r.Resources == nil {
 		return
 	}
-	var nodes []nodeRoom
-	for _, n := range v.cfg.Nodes {
-		p, ok := pools[n.Pool]
-		if !ok || !slices.Contains(allowed, n.Pool) || n.GPUs < 0 {
-			continue // unknown pools and bad counts are reported already
-		}
-		nodes = append(nodes, nodeRoom{name: n.Name, gpus: n.GPUs, reserve: p.Reserve, usable: max(0, n.GPUs-max(0, p.Reserve)), mem: n.GPUMemory})
-	}
 	poolList := strings.Join(allowed, ", ")
+	room := v.roomIn(pools, allowed, poolList)
+	nodes, byMem, byGPUs := room.nodes, room.byMem, room.byGPUs
 	res := r.Resources
 	if len(nodes) == 0 {
 		subject := res.DefRange
@@ -482,17 +519,6 @@ func (v *validator) fits(r *Release, pools map[string]*NodePool, allowed []strin
 		}
 		v.errorf(subject, "No node can hold a replica", "The static inventory has no node in pools %s, so no replica of this release can be placed.", poolList)
 		return
-	}
-	// The best node for each resource alone, ties to the other resource,
-	// then to the first name.
-	byMem, byGPUs := nodes[0], nodes[0]
-	for _, n := range nodes[1:] {
-		if n.mem > byMem.mem || (n.mem == byMem.mem && n.usable > byMem.usable) {
-			byMem = n
-		}
-		if n.usable > byGPUs.usable || (n.usable == byGPUs.usable && n.mem > byGPUs.mem) {
-			byGPUs = n
-		}
 	}
 	memOK := needMem <= byMem.mem
 	gpusOK := needGPUs <= byGPUs.usable

@@ -1,6 +1,7 @@
 package dirtarget
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"sigs.k8s.io/yaml"
 
@@ -37,6 +40,8 @@ func (t Target) Observe(ctx context.Context) ([]planner.Object, error) {
 		return nil, fmt.Errorf("observe %s: %w", t.Dir, err)
 	}
 	var out []planner.Object
+	seen := make(map[string]parsed, len(entries))
+	defer func() { parsedCache.keep(t.Dir, seen) }()
 	for _, e := range entries {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -50,8 +55,8 @@ func (t Target) Observe(ctx context.Context) ([]planner.Object, error) {
 		if err != nil {
 			return nil, fmt.Errorf("observe %s: %w", path, err)
 		}
-		var m map[string]any
-		if err := yaml.Unmarshal(data, &m); err != nil {
+		m, err := parsedCache.decode(t.Dir, name, data, seen)
+		if err != nil {
 			return nil, fmt.Errorf("observe %s: not a YAML manifest: %w", path, err)
 		}
 		if m == nil {
@@ -95,4 +100,87 @@ func (t Target) Delete(ctx context.Context, o planner.Object) error {
 		return fmt.Errorf("delete %s: %w", o.ID(), err)
 	}
 	return nil
+}
+
+// parsedCache keeps, per directory, each file's bytes and the manifest
+// they decoded to, so that observing a directory of unchanged objects
+// reads the files but does not decode their YAML again. It is keyed by
+// content: a file whose bytes differ in any way is decoded again, so a
+// hit can never be stale.
+var parsedCache = &manifestCache{dirs: map[string]map[string]parsed{}}
+
+// maxCachedDirs bounds parsedCache: a daemon observes one directory.
+const maxCachedDirs = 16
+
+// yamlDecodes counts the files decoded, for tests.
+var yamlDecodes atomic.Int64
+
+type manifestCache struct {
+	mu   sync.Mutex
+	dirs map[string]map[string]parsed // directory -> file name -> last decode
+}
+
+type parsed struct {
+	raw      []byte
+	manifest map[string]any // nil for an empty document
+}
+
+func cacheKey(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
+}
+
+// decode returns the manifest data holds, decoded now or copied from the
+// last decode of the same bytes, and records it in seen.
+func (c *manifestCache) decode(dir, name string, data []byte, seen map[string]parsed) (map[string]any, error) {
+	c.mu.Lock()
+	p, ok := c.dirs[cacheKey(dir)][name]
+	c.mu.Unlock()
+	if !ok || !bytes.Equal(p.raw, data) {
+		var m map[string]any
+		yamlDecodes.Add(1)
+		if err := yaml.Unmarshal(data, &m); err != nil {
+			return nil, err
+		}
+		p = parsed{raw: data, manifest: m}
+	}
+	seen[name] = p
+	if p.manifest == nil {
+		return nil, nil
+	}
+	// A copy: the caller may change what it observed.
+	return deepCopy(p.manifest).(map[string]any), nil
+}
+
+// keep replaces what is cached for dir with the files an Observe saw, so
+// that removed files are forgotten.
+func (c *manifestCache) keep(dir string, seen map[string]parsed) {
+	c.mu.Lock()
+	k := cacheKey(dir)
+	if _, ok := c.dirs[k]; !ok && len(c.dirs) >= maxCachedDirs {
+		clear(c.dirs)
+	}
+	c.dirs[k] = seen
+	c.mu.Unlock()
+}
+
+// deepCopy copies JSON-shaped data.
+func deepCopy(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[k] = deepCopy(e)
+		}
+		return m
+	case []any:
+		l := make([]any, len(t))
+		for i, e := range t {
+			l[i] = deepCopy(e)
+		}
+		return l
+	}
+	return v
 }

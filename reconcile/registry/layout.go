@@ -14,7 +14,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -71,20 +74,105 @@ const (
 )
 
 // readIndex reads index.json. ok is false when there is none. It takes no
-// lock: writers replace the file by rename.
+// lock: writers replace the file by rename. The result is the caller's to
+// change.
 func (l *Layout) readIndex() (im *v1.IndexManifest, ok bool, err error) {
-	b, err := os.ReadFile(filepath.Join(l.Dir, indexFile))
+	shared, ok, err := l.index()
+	if err != nil || !ok {
+		return shared, ok, err
+	}
+	cp := *shared
+	cp.Manifests = slices.Clone(shared.Manifests)
+	return &cp, true, nil
+}
+
+// index is index.json as parsed, shared: callers only read it. It is
+// parsed again only when the file is another one than last time (see
+// indexCache); a look-up per release would otherwise parse an index that
+// grows with the releases, once per release.
+func (l *Layout) index() (*v1.IndexManifest, bool, error) {
+	path := filepath.Join(l.Dir, indexFile)
+	c := indexCacheFor(path)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.im != nil && c.settled {
+		if st, err := os.Stat(path); err == nil && sameVersion(c.info, st) {
+			indexCacheHits.Add(1)
+			return c.im, true, nil
+		}
+	}
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
+		c.im, c.raw, c.info = nil, nil, nil
 		return &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}, false, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
-	im = &v1.IndexManifest{}
+	defer f.Close()
+	// The identity and the bytes come from the same open file, so they
+	// belong together even if a writer renames a new index in meanwhile.
+	st, err := f.Stat()
+	if err != nil {
+		return nil, false, err
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, false, err
+	}
+	now := time.Now()
+	if c.im != nil && bytes.Equal(b, c.raw) {
+		c.info, c.settled = st, now.Sub(st.ModTime()) > indexSettle
+		return c.im, true, nil
+	}
+	indexParses.Add(1)
+	im := &v1.IndexManifest{}
 	if err := json.Unmarshal(b, im); err != nil {
+		c.im, c.raw, c.info = nil, nil, nil
 		return nil, false, fmt.Errorf("%s: %w", indexFile, err)
 	}
+	c.im, c.raw, c.info, c.settled = im, b, st, now.Sub(st.ModTime()) > indexSettle
 	return im, true, nil
+}
+
+// indexCache is the last index.json a process parsed in one directory,
+// with the identity of the file it came from. An entry is trusted by
+// identity alone (same file by device and inode, same size, same
+// modification time) only once it is settled: its modification time was
+// more than indexSettle older than the moment it was read, so that a
+// rewrite within the file system's timestamp granularity cannot look
+// like the same version. Until then every read compares the bytes. Every
+// writer replaces index.json by rename, so each version is a new file.
+type indexCache struct {
+	mu      sync.Mutex
+	info    os.FileInfo
+	raw     []byte
+	im      *v1.IndexManifest
+	settled bool
+}
+
+// indexSettle is how much older than its read a version of index.json
+// must be to be trusted by its identity (FAT has 2 s timestamps).
+const indexSettle = 3 * time.Second
+
+var (
+	indexCaches sync.Map // index.json path -> *indexCache
+	// indexParses and indexCacheHits count, for tests, the times
+	// index.json was parsed and the times it was not even read.
+	indexParses, indexCacheHits atomic.Int64
+)
+
+func indexCacheFor(path string) *indexCache {
+	if c, ok := indexCaches.Load(path); ok {
+		return c.(*indexCache)
+	}
+	c, _ := indexCaches.LoadOrStore(path, &indexCache{})
+	return c.(*indexCache)
+}
+
+// sameVersion reports whether a and b describe the same version of a file.
+func sameVersion(a, b os.FileInfo) bool {
+	return a != nil && os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 // writeIndex replaces index.json atomically. The caller holds the index
@@ -176,7 +264,7 @@ func (l *Layout) lookup(ref string) (*v1.Descriptor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reference %q: %w", ref, err)
 	}
-	im, ok, err := l.readIndex()
+	im, ok, err := l.index()
 	if err != nil || !ok {
 		return nil, err
 	}

@@ -1,0 +1,85 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestIndexParsedOncePerVersion: looking up many references in an
+// unchanged layout parses index.json once, and once it is settled does
+// not read it again; a write makes the next look-up see the new entry
+// (never a stale index), whichever Layout value made it.
+func TestIndexParsedOncePerVersion(t *testing.T) {
+	ctx := context.Background()
+	dir := writeModelDir(t, testFiles)
+	img, err := BuildModelPack(ctx, testModel(dir, testFiles))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lay := NewLayout(filepath.Join(t.TempDir(), "oci"))
+	refs := make([]string, 20)
+	for i := range refs {
+		refs[i] = fmt.Sprintf("gantry.local/models/r%02d:ck-0123456789abcdef0123456789abcdef", i)
+	}
+	for _, ref := range refs[:10] {
+		if _, err := lay.Write(ctx, ref, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A fresh index: read each time, compared by bytes, parsed once.
+	parses := indexParses.Load()
+	got, err := Observe(ctx, lay, refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 10 {
+		t.Fatalf("Observe found %d images, want 10", len(got))
+	}
+	if n := indexParses.Load() - parses; n > 1 {
+		t.Errorf("20 look-ups parsed index.json %d times, want at most 1", n)
+	}
+
+	// Settled (older than indexSettle): not even read again.
+	index := filepath.Join(lay.Dir, indexFile)
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(index, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := lay.Has(ctx, refs[0]); err != nil { // reads and settles it
+		t.Fatal(err)
+	}
+	parses, hits := indexParses.Load(), indexCacheHits.Load()
+	if _, err := Observe(ctx, lay, refs); err != nil {
+		t.Fatal(err)
+	}
+	if n := indexParses.Load() - parses; n != 0 {
+		t.Errorf("a settled index was parsed %d times by 20 look-ups", n)
+	}
+	if n := indexCacheHits.Load() - hits; n != 20 {
+		t.Errorf("%d of 20 look-ups served without reading index.json, want 20", n)
+	}
+
+	// Another writer (another Layout value on the same directory) adds an
+	// image: the next look-up sees it.
+	other := NewLayout(lay.Dir)
+	if _, err := other.Write(ctx, refs[15], img); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := lay.Has(ctx, refs[15]); err != nil || !ok {
+		t.Errorf("after another writer's push, Has(%s) = %v, %v; want true", refs[15], ok, err)
+	}
+	// Results are the caller's: changing one does not change the cache.
+	im, _, err := lay.readIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	im.Manifests = im.Manifests[:0]
+	if _, ok, _ := lay.Has(ctx, refs[0]); !ok {
+		t.Error("a caller's change to readIndex's result reached the cache")
+	}
+}

@@ -1,0 +1,233 @@
+package reconcile_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gantry-dev/gantry/compress"
+	"github.com/gantry-dev/gantry/compress/quality"
+	"github.com/gantry-dev/gantry/reconcile"
+	"github.com/gantry-dev/gantry/reconcile/dirtarget"
+	"github.com/gantry-dev/gantry/reconcile/registry"
+	"github.com/gantry-dev/gantry/spec"
+)
+
+// scaleMethods are the GGUF methods the scale repository's releases cycle
+// through: n releases share one model file and four content keys.
+var scaleMethods = []string{"q8_0", "q4_0", "q4_k_m", "q6_k"}
+
+// scaleRepo writes a spec repository with n releases of the quickstart's
+// tiny GGUF model (one file, shared), cycling over scaleMethods, and n/2
+// static nodes (at least 2) in two pools. Every release fits.
+func scaleRepo(tb testing.TB, n int) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "models"), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	model, err := os.ReadFile("../examples/quickstart/models/tiny-llama-f16.gguf")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "models", "tiny.gguf"), model, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("gantry {\n  namespace = \"llm\"\n}\n\n")
+	b.WriteString("node_pool \"big\" {\n  selector = { \"nvidia.com/gpu.product\" = \"NVIDIA-A100-SXM4-80GB\" }\n  weight   = 2\n}\n\n")
+	b.WriteString("node_pool \"small\" {\n  selector = { \"nvidia.com/gpu.product\" = \"NVIDIA-L4\" }\n  weight   = 1\n}\n")
+	write := func(name string) {
+		tb.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(b.String()), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		b.Reset()
+	}
+	write("gantry.hcl")
+	nodes := max(2, n/2)
+	for i := 0; i < nodes; i++ {
+		pool, product, mem := "big", "NVIDIA-A100-SXM4-80GB", "80Gi"
+		if i%2 == 1 {
+			pool, product, mem = "small", "NVIDIA-L4", "24Gi"
+		}
+		fmt.Fprintf(&b, "node \"gpu-%05d\" {\n  pool        = %q\n  gpus        = 8\n  gpu_memory  = %q\n  gpu_product = %q\n  connections = %d\n}\n\n",
+			i, pool, mem, product, i%7)
+	}
+	write("nodes.hcl")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `release "r-%05d" {
+  model {
+    source = "models/tiny.gguf"
+    format = "gguf"
+  }
+  quantize {
+    method = %q
+  }
+  runtime {
+    image = "ghcr.io/ggml-org/llama.cpp:server"
+    args  = ["--model", "/models/model.gguf", "--port", "8080"]
+    port  = 8080
+    env   = { RELEASE_INDEX = "%d" }
+  }
+  replicas = 1
+  resources {
+    gpus       = 1
+    gpu_memory = "16Gi"
+  }
+  placement {
+    pools = ["big", "small"]
+  }
+}
+
+`, i, scaleMethods[i%len(scaleMethods)], i)
+		if i%100 == 99 || i == n-1 {
+			write(fmt.Sprintf("releases-%03d.hcl", i/100))
+		}
+	}
+	return dir
+}
+
+// scaleEngine is an engine on embedded defaults for repo, as gantry run
+// builds it: the directory source, the dir target and the OCI layout
+// under state. The quantizer is the real one.
+func scaleEngine(repo, state string) *reconcile.Engine {
+	return &reconcile.Engine{
+		Source:  reconcile.DirSource{Dir: repo},
+		Target:  reconcile.DirTarget{Target: dirtarget.Target{Dir: filepath.Join(state, "objects")}},
+		Store:   registry.NewLayout(filepath.Join(state, "oci")),
+		WorkDir: filepath.Join(state, "work"),
+		Jobs:    2,
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+}
+
+var scaleSizes = []int{100, 1000}
+
+// BenchmarkValidate is gantry validate: spec.Load of n releases sharing
+// one model file.
+func BenchmarkValidate(b *testing.B) {
+	for _, n := range scaleSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			repo := scaleRepo(b, n)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				cfg, diags := spec.Load(context.Background(), repo, spec.LoadOptions{NoEnv: true})
+				if diags.HasErrors() || len(cfg.Releases) != n {
+					b.Fatalf("load: %d releases, %s", len(cfg.Releases), diags.Error())
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFirstReconcile is a first gantry run --once: from an empty
+// state, 4 quantizes (one per content key) and n pushes and applies.
+func BenchmarkFirstReconcile(b *testing.B) {
+	for _, n := range scaleSizes {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			repo := scaleRepo(b, n)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				state := b.TempDir()
+				e := scaleEngine(repo, state)
+				b.StartTimer()
+				res, err := e.Reconcile(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(res.Releases) != n || res.Executed < 3*n {
+					b.Fatalf("%d releases, %d executed", len(res.Releases), res.Executed)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkNoopReconcile is a reconcile of an unchanged repository, after
+// a first one: nothing to quantize, push or apply. "fresh" is a new engine
+// each time (gantry run --once); "daemon" reuses one (gantry run).
+func BenchmarkNoopReconcile(b *testing.B) {
+	for _, mode := range []string{"fresh", "daemon"} {
+		for _, n := range scaleSizes {
+			b.Run(fmt.Sprintf("%s/%d", mode, n), func(b *testing.B) {
+				repo, state := scaleRepo(b, n), b.TempDir()
+				e := scaleEngine(repo, state)
+				if _, err := e.Reconcile(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				if mode == "daemon" {
+					if _, err := e.Reconcile(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if mode == "fresh" {
+						e = scaleEngine(repo, state)
+					}
+					res, err := e.Reconcile(context.Background())
+					if err != nil {
+						b.Fatal(err)
+					}
+					if res.Executed != 0 || len(res.Plan.Actions) != 0 {
+						b.Fatalf("no-op reconcile executed %d, planned %d actions", res.Executed, len(res.Plan.Actions))
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestNoopReconcileDoesNothing: 40 releases sharing one model, reconciled
+// twice. The first quantizes once per content key (4) and pushes and
+// applies every release; the second, on unchanged specs, quantizes,
+// pushes and applies nothing — with a new engine too, as run --once has.
+func TestNoopReconcileDoesNothing(t *testing.T) {
+	const n = 40
+	repo, state := scaleRepo(t, n), t.TempDir()
+	c := &counting{}
+	engine := func() *reconcile.Engine {
+		e := scaleEngine(repo, state)
+		e.Target = countingTarget{e.Target, c}
+		e.Store = countingStore{e.Store.(*registry.Layout), c}
+		e.Quantize = func(ctx context.Context, in, out string, o compress.Options) (quality.Report, error) {
+			c.mu.Lock()
+			c.quantizes++
+			c.mu.Unlock()
+			return compress.Quantize(ctx, in, out, o)
+		}
+		return e
+	}
+	e := engine()
+	res, err := e.Reconcile(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.quantizes != len(scaleMethods) || c.writes != n || len(c.applied) != 2*n {
+		t.Fatalf("first reconcile: %d quantizes, %d pushes, %d objects applied; want %d, %d, %d",
+			c.quantizes, c.writes, len(c.applied), len(scaleMethods), n, 2*n)
+	}
+	for _, st := range res.Releases {
+		if st.State != reconcile.StateSynced || st.Digest == "" {
+			t.Fatalf("%s: %s (%s), digest %q", st.Name, st.State, st.Reason, st.Digest)
+		}
+	}
+	for _, e := range []*reconcile.Engine{e, engine()} {
+		c.quantizes, c.writes, c.applied = 0, 0, nil
+		res, err := e.Reconcile(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.quantizes != 0 || c.writes != 0 || len(c.applied) != 0 || res.Executed != 0 || len(res.Plan.Actions) != 0 {
+			t.Errorf("no-op reconcile: %d quantizes, %d pushes, applied %v, %d executed, %d planned",
+				c.quantizes, c.writes, c.applied, res.Executed, len(res.Plan.Actions))
+		}
+	}
+}
