@@ -13,9 +13,10 @@ import (
 )
 
 // KubeTarget is a Kubernetes cluster: GPU nodes and managed objects are
-// observed with one List per kind, and objects are applied by server-side
-// apply (field manager "gantry"), dry-run first, so unchanged objects keep
-// their resourceVersion.
+// observed with one List per kind, or from informers once StartCache has
+// run (the daemon), and objects are applied by server-side apply (field
+// manager "gantry"), dry-run first, so unchanged objects keep their
+// resourceVersion. Writes never trust the cache.
 type KubeTarget struct {
 	Client *kube.Client
 	// Force takes fields over from other appliers instead of failing.
@@ -31,6 +32,14 @@ func (t *KubeTarget) log() *slog.Logger {
 		return t.Log
 	}
 	return slog.Default()
+}
+
+// StartCache starts the client's informers (Nodes, GPU pods, then the
+// managed objects of the namespace the first Observe names) for as long as
+// ctx lives, so that a reconcile reads listers instead of listing. When
+// they cannot sync the target keeps listing and the error says why.
+func (t *KubeTarget) StartCache(ctx context.Context) error {
+	return t.Client.StartCache(ctx, kube.CacheOptions{})
 }
 
 // Observe reads the cluster.

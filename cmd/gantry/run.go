@@ -208,6 +208,15 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 				}
 				e.Connections = func(ctx context.Context) (map[string]float64, error) { return prom.Connections(ctx, connQuery) }
 			}
+			if kt, ok := e.Target.(*reconcile.KubeTarget); ok {
+				// The daemon reads the cluster from informers once they
+				// sync; until then, or if they never do, it lists.
+				go func() {
+					if err := kt.StartCache(ctx); err != nil {
+						slog.Warn("kube: every reconcile lists", "err", err)
+					}
+				}()
+			}
 			return a.loop(ctx, e, repo, &f, &af, interval, listen, secret)
 		},
 	}

@@ -264,9 +264,11 @@ func (c *Client) applyObject(ctx context.Context, o planner.Object, force bool) 
 	live, err := ri.Get(ctx, o.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		if _, err := ri.Patch(ctx, o.Name, types.ApplyPatchType, data, patchOptions(false, force)); err != nil {
+		out, err := ri.Patch(ctx, o.Name, types.ApplyPatchType, data, patchOptions(false, force))
+		if err != nil {
 			return ch, fmt.Errorf("apply %s: create: %w", subject, err)
 		}
+		c.wrote(o, out)
 		ch.Outcome = Created
 		return ch, nil
 	case err != nil:
@@ -294,11 +296,21 @@ func (c *Client) applyObject(ctx context.Context, o planner.Object, force bool) 
 		ch.Outcome, ch.Reverted = Unchanged, nil
 		return ch, nil
 	}
-	if _, err := ri.Patch(ctx, o.Name, types.ApplyPatchType, data, patchOptions(false, force)); err != nil {
+	out, err := ri.Patch(ctx, o.Name, types.ApplyPatchType, data, patchOptions(false, force))
+	if err != nil {
 		return ch, fmt.Errorf("apply %s: %w", subject, err)
 	}
+	c.wrote(o, out)
 	ch.Outcome = Configured
 	return ch, nil
+}
+
+// wrote tells the informer cache, if any, to show this write before the
+// next Observe reads it.
+func (c *Client) wrote(o planner.Object, out *unstructured.Unstructured) {
+	if cache := c.informerCache(); cache != nil && out != nil {
+		cache.expectWrite(o.APIVersion+"/"+o.Kind, o.Namespace, o.Name, out.GetResourceVersion())
+	}
 }
 
 // contentOf is the object minus what a no-op apply may still change or
@@ -395,6 +407,9 @@ func (c *Client) deleteObject(ctx context.Context, o planner.Object) (Change, er
 		return ch, nil
 	case err != nil:
 		return ch, fmt.Errorf("delete %s: %w", subject, err)
+	}
+	if cache := c.informerCache(); cache != nil {
+		cache.expectGone(o.APIVersion+"/"+o.Kind, o.Namespace, o.Name, uid)
 	}
 	ch.Outcome = Deleted
 	return ch, nil

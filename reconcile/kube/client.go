@@ -2,6 +2,7 @@ package kube
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -18,6 +19,14 @@ type Client struct {
 	typed kubernetes.Interface
 	dyn   dynamic.Interface
 	poll  time.Duration
+	// Informers watch through clients without the request timeout, which
+	// would end every watch stream after it; the server ends them instead
+	// (timeoutSeconds), and the reflector resumes.
+	watchTyped kubernetes.Interface
+	watchDyn   dynamic.Interface
+
+	mu    sync.Mutex
+	cache *Cache // set by StartCache; nil: Observe lists
 }
 
 type options struct {
@@ -102,7 +111,17 @@ func New(cfg *rest.Config, opts ...Option) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kube: %w", err)
 	}
-	return &Client{typed: typed, dyn: dyn, poll: o.poll}, nil
+	w := rest.CopyConfig(c)
+	w.Timeout = 0
+	watchTyped, err := kubernetes.NewForConfig(w)
+	if err != nil {
+		return nil, fmt.Errorf("kube: %w", err)
+	}
+	watchDyn, err := dynamic.NewForConfig(w)
+	if err != nil {
+		return nil, fmt.Errorf("kube: %w", err)
+	}
+	return &Client{typed: typed, dyn: dyn, poll: o.poll, watchTyped: watchTyped, watchDyn: watchDyn}, nil
 }
 
 // kind is one object kind Gantry applies. The table is fixed rather than

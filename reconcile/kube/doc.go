@@ -16,7 +16,8 @@
 // What it promises:
 //
 //   - Observe reads with one List per kind (Nodes, Pods, Deployments,
-//     Services; paged), never one call per release. Its rules for GPU
+//     Services; paged), never one call per release, or, after StartCache,
+//     from shared informers with no request at all. Its rules for GPU
 //     nodes, pools and used GPUs are on Observe.
 //   - Apply uses server-side apply with field manager "gantry". It applies
 //     nothing that a dry run shows unchanged, so an unchanged world keeps
@@ -45,7 +46,34 @@
 // Without KUBEBUILDER_ASSETS the integration tests fail, saying so, unless
 // -short skips them. Golden renderings: go test ./reconcile/kube -update.
 //
-// Not here yet: informers for the daemon (Observe lists every time), the
-// tag to digest resolution of runtime images (planner renders the runtime
+// The informer cache (StartCache; gantry run starts it, one-shot commands
+// list). Informers watch Nodes, bound unfinished Pods (field selector) and,
+// from the first Observe of a namespace, its Deployments and Services with
+// app.kubernetes.io/managed-by=gantry. Transforms keep only what Observe
+// reads (no managedFields, node images, pod specs beyond GPU requests).
+// Writes never trust it: Apply still gets the live object, dry-runs and
+// applies, and deletes with a UID precondition after a live Get. Why a
+// stale cache cannot do harm:
+//
+//   - Observe reads the cache only when every informer has synced and has
+//     its watch open now. Before the first sync, while a watch is down (the
+//     reflector retries refused connections silently, so the ListerWatcher
+//     reports opens and closes itself), or when a namespace's informers did
+//     not sync, Observe lists; if the List fails the reconcile fails. A
+//     plan is never built from a partial view, so prune never acts on
+//     objects the cache has not seen yet. A cache that synced is complete,
+//     only possibly late.
+//   - Late by Gantry's own writes: Apply records the resourceVersion it
+//     wrote (or the UID it deleted) and the next Observe waits, up to
+//     CacheOptions.WriteTimeout, until the cache shows it, else lists.
+//     Without this, a shard just created but not yet seen would be placed
+//     again elsewhere and the first one pruned a reconcile later.
+//   - Late by others' writes: the same race a List has. A stale object
+//     planned for update is a dry-run that shows no change; one planned
+//     for delete is re-read live (gone: unchanged; unlabelled: refused); a
+//     missing one planned for create is a server-side apply of what is
+//     already there. The next reconcile sees the watch's news.
+//
+// Not here yet: the tag to digest resolution of runtime images (planner renders the runtime
 // image as the spec writes it), and a spec attribute for Force.
 package kube

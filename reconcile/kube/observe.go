@@ -2,16 +2,15 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/gantry-dev/gantry/planner"
 	"github.com/gantry-dev/gantry/schedule"
@@ -52,8 +51,10 @@ type SkippedNode struct {
 	Reason string
 }
 
-// Observe reads, with one List per kind (paged), the GPU nodes, the pods
-// that hold GPUs, and the managed objects of namespace.
+// Observe reads the GPU nodes, the pods that hold GPUs, and the managed
+// objects of namespace: from the informer cache when StartCache has made
+// one and it is usable now (synced, every watch open, Gantry's own writes
+// seen), otherwise with one List per kind (paged). See doc.go.
 //
 // A GPU node is one whose capacity or allocatable has nvidia.com/gpu, or
 // that carries nvidia.com/gpu.count. Its GPUs are allocatable nvidia.com/gpu
@@ -73,44 +74,38 @@ type SkippedNode struct {
 // models run on, and an unlisted node (a training box, a new node type) is
 // left alone rather than filled by releases that name no pools.
 func (c *Client) Observe(ctx context.Context, namespace string, pools []spec.NodePool) (Observation, error) {
-	var obs Observation
 	if namespace == "" {
-		return obs, fmt.Errorf("observe: no namespace")
+		return Observation{}, fmt.Errorf("observe: no namespace")
 	}
+	if ch := c.informerCache(); ch != nil {
+		obs, err := ch.observe(ctx, namespace, pools)
+		if !errors.Is(err, errCacheUnusable) {
+			return obs, err
+		}
+		logCacheFallback(namespace, err)
+	}
+	return c.observeList(ctx, namespace, pools)
+}
+
+// observeList is Observe by one paged List per kind.
+func (c *Client) observeList(ctx context.Context, namespace string, pools []spec.NodePool) (Observation, error) {
 	nodes, err := c.listNodes(ctx)
 	if err != nil {
-		return obs, err
+		return Observation{}, err
 	}
 	used, err := c.gpusInUse(ctx, namespace)
 	if err != nil {
-		return obs, err
+		return Observation{}, err
 	}
-	obs.Nodes, obs.Skipped = gpuNodes(nodes, used, pools)
-
+	var objs []unstructured.Unstructured
 	for _, k := range managedKinds {
-		objs, err := c.listManaged(ctx, kinds[k], namespace)
+		l, err := c.listManaged(ctx, kinds[k], namespace)
 		if err != nil {
-			return obs, err
+			return Observation{}, err
 		}
-		for i := range objs {
-			u := &objs[i]
-			if u.GetKind() == "Deployment" {
-				var d appsv1.Deployment
-				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &d); err != nil {
-					return obs, fmt.Errorf("observe Deployment %s/%s: %w", u.GetNamespace(), u.GetName(), err)
-				}
-				obs.Shards = append(obs.Shards, shardStatus(&d))
-			}
-			o, err := planner.ObjectFromManifest(stripNoise(u.Object))
-			if err != nil {
-				return obs, fmt.Errorf("observe %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
-			}
-			obs.Objects = append(obs.Objects, o)
-		}
+		objs = append(objs, l...)
 	}
-	sort.Slice(obs.Objects, func(i, j int) bool { return obs.Objects[i].ID() < obs.Objects[j].ID() })
-	sort.Slice(obs.Shards, func(i, j int) bool { return obs.Shards[i].Name < obs.Shards[j].Name })
-	return obs, nil
+	return assemble(nodes, used, objs, namespace, pools)
 }
 
 func (c *Client) listNodes(ctx context.Context) ([]corev1.Node, error) {
@@ -143,25 +138,30 @@ func (c *Client) gpusInUse(ctx context.Context, namespace string) (map[string]in
 			return nil, fmt.Errorf("observe: list pods: %w", err)
 		}
 		for i := range l.Items {
-			p := &l.Items[i]
-			if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-				continue
-			}
-			if p.Namespace == namespace && p.Labels[planner.LabelManagedBy] == planner.ManagedBy {
-				// Placement counts these through the Deployments' replicas:
-				// its own releases' as their current placement, and with
-				// gantry run --shard, other shards' releases' as used GPUs
-				// (see reconcile.Shard). Counting the pods too would count
-				// them twice.
-				continue
-			}
-			used[p.Spec.NodeName] += int(podGPUs(&p.Spec))
+			addPodGPUs(used, &l.Items[i], namespace)
 		}
 		if l.Continue == "" {
 			return used, nil
 		}
 		opts.Continue = l.Continue
 	}
+}
+
+// addPodGPUs adds the pod's GPUs to its node's count unless it is
+// finished, unbound, or Gantry's own in namespace.
+func addPodGPUs(used map[string]int, p *corev1.Pod, namespace string) {
+	if p.Spec.NodeName == "" || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		return
+	}
+	if p.Namespace == namespace && p.Labels[planner.LabelManagedBy] == planner.ManagedBy {
+		// Placement counts these through the Deployments' replicas:
+		// its own releases' as their current placement, and with
+		// gantry run --shard, other shards' releases' as used GPUs
+		// (see reconcile.Shard). Counting the pods too would count
+		// them twice.
+		return
+	}
+	used[p.Spec.NodeName] += int(podGPUs(&p.Spec))
 }
 
 // PodGPUs is podGPUs for other packages: a sharded engine counts the
