@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -38,6 +39,8 @@ type validator struct {
 	sniffed map[string]sniffResult
 	// rooms caches roomIn by pool set.
 	rooms map[string]poolRoom
+	// blocks indexes each file's blocks by definition range, for attr.
+	blocks map[string]map[hcl.Range]*hclsyntax.Block
 }
 
 func (v *validator) errorf(subject hcl.Range, summary, format string, args ...any) {
@@ -59,7 +62,7 @@ func (v *validator) attr(def hcl.Range, name string) hcl.Range {
 	if !ok {
 		return def
 	}
-	if b := findBlock(body, def); b != nil {
+	if b := v.block(def.Filename, body, def); b != nil {
 		if a, ok := b.Body.Attributes[name]; ok {
 			return a.Expr.Range()
 		}
@@ -67,16 +70,35 @@ func (v *validator) attr(def hcl.Range, name string) hcl.Range {
 	return def
 }
 
-func findBlock(body *hclsyntax.Body, def hcl.Range) *hclsyntax.Block {
-	for _, b := range body.Blocks {
-		if b.DefRange() == def {
-			return b
+// block finds the block defined at def through an index of each file's blocks by their
+// definition range, built on first use: attr is called for every release,
+// and a scan of the file per call would cost releases × blocks.
+func (v *validator) block(filename string, body *hclsyntax.Body, def hcl.Range) *hclsyntax.Block {
+	idx, ok := v.blocks[filename]
+	if !ok {
+		blockIndexes.Add(1)
+		idx = map[hcl.Range]*hclsyntax.Block{}
+		indexBlocks(body, idx)
+		if v.blocks == nil {
+			v.blocks = map[string]map[hcl.Range]*hclsyntax.Block{}
 		}
-		if inner := findBlock(b.Body, def); inner != nil {
-			return inner
-		}
+		v.blocks[filename] = idx
 	}
-	return nil
+	return idx[def]
+}
+
+// blockIndexes counts the files indexed by block, for tests.
+var blockIndexes atomic.Int64
+
+// indexBlocks records body's blocks, nested ones too, by definition
+// range; the first in a depth-first walk wins.
+func indexBlocks(body *hclsyntax.Body, idx map[hcl.Range]*hclsyntax.Block) {
+	for _, b := range body.Blocks {
+		if _, ok := idx[b.DefRange()]; !ok {
+			idx[b.DefRange()] = b
+		}
+		indexBlocks(b.Body, idx)
+	}
 }
 
 func validate(cfg *Config) hcl.Diagnostics {
