@@ -188,7 +188,21 @@ func (l *Layout) writeIndex(im *v1.IndexManifest) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(l.Dir, indexFile, b)
+	if err := writeFileAtomic(l.Dir, indexFile, b); err != nil {
+		return err
+	}
+	// The writer knows what it wrote: the next read compares bytes (the
+	// version is not settled yet) and parses nothing.
+	path := filepath.Join(l.Dir, indexFile)
+	if st, err := os.Stat(path); err == nil {
+		cp := *im
+		cp.Manifests = slices.Clone(im.Manifests)
+		c := indexCacheFor(path)
+		c.mu.Lock()
+		c.im, c.raw, c.info, c.settled = &cp, b, st, false
+		c.mu.Unlock()
+	}
+	return nil
 }
 
 // writeFileAtomic writes dir/name through a temp file in dir: write, fsync,

@@ -83,3 +83,29 @@ func TestIndexParsedOncePerVersion(t *testing.T) {
 		t.Error("a caller's change to readIndex's result reached the cache")
 	}
 }
+
+// A push does not parse the index it just wrote: N pushes into one layout
+// parse index.json at most once (the first read), not once per push,
+// whose index grows with every release (quadratic in the releases).
+func TestPushesDoNotReparseTheirIndex(t *testing.T) {
+	ctx := context.Background()
+	dir := writeModelDir(t, testFiles)
+	img, err := BuildModelPack(ctx, testModel(dir, testFiles))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lay := NewLayout(filepath.Join(t.TempDir(), "oci"))
+	parses := indexParses.Load()
+	for i := 0; i < 20; i++ {
+		ref := fmt.Sprintf("gantry.local/models/p%02d:ck-0123456789abcdef0123456789abcdef", i)
+		if _, err := lay.Write(ctx, ref, img); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, err := lay.Has(ctx, ref); err != nil || !ok {
+			t.Fatalf("Has(%s) = %v, %v", ref, ok, err)
+		}
+	}
+	if n := indexParses.Load() - parses; n > 1 {
+		t.Errorf("20 pushes parsed index.json %d times, want at most 1", n)
+	}
+}
