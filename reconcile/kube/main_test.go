@@ -55,9 +55,11 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(certDir)
-	testEnv = &envtest.Environment{
-		ControlPlane: envtest.ControlPlane{APIServer: &envtest.APIServer{CertDir: certDir}},
-	}
+	api := &envtest.APIServer{CertDir: certDir}
+	// envtest's default Service range is a /24: TestScale's thousands of
+	// releases each have a Service with a cluster IP.
+	api.Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
+	testEnv = &envtest.Environment{ControlPlane: envtest.ControlPlane{APIServer: api}}
 	testConfig, startErr = testEnv.Start()
 	if startErr == nil {
 		defer testEnv.Stop()
