@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	watchpkg "k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -177,6 +178,19 @@ func TestDeployManifests(t *testing.T) {
 	typed, err := kubernetes.NewForConfig(asDaemon)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The daemon's informer cache watches nodes and pods: without watch
+	// its view would never be live, and it would List every reconcile.
+	for what, watch := range map[string]func() (watchpkg.Interface, error){
+		"nodes": func() (watchpkg.Interface, error) { return typed.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{}) },
+		"pods":  func() (watchpkg.Interface, error) { return typed.CoreV1().Pods("").Watch(ctx, metav1.ListOptions{}) },
+	} {
+		w, err := watch()
+		if err != nil {
+			t.Errorf("the daemon cannot watch %s: %v", what, err)
+			continue
+		}
+		w.Stop()
 	}
 	if _, err := typed.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the daemon can list secrets: %v", err)
