@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"testing"
@@ -18,7 +17,6 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/restmapper"
-	"sigs.k8s.io/yaml"
 )
 
 const shardedDir = deployDir + "/sharded"
@@ -29,48 +27,12 @@ const shardedDir = deployDir + "/sharded"
 // started with --shard auto/N, governed by a headless Service; and that
 // the files it shares with examples/deploy are the same.
 func TestDeployShardedManifests(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(shardedDir, "kustomization.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var k struct {
-		Resources []string `json:"resources"`
-	}
-	if err := yaml.Unmarshal(raw, &k); err != nil {
-		t.Fatalf("kustomization.yaml: %v", err)
-	}
-	files, _ := filepath.Glob(filepath.Join(shardedDir, "*.yaml"))
-	var onDisk []string
-	for _, f := range files {
-		if b := filepath.Base(f); b != "kustomization.yaml" {
-			onDisk = append(onDisk, b)
-		}
-	}
-	if listed := slices.Sorted(slices.Values(k.Resources)); !slices.Equal(listed, onDisk) {
-		t.Errorf("kustomization.yaml lists %v, the directory has %v", listed, onDisk)
-	}
+	objs := kustomizeManifests(t, shardedDir)
 	for _, shared := range []string{"namespace.yaml", "serviceaccount.yaml", "rbac.yaml", "service.yaml"} {
 		a, err1 := os.ReadFile(filepath.Join(deployDir, shared))
 		b, err2 := os.ReadFile(filepath.Join(shardedDir, shared))
 		if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
 			t.Errorf("sharded/%s differs from examples/deploy/%s (%v %v): copy it again", shared, shared, err1, err2)
-		}
-	}
-	sep := regexp.MustCompile(`(?m)^---[ \t]*$`)
-	var objs []*unstructured.Unstructured
-	for _, name := range k.Resources {
-		data, err := os.ReadFile(filepath.Join(shardedDir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i, doc := range sep.Split(string(data), -1) {
-			var m map[string]any
-			if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
-				t.Fatalf("%s document %d: %v", name, i+1, err)
-			}
-			if len(m) > 0 {
-				objs = append(objs, &unstructured.Unstructured{Object: m})
-			}
 		}
 	}
 

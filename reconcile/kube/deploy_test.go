@@ -35,7 +35,14 @@ const deployDir = "../../examples/deploy"
 // kustomization.yaml lists the files, and checks that it lists them all.
 func deployManifests(t *testing.T) []*unstructured.Unstructured {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(deployDir, "kustomization.yaml"))
+	return kustomizeManifests(t, deployDir)
+}
+
+// kustomizeManifests reads the objects of the kustomization in dir in the
+// order it lists its files, and checks that it lists every file there.
+func kustomizeManifests(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +52,7 @@ func deployManifests(t *testing.T) []*unstructured.Unstructured {
 	if err := yaml.Unmarshal(raw, &k); err != nil {
 		t.Fatalf("kustomization.yaml: %v", err)
 	}
-	files, err := filepath.Glob(filepath.Join(deployDir, "*.yaml"))
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +69,7 @@ func deployManifests(t *testing.T) []*unstructured.Unstructured {
 	sep := regexp.MustCompile(`(?m)^---[ \t]*$`)
 	var out []*unstructured.Unstructured
 	for _, name := range k.Resources {
-		data, err := os.ReadFile(filepath.Join(deployDir, name))
+		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
 		}
