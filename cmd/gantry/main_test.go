@@ -326,7 +326,14 @@ func TestRunRefusesUnsignedRevision(t *testing.T) {
 // TestDeployExampleArgs: the in-cluster Deployment in examples/deploy
 // passes flags this gantry knows.
 func TestDeployExampleArgs(t *testing.T) {
-	b, err := os.ReadFile("../../examples/deploy/deployment.yaml")
+	exampleArgs(t, "../../examples/deploy/deployment.yaml")
+}
+
+// exampleArgs reads the first container's args of the workload manifest
+// at path, and checks that they are a gantry run this gantry parses.
+func exampleArgs(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,6 +351,9 @@ func TestDeployExampleArgs(t *testing.T) {
 	if err := sigsyaml.Unmarshal(b, &d); err != nil {
 		t.Fatal(err)
 	}
+	if len(d.Spec.Template.Spec.Containers) == 0 {
+		t.Fatalf("%s has no container", path)
+	}
 	args := d.Spec.Template.Spec.Containers[0].Args
 	if len(args) < 2 || args[0] != "run" {
 		t.Fatalf("args %q", args)
@@ -352,4 +362,5 @@ func TestDeployExampleArgs(t *testing.T) {
 	if code, _, errs := gantry(t, append(args, "--help")...); code != 0 {
 		t.Fatalf("gantry %v: exit %d: %s", args, code, errs)
 	}
+	return args
 }
