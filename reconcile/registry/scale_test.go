@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // TestIndexParsedOncePerVersion: looking up many references in an
@@ -15,11 +17,7 @@ import (
 // (never a stale index), whichever Layout value made it.
 func TestIndexParsedOncePerVersion(t *testing.T) {
 	ctx := context.Background()
-	dir := writeModelDir(t, testFiles)
-	img, err := BuildModelPack(ctx, testModel(dir, testFiles))
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := testImage(t)
 	lay := NewLayout(filepath.Join(t.TempDir(), "oci"))
 	refs := make([]string, 20)
 	for i := range refs {
@@ -89,11 +87,7 @@ func TestIndexParsedOncePerVersion(t *testing.T) {
 // whose index grows with every release (quadratic in the releases).
 func TestPushesDoNotReparseTheirIndex(t *testing.T) {
 	ctx := context.Background()
-	dir := writeModelDir(t, testFiles)
-	img, err := BuildModelPack(ctx, testModel(dir, testFiles))
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := testImage(t)
 	lay := NewLayout(filepath.Join(t.TempDir(), "oci"))
 	parses := indexParses.Load()
 	for i := 0; i < 20; i++ {
@@ -108,4 +102,14 @@ func TestPushesDoNotReparseTheirIndex(t *testing.T) {
 	if n := indexParses.Load() - parses; n > 1 {
 		t.Errorf("20 pushes parsed index.json %d times, want at most 1", n)
 	}
+}
+
+// testImage is the ModelPack image of testFiles.
+func testImage(t *testing.T) v1.Image {
+	t.Helper()
+	img, err := BuildModelPack(context.Background(), testModel(writeModelDir(t, testFiles), testFiles))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
