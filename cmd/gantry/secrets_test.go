@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/http/cgi"
@@ -21,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gantry-dev/gantry/reconcile/gitsource/secrettest"
 )
 
 // A Git URL with a token in it reaches gantry adjust, gantry run --once
@@ -112,51 +112,13 @@ func TestGitTokenNeverWritten(t *testing.T) {
 	})
 }
 
-// tokenForms are the ways a token can be written down: as is, escaped in
-// a URL's userinfo, path or query, and as a basic-auth header's base64.
-func tokenForms(user, token string) []string {
-	return []string{
-		token,
-		url.PathEscape(token),
-		url.QueryEscape(token),
-		strings.TrimPrefix(url.UserPassword("x", token).String(), "x:"),
-		base64.StdEncoding.EncodeToString([]byte(user + ":" + token)),
-	}
-}
-
-// requireNoToken walks every file under dir (Git clones with their
+// requireNoToken fails for every file under dir (Git clones with their
 // config, packed-refs, refs, logs and objects; the OCI layout; objects;
-// work directories) and fails for each that holds the token, and for a
-// Git config that names the user.
+// work directories) that holds the token, and for a Git config that names
+// the user; and when it checked no file or no Git config.
 func requireNoToken(t *testing.T, dir, user, token string) {
 	t.Helper()
-	files, configs := 0, 0
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		files++
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		for _, form := range tokenForms(user, token) {
-			if bytes.Contains(b, []byte(form)) {
-				t.Errorf("%s holds the token (as %q)", p, form)
-			}
-		}
-		if filepath.Base(p) == "config" && filepath.Base(filepath.Dir(p)) == ".git" {
-			configs++
-			if bytes.Contains(b, []byte(user+"@")) || bytes.Contains(b, []byte(user+":")) {
-				t.Errorf("%s names the user:\n%s", p, b)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if files == 0 || configs == 0 {
+	if files, configs := secrettest.RequireNoFile(t, dir, user, token); files == 0 || configs == 0 {
 		t.Fatalf("%d files and %d Git configs under %s: nothing was checked", files, configs, dir)
 	}
 }
@@ -165,11 +127,7 @@ func requireNoToken(t *testing.T, dir, user, token string) {
 // information of the repository's URL.
 func requireNotPrinted(t *testing.T, printed, user, token string) {
 	t.Helper()
-	for _, form := range append(tokenForms(user, token), user+"@", user+":", "REDACTED@", "***@") {
-		if strings.Contains(printed, form) {
-			t.Errorf("the output shows %q:\n%s", form, printed)
-		}
-	}
+	secrettest.RequireNotShown(t, "the output", printed, user, token, user+"@", user+":", "REDACTED@", "***@")
 }
 
 // secretRemote is a bare repository of the quickstart (branch main)

@@ -2,11 +2,8 @@ package gitsource
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
-	"io/fs"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -14,49 +11,15 @@ import (
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
+
+	"github.com/gantry-dev/gantry/reconcile/gitsource/secrettest"
 )
 
-// secretForms are the ways a password can be written down: as is,
-// escaped in a URL's userinfo, path or query, and as the basic-auth
-// header's base64.
-func secretForms(user, pass string) []string {
-	return []string{
-		pass,
-		url.PathEscape(pass),
-		url.QueryEscape(pass),
-		strings.TrimPrefix(url.UserPassword("x", pass).String(), "x:"),
-		base64.StdEncoding.EncodeToString([]byte(user + ":" + pass)),
-	}
-}
-
 // requireNoSecret fails for every file under dir that holds the secret
-// in any form, and for every .git/config that names the user.
+// in any form, and for every Git config that names the user.
 func requireNoSecret(t *testing.T, dir, user, pass string) {
 	t.Helper()
-	files := 0
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		files++
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		for _, form := range secretForms(user, pass) {
-			if strings.Contains(string(b), form) {
-				t.Errorf("%s holds the password (as %q)", p, form)
-			}
-		}
-		if filepath.Base(p) == "config" && strings.Contains(string(b), user) {
-			t.Errorf("%s names the user %q:\n%s", p, user, b)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if files == 0 {
+	if files, _ := secrettest.RequireNoFile(t, dir, user, pass); files == 0 {
 		t.Fatalf("no files under %s", dir)
 	}
 }
@@ -65,11 +28,7 @@ func requireNoSecret(t *testing.T, dir, user, pass string) {
 // information: errors and logs show scheme://host/path only.
 func requireNoUserinfo(t *testing.T, what, text, user, pass string) {
 	t.Helper()
-	for _, form := range append(secretForms(user, pass), user) {
-		if strings.Contains(text, form) {
-			t.Errorf("%s shows %q:\n%s", what, form, text)
-		}
-	}
+	secrettest.RequireNotShown(t, what, text, user, pass, user)
 }
 
 // The write-back clone, the source cache and a checkout are made from a
@@ -168,7 +127,7 @@ func TestOldCloneScrubbed(t *testing.T) {
 				}
 			}
 			cfg := read(t, filepath.Join(dir, ".git", "config"))
-			for _, form := range append(secretForms(httpUser, httpPassword), httpUser) {
+			for _, form := range append(secrettest.Forms(httpUser, httpPassword), httpUser) {
 				if strings.Contains(cfg, form) {
 					t.Errorf(".git/config still holds %q:\n%s", form, cfg)
 				}
