@@ -131,6 +131,11 @@ type Prepared struct {
 	// object only if no earlier release wants that ID.
 	owner map[string]int
 	index map[string]int // release name -> index in cfg.Releases
+
+	// Memo, if set, lets Build skip rendering and diffing the releases
+	// it vouches for, and learns from every release Build plans. Set it
+	// before the first Build.
+	Memo *Memo
 }
 
 // Prepare indexes observed and places the replicas of desired. desired
@@ -236,6 +241,7 @@ func (p *Prepared) Build() (Plan, error) {
 		plan.Actions = append(plan.Actions, changes...)
 		plan.Releases = append(plan.Releases, rp)
 	}
+	p.Memo.keep(p.index)
 	// Prune: managed objects of releases that left the repository.
 	for _, id := range p.liveIDs {
 		if p.wantedBy(id) {
@@ -291,8 +297,19 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 		warnings = append(warnings, fmt.Sprintf("release %s: %d of %d replicas cannot be placed: %s", r.Name, u.Count, r.ReplicaCount(), u.String()))
 	}
 
-	objs, err := Render(RenderInput{Release: r, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, Model: model,
-		Placement: rp.Placement, RuntimeDigest: p.observed.Images[r.Runtime.Image], Hostnames: p.hostnames})
+	in := RenderInput{Release: r, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, Model: model,
+		Placement: rp.Placement, RuntimeDigest: p.observed.Images[r.Runtime.Image], Hostnames: p.hostnames}
+	var (
+		inputs string
+		live   []idVersion
+	)
+	if p.Memo != nil {
+		inputs, live = inputsHash(in), p.liveVersions(r.Name, renderedIDs(r.Name, cfg.Settings.Namespace, rp.Placement))
+		if rp.Unplaced == nil && p.Memo.inSync(r.Name, inputs, live) {
+			return rp, nil, warnings, nil
+		}
+	}
+	objs, err := Render(in)
 	if err != nil {
 		return rp, nil, nil, err
 	}
@@ -329,6 +346,7 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 				r.Name, plural(len(held), "object change")))
 		}
 	}
+	p.Memo.remember(r.Name, inputs, live, len(changes) == 0 && rp.Unplaced == nil)
 	return rp, changes, warnings, nil
 }
 

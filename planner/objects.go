@@ -50,6 +50,12 @@ type Object struct {
 	Namespace  string         `json:"namespace,omitempty"`
 	Name       string         `json:"name"`
 	Manifest   map[string]any `json:"manifest"`
+	// Version is the target's version of a live object: its
+	// resourceVersion in a cluster, a hash of its file's bytes in a
+	// directory; "" when unknown (and always for a desired object). Any
+	// change to the object changes it. Memo relies on it; plans and
+	// Observed.Digest do not include it.
+	Version string `json:"-"`
 }
 
 // ID is "Kind/namespace/name", unique within a cluster.

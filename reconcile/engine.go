@@ -89,6 +89,7 @@ type Engine struct {
 	errors    map[string]*quality.Tensor // quantization error by image digest
 	models    []string                   // local model paths the last specs read
 	builds    keyedMutex                 // one quantize per content key at a time
+	memo      planner.Memo               // releases found in sync, by inputs and live versions
 	cleanOnce sync.Once
 }
 
@@ -188,6 +189,7 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 		observed.Images = ResolveImages(ctx, cfg, e.Resolver, e.log())
 	}
 	prepared := planner.Prepare(cfg, observed)
+	prepared.Memo = &e.memo
 	plan, err := prepared.Build()
 	if err != nil {
 		return res, fmt.Errorf("plan: %w", err)
@@ -602,3 +604,8 @@ func (k *keyedMutex) lock(key string) func() {
 		k.mu.Unlock()
 	}
 }
+
+// MemoSkips is how many times this engine's plans left a release
+// unrendered and undiffed because nothing it is made from had changed
+// since it was found in sync (see planner.Memo).
+func (e *Engine) MemoSkips() int64 { return e.memo.Skips() }

@@ -231,3 +231,55 @@ func TestNoopReconcileDoesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestDaemonPlansOnlyWhatChanged: a daemon's no-op reconcile renders and
+// diffs no release (the plan memo vouches for all of them), and a YAML
+// file edited by hand is still found and put back on the next reconcile:
+// only its release is planned again.
+func TestDaemonPlansOnlyWhatChanged(t *testing.T) {
+	const n = 40
+	repo, state := scaleRepo(t, n), t.TempDir()
+	e := scaleEngine(repo, state)
+	for range 2 { // the first applies; the second finds all in sync
+		if _, err := e.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := e.MemoSkips()
+	res, err := e.Reconcile(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if skips := e.MemoSkips() - before; skips != n || res.Executed != 0 {
+		t.Fatalf("no-op reconcile: %d of %d releases skipped, %d executed", skips, n, res.Executed)
+	}
+
+	objects := filepath.Join(state, "objects")
+	matches, _ := filepath.Glob(filepath.Join(objects, "deployment-llm-r-00003-*.yaml"))
+	if len(matches) != 1 {
+		t.Fatalf("r-00003's shards: %v", matches)
+	}
+	path := matches[0]
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(orig), "replicas: 1", "replicas: 5", 1)
+	if edited == string(orig) {
+		t.Fatalf("no replicas: 1 in %s:\n%s", path, orig)
+	}
+	if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before = e.MemoSkips()
+	res, err = e.Reconcile(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if skips := e.MemoSkips() - before; skips != n-1 || res.Executed != 1 {
+		t.Fatalf("after a hand edit: %d releases skipped (want %d), %d executed (want 1): %+v", skips, n-1, res.Executed, res.Plan.Actions)
+	}
+	if got, _ := os.ReadFile(path); string(got) != string(orig) {
+		t.Fatalf("the hand edit was not undone:\n%s", got)
+	}
+}

@@ -3,6 +3,8 @@ package dirtarget
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -69,6 +71,10 @@ func (t Target) Observe(ctx context.Context) ([]planner.Object, error) {
 		if o.Label(planner.LabelManagedBy) != planner.ManagedBy {
 			continue
 		}
+		// The file's bytes are the object's version: any edit, by Gantry
+		// or by hand, gives a new one.
+		sum := sha256.Sum256(data)
+		o.Version = hex.EncodeToString(sum[:16])
 		out = append(out, o)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })

@@ -197,6 +197,27 @@ func TestHandEditsReverted(t *testing.T) {
 	reconcile(t, c, cfg, ApplyOptions{})
 	name := planner.ShardName("chat", ns+"-n1")
 	apps := admin(t).AppsV1().Deployments(ns)
+	// A daemon's plan memo finds the release in sync, and skips it while
+	// nothing changes: the objects' resourceVersions vouch for that.
+	memo := &planner.Memo{}
+	memoPlan := func() planner.Plan {
+		t.Helper()
+		obs, err := c.Observe(ctx, ns, cfg.Pools)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := planner.Prepare(cfg, planner.Observed{Objects: obs.Objects, Nodes: obs.Nodes, Artifacts: artifacts(cfg)})
+		p.Memo = memo
+		plan, err := p.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return plan
+	}
+	memoPlan()
+	if p := memoPlan(); !p.Empty() || memo.Skips() != 1 {
+		t.Fatalf("memo: %d skips, plan:\n%s", memo.Skips(), actionList(p))
+	}
 
 	// kubectl scale deployment --replicas=7
 	if _, err := apps.UpdateScale(ctx, name, &autoscalingv1.Scale{
@@ -218,6 +239,11 @@ func TestHandEditsReverted(t *testing.T) {
 	p, _ := plan(t, c, cfg)
 	if len(p.Actions) != 1 || p.Actions[0].Type != planner.Update {
 		t.Fatalf("plan after hand edits:\n%s", actionList(p))
+	}
+	// The edits gave the Deployment a new resourceVersion: the memo does
+	// not vouch for it any more, and the plan with it is the same.
+	if mp := memoPlan(); memo.Skips() != 1 || cmp.Diff(p.Actions, mp.Actions) != "" {
+		t.Fatalf("with the memo after hand edits (%d skips):\n%s", memo.Skips(), cmp.Diff(p.Actions, mp.Actions))
 	}
 	var paths []string
 	for _, ch := range p.Actions[0].Changes {

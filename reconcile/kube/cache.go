@@ -513,10 +513,12 @@ func assemble(nodes []corev1.Node, used map[string]int, objs []unstructured.Unst
 			}
 			obs.Shards = append(obs.Shards, shardStatus(&d))
 		}
+		rv := u.GetResourceVersion()
 		o, err := planner.ObjectFromManifest(stripNoise(u.Object))
 		if err != nil {
 			return obs, fmt.Errorf("observe %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 		}
+		o.Version = rv
 		obs.Objects = append(obs.Objects, o)
 	}
 	sort.Slice(obs.Objects, func(i, j int) bool { return obs.Objects[i].ID() < obs.Objects[j].ID() })
