@@ -100,6 +100,9 @@ func (e *Engine) build(ctx context.Context, snap Snapshot, r *spec.Release, key 
 			return built{}, fmt.Errorf("quantize: %w", err)
 		}
 	}
+	e.mu.Lock()
+	delete(e.reports, key) // a report this engine found missing is there now
+	e.mu.Unlock()
 	b, err := loadBuild(dir, r.Model.Format)
 	if err == nil && e.Observer != nil {
 		e.Observer.Quantized(r.Name, b.Bytes)

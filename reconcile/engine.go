@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/hcl/v2"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/gantry-dev/gantry/compress"
@@ -87,9 +88,11 @@ type Engine struct {
 	failures  map[string]failure
 	stores    map[string]registry.Store  // StoreFor's, by gantry.registry
 	errors    map[string]*quality.Tensor // quantization error by image digest
+	reports   map[string]*quality.Tensor // the build cache's error summary by content key (nil: none)
 	models    []string                   // local model paths the last specs read
 	builds    keyedMutex                 // one quantize per content key at a time
 	memo      planner.Memo               // releases found in sync, by inputs and live versions
+	primed    *primed                    // what Prime loaded, for the next reconcile
 	cleanOnce sync.Once
 }
 
@@ -149,13 +152,47 @@ func (e *Engine) Reconcile(ctx context.Context) (Result, error) {
 	return res, err
 }
 
-func (e *Engine) reconcile(ctx context.Context) (Result, error) {
+// primed is a snapshot and its specs, loaded before the first reconcile.
+type primed struct {
+	snap  Snapshot
+	cfg   *spec.Config
+	diags hcl.Diagnostics
+}
+
+// Prime hands the engine the specs of snap, fetched and loaded (with the
+// engine's Vars) by its caller: the next reconcile uses them instead of
+// fetching and loading again. gantry run reads the specs once to pick
+// its drivers; a run --once of 1,000 releases would otherwise load them
+// twice. Only the next reconcile uses them; later ones fetch as usual.
+func (e *Engine) Prime(snap Snapshot, cfg *spec.Config, diags hcl.Diagnostics) {
+	e.mu.Lock()
+	e.primed = &primed{snap: snap, cfg: cfg, diags: diags}
+	e.mu.Unlock()
+}
+
+// load fetches and loads the specs, or takes what Prime left.
+func (e *Engine) load(ctx context.Context) (Snapshot, *spec.Config, hcl.Diagnostics, error) {
+	e.mu.Lock()
+	p := e.primed
+	e.primed = nil
+	e.mu.Unlock()
+	if p != nil {
+		return p.snap, p.cfg, p.diags, nil
+	}
 	snap, err := e.Source.Fetch(ctx)
 	if err != nil {
-		return Result{}, fmt.Errorf("fetch specs: %w", err)
+		return Snapshot{}, nil, nil, fmt.Errorf("fetch specs: %w", err)
+	}
+	cfg, diags := spec.Load(ctx, snap.Dir, spec.LoadOptions{Vars: e.Vars})
+	return snap, cfg, diags, nil
+}
+
+func (e *Engine) reconcile(ctx context.Context) (Result, error) {
+	snap, cfg, diags, err := e.load(ctx)
+	if err != nil {
+		return Result{}, err
 	}
 	res := Result{Revision: snap.Revision}
-	cfg, diags := spec.Load(ctx, snap.Dir, spec.LoadOptions{Vars: e.Vars})
 	cfg.Revision, cfg.Uncommitted = snap.Revision, snap.Uncommitted
 	var text bytes.Buffer
 	if len(diags) > 0 { // printing masks every file first, diagnostics or not

@@ -107,13 +107,7 @@ func (e *Engine) quantError(ctx context.Context, store registry.Store, key, ref,
 	if ok {
 		return t
 	}
-	t = nil
-	if data, err := os.ReadFile(filepath.Join(e.WorkDir, "builds", key, "report.json")); err == nil {
-		var rep quality.Report
-		if json.Unmarshal(data, &rep) == nil {
-			t = &rep.Summary
-		}
-	}
+	t = e.buildReport(key)
 	if t == nil {
 		if src, ok := store.(registry.Source); ok {
 			if img, err := src.Image(ctx, ref); err == nil {
@@ -133,6 +127,30 @@ func (e *Engine) quantError(ctx context.Context, store registry.Store, key, ref,
 		e.errors = map[string]*quality.Tensor{}
 	}
 	e.errors[digest] = t
+	e.mu.Unlock()
+	return t
+}
+
+// buildReport is the error summary in the build cache's report.json of
+// content key, read once per key: releases sharing a model share it.
+func (e *Engine) buildReport(key string) *quality.Tensor {
+	e.mu.Lock()
+	t, ok := e.reports[key]
+	e.mu.Unlock()
+	if ok {
+		return t
+	}
+	if data, err := os.ReadFile(filepath.Join(e.WorkDir, "builds", key, "report.json")); err == nil {
+		var rep quality.Report
+		if json.Unmarshal(data, &rep) == nil {
+			t = &rep.Summary
+		}
+	}
+	e.mu.Lock()
+	if e.reports == nil {
+		e.reports = map[string]*quality.Tensor{}
+	}
+	e.reports[key] = t
 	e.mu.Unlock()
 	return t
 }

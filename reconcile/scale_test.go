@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gantry-dev/gantry/compress"
@@ -281,5 +282,49 @@ func TestDaemonPlansOnlyWhatChanged(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(path); string(got) != string(orig) {
 		t.Fatalf("the hand edit was not undone:\n%s", got)
+	}
+}
+
+// fetchCounter is a Source that counts its fetches.
+type fetchCounter struct {
+	reconcile.Source
+	n atomic.Int64
+}
+
+func (s *fetchCounter) Fetch(ctx context.Context) (reconcile.Snapshot, error) {
+	s.n.Add(1)
+	return s.Source.Fetch(ctx)
+}
+
+// TestPrimedReconcileLoadsOnce: specs handed over by Prime (gantry run
+// loads them once to pick its drivers) are what the next reconcile uses,
+// without fetching or loading again; the one after fetches as usual.
+func TestPrimedReconcileLoadsOnce(t *testing.T) {
+	ctx := context.Background()
+	repo, state := scaleRepo(t, 4), t.TempDir()
+	e := scaleEngine(repo, state)
+	src := &fetchCounter{Source: e.Source}
+	e.Source = src
+	snap, err := reconcile.DirSource{Dir: repo}.Fetch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, diags := spec.Load(ctx, snap.Dir, spec.LoadOptions{})
+	if diags.HasErrors() {
+		t.Fatal(diags.Error())
+	}
+	e.Prime(snap, cfg, diags)
+	res, err := e.Reconcile(ctx)
+	if err != nil || len(res.Releases) != 4 {
+		t.Fatalf("primed reconcile: %v, %d releases", err, len(res.Releases))
+	}
+	if n := src.n.Load(); n != 0 {
+		t.Fatalf("the primed reconcile fetched %d times", n)
+	}
+	if _, err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := src.n.Load(); n != 1 {
+		t.Fatalf("the reconcile after it fetched %d times, want 1", n)
 	}
 }

@@ -152,6 +152,7 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 	// oci:// model sources and modelcar bases live in registries, even
 	// when the images Gantry builds go to the local layout.
 	e.Images = registry.NewRemote(registry.Options{Insecure: f.insecure})
+	e.Prime(snap, cfg, diags) // the first reconcile loads nothing again
 	return e, repo, nil
 }
 
