@@ -4,9 +4,11 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -274,5 +276,159 @@ func TestLayerMediaType(t *testing.T) {
 		if got := string(LayerMediaType(p)); got != want {
 			t.Errorf("LayerMediaType(%q) = %s, want %s", p, got, want)
 		}
+	}
+}
+
+// settleFiles sets the modification time of dir's files to at, long
+// enough ago for their versions to vouch for their content.
+func settleFiles(t *testing.T, dir string, at time.Time) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.Chtimes(filepath.Join(dir, e.Name()), at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Releases sharing a model file hash it once per version of the file,
+// not once per release: a new build over the same, unchanged file reuses
+// the digest. A file rewritten (new modification time), replaced (new
+// inode) or grown is hashed again.
+func TestLayerHashedOncePerFileVersion(t *testing.T) {
+	ctx := context.Background()
+	files := map[string]string{"tiny.Q4_K_M.gguf": strings.Repeat("weights!", 8192)}
+	dir := writeModelDir(t, files)
+	file := filepath.Join(dir, "tiny.Q4_K_M.gguf")
+	long := time.Now().Add(-time.Hour)
+	settleFiles(t, dir, long)
+	build := func(release string) v1.Hash {
+		t.Helper()
+		m := testModel(dir, files)
+		m.Release = release
+		img, err := BuildModelPack(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		man, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return man.Layers[0].Digest
+	}
+	passes := layerHashes.Load()
+	first := build("r0")
+	for i := 1; i < 30; i++ {
+		if d := build(fmt.Sprintf("r%d", i)); d != first {
+			t.Fatalf("release r%d: layer %s, want %s", i, d, first)
+		}
+	}
+	if n := layerHashes.Load() - passes; n != 1 {
+		t.Errorf("30 builds of one file hashed it %d times, want 1", n)
+	}
+
+	// Rewritten in place, same size, new content: hashed again.
+	passes = layerHashes.Load()
+	if err := os.WriteFile(file, []byte(strings.Repeat("WEIGHTS!", 8192)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	settleFiles(t, dir, long.Add(time.Minute))
+	second := build("r0")
+	if second == first {
+		t.Error("a rewritten file kept its digest")
+	}
+	if d := build("r1"); d != second {
+		t.Errorf("layer %s, want %s", d, second)
+	}
+	if n := layerHashes.Load() - passes; n != 1 {
+		t.Errorf("builds after a rewrite hashed %d times, want 1", n)
+	}
+
+	// Replaced by another file (rename) with the same content and times:
+	// a new inode, hashed again, the same digest.
+	passes = layerHashes.Load()
+	tmp := filepath.Join(t.TempDir(), "new")
+	if err := os.WriteFile(tmp, []byte(strings.Repeat("WEIGHTS!", 8192)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(tmp, long.Add(time.Minute), long.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		t.Fatal(err)
+	}
+	if d := build("r2"); d != second {
+		t.Errorf("the same content under a new inode: layer %s, want %s", d, second)
+	}
+	if n := layerHashes.Load() - passes; n != 1 {
+		t.Errorf("a replaced file was hashed %d times, want 1", n)
+	}
+
+	// Just modified: within the time a rewrite could keep the same
+	// modification time, the version does not vouch for the content.
+	passes = layerHashes.Load()
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("more")
+	f.Close()
+	third := build("r0")
+	if third == second {
+		t.Error("a grown file kept its digest")
+	}
+	build("r1")
+	if n := layerHashes.Load() - passes; n != 2 {
+		t.Errorf("two builds of a file modified just now hashed it %d times, want 2", n)
+	}
+}
+
+// A layer whose file changes size after the layer was made fails loudly
+// when it is streamed (here: written to a layout), whether the file
+// shrank or grew: it never streams content that does not match its
+// digest under that digest.
+func TestLayerFailsWhenFileChangesSize(t *testing.T) {
+	ctx := context.Background()
+	for name, change := range map[string]func(string) error{
+		"shrank": func(p string) error { return os.Truncate(p, 100) },
+		"grew": func(p string) error {
+			f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteString("more weights")
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			files := map[string]string{"model.safetensors": strings.Repeat("w", 4096)}
+			dir := writeModelDir(t, files)
+			settleFiles(t, dir, time.Now().Add(-time.Hour))
+			if _, err := BuildModelPack(ctx, testModel(dir, files)); err != nil { // the sum is kept
+				t.Fatal(err)
+			}
+			img, err := BuildModelPack(ctx, testModel(dir, files))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := change(filepath.Join(dir, "model.safetensors")); err != nil {
+				t.Fatal(err)
+			}
+			lay := NewLayout(filepath.Join(t.TempDir(), "oci"))
+			_, err = lay.Write(ctx, "gantry.local/models/m:ck-1", img)
+			if err == nil {
+				t.Fatal("a layer whose file changed size was written")
+			}
+			if !strings.Contains(err.Error(), "changed size while packaging") {
+				t.Errorf("error: %v, want it to say the file changed size", err)
+			}
+			if _, ok, _ := lay.Has(ctx, "gantry.local/models/m:ck-1"); ok {
+				t.Error("the image is in the layout")
+			}
+		})
 	}
 }

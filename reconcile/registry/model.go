@@ -128,7 +128,8 @@ type modelPackConfig struct {
 }
 
 // layers builds one layer per file, sorted by path, below prefix, and
-// hashes them. Hashing reads every file once; ctx stops it.
+// hashes them. Hashing reads every file once, unless this process hashed
+// the same version of it (see fileLayer) before; ctx stops it.
 func (m Model) layers(ctx context.Context, prefix string, mediaType func(File) types.MediaType) ([]*fileLayer, []File, error) {
 	if len(m.Files) == 0 {
 		return nil, nil, errors.New("model has no files")
@@ -186,7 +187,9 @@ func (m Model) annotations() (map[string]string, error) {
 
 // BuildModelPack packages m as a ModelPack model artifact: one
 // uncompressed tar layer per file, each annotated with its path, and a
-// ModelPack config. It reads every file once to hash it; the image streams
+// ModelPack config. It reads every file once to hash it, unless this
+// process hashed the same version of the file under the same path before
+// (so that releases sharing a model file hash it once); the image streams
 // the files again when written.
 func BuildModelPack(ctx context.Context, m Model) (v1.Image, error) {
 	layers, files, err := m.layers(ctx, "", func(f File) types.MediaType {
