@@ -26,7 +26,9 @@
 //     so a different revision is a different digest; the planner pushes a
 //     content key once, so the first revision that built it is recorded.
 //   - Streaming: layers are read from disk when hashed and again when
-//     written, never held in memory (see BENCHMARKS.md, "registry").
+//     written, never held in memory (see BENCHMARKS.md, "registry"). A
+//     process hashes each version of a file once: releases sharing a model
+//     file reuse its layer's digest while the file is unchanged.
 //   - Idempotent: Store.Write skips blobs the store has, so re-pushing an
 //     unchanged model uploads nothing: against a registry that is one
 //     manifest HEAD (same digest under the tag: done), or blob HEADs and
@@ -42,7 +44,11 @@
 // flock) and replaced atomically; blobs are verified temp files renamed
 // into place; a push holds the blob lock shared until its entry is
 // recorded, so Layout.GC (exclusive) never sweeps a blob in flight, and
-// temp files of killed processes are removed on the next write. Observe
+// temp files of killed processes are removed on the next write. Layout is
+// a Batcher: in a batch, Write keeps index entries in memory (seen by Has
+// and Image) and flushes them in O(log N) rewrites of index.json rather
+// than one per push, holding the blob lock shared while any is pending.
+// Observe
 // turns Has into the planner's Observed.Artifacts, keyed by reference. Pull (and PullRef for
 // "oci://REF") extracts either packaging into a directory, verifying
 // digests, atomically.

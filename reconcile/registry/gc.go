@@ -50,10 +50,14 @@ type GCResult struct {
 //
 // It is safe while other goroutines and processes push: it holds the blob
 // lock exclusively, and every Write holds it shared from its first blob to
-// its index entry, so an image is either wholly written and in index.json
-// (and then newest in its repository) or not started when GC marks. The
-// index is rewritten before any blob goes, so a crash in between leaves
-// unreachable blobs for the next GC, never an entry without its blobs.
+// its index entry (a batch, until the entry is flushed), so an image is
+// either wholly written and in index.json (and then newest in its
+// repository) or not started when GC marks. The entries a batch of this
+// process keeps pending are flushed first, so GC in a batch, or beside
+// one, does not wait for the batch to end; another process's batch makes
+// GC wait until it flushes. The index is rewritten before any blob goes,
+// so a crash in between leaves unreachable blobs for the next GC, never
+// an entry without its blobs.
 func (l *Layout) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 	res := GCResult{DryRun: opts.DryRun}
 	if opts.Keep < 0 {
@@ -74,6 +78,16 @@ func (l *Layout) GC(ctx context.Context, opts GCOptions) (GCResult, error) {
 		referenced[h] = true
 	}
 	locks := locksFor(l.Dir)
+	// First this process's pending entries (see Batch): their batch holds
+	// the blob lock shared until they are flushed, and would keep GC
+	// waiting, and every new Write behind it, until the batch ends. While
+	// GC runs, a Write in a batch flushes its entry at once. (With DryRun
+	// too: the flush records what was written, it removes nothing.)
+	locks.batch.gcs.Add(1)
+	defer locks.batch.gcs.Add(-1)
+	if err := l.commit(ctx, locks, nil); err != nil {
+		return res, fmt.Errorf("layout %s: gc: flush pending entries: %w", l.Dir, err)
+	}
 	release, err := locks.lockBlobsExclusive(ctx, l.Dir)
 	if err != nil {
 		return res, fmt.Errorf("layout %s: gc: %w", l.Dir, err)

@@ -22,7 +22,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
@@ -52,6 +51,19 @@ const AnnotationCreated = "org.opencontainers.image.created"
 // verified against their digest, fsynced and renamed, so a blob under its
 // digest's name is always whole. Temp files that a killed process left
 // behind are removed on the first write of a process (and by GC).
+//
+// Without a batch each Write rewrites index.json, which grows with the
+// images: N writes would write O(N²) bytes. In a batch (Batch) a Write
+// writes its blobs as always but keeps its entry pending in memory, and
+// the pending entries are flushed in one rewrite when enough wait (a
+// quarter of the index, at least 16) and when the last batch ends, so N
+// writes write O(N) bytes in O(log N) rewrites. A process killed with
+// entries pending (kill -9, power loss) loses those entries and nothing
+// else: index.json is still only ever replaced whole, so it holds the
+// last flush; the blobs of the lost entries are whole and unreferenced,
+// reused by the next Write of those images (writeBlob skips a blob that
+// is there) or swept by the next GC. Other processes see pending entries
+// only once flushed.
 type Layout struct {
 	Dir string
 }
@@ -158,8 +170,11 @@ const indexSettle = 3 * time.Second
 var (
 	indexCaches sync.Map // index.json path -> *indexCache
 	// indexParses and indexCacheHits count, for tests, the times
-	// index.json was parsed and the times it was not even read.
-	indexParses, indexCacheHits atomic.Int64
+	// index.json was parsed and the times it was not even read;
+	// indexWrites and indexBytesWritten the times it was written and the
+	// bytes.
+	indexParses, indexCacheHits    atomic.Int64
+	indexWrites, indexBytesWritten atomic.Int64
 )
 
 func indexCacheFor(path string) *indexCache {
@@ -191,6 +206,8 @@ func (l *Layout) writeIndex(im *v1.IndexManifest) error {
 	if err := writeFileAtomic(l.Dir, indexFile, b); err != nil {
 		return err
 	}
+	indexWrites.Add(1)
+	indexBytesWritten.Add(int64(len(b)))
 	// The writer knows what it wrote: the next read compares bytes (the
 	// version is not settled yet) and parses nothing.
 	path := filepath.Join(l.Dir, indexFile)
@@ -272,11 +289,17 @@ func find(im *v1.IndexManifest, r name.Reference) *v1.Descriptor {
 	return nil
 }
 
-// lookup parses ref and finds its entry in index.json.
+// lookup parses ref and finds its entry: pending in a batch of this
+// process (those are newer), else in index.json. Pending entries are
+// looked at first: a flush writes index.json before it drops them, so an
+// entry is always in one of the two.
 func (l *Layout) lookup(ref string) (*v1.Descriptor, error) {
 	r, err := name.ParseReference(ref, name.WeakValidation)
 	if err != nil {
 		return nil, fmt.Errorf("reference %q: %w", ref, err)
+	}
+	if d := locksFor(l.Dir).batch.find(r); d != nil {
+		return d, nil
 	}
 	im, ok, err := l.index()
 	if err != nil || !ok {
@@ -390,12 +413,13 @@ func (l *Layout) whole(d v1.Descriptor, depth int) error {
 // Has reports whether the layout holds ref (repo:tag or repo@digest) and
 // the image is whole: its manifest is there and matches the digest, and
 // its config and layers are there with their sizes. A broken image is
-// reported as absent, so the next reconcile writes it again.
+// reported as absent, so the next reconcile writes it again. Entries a
+// batch of this process keeps pending count (see Batch).
 func (l *Layout) Has(ctx context.Context, ref string) (string, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return "", false, err
 	}
-	if _, err := os.Stat(filepath.Join(l.Dir, indexFile)); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(l.Dir, indexFile)); errors.Is(err, fs.ErrNotExist) && !locksFor(l.Dir).batch.any() {
 		return "", false, nil
 	}
 	release, err := l.readLock(ctx)
@@ -432,7 +456,10 @@ func (l *Layout) readLock(ctx context.Context) (func(), error) {
 // Write stores img under ref (repo:tag). Blobs already in the layout are
 // not written again, and an entry that already points at the same digest
 // (with the image whole) is left as it is; an entry for ref with another
-// digest is replaced.
+// digest is replaced. Without a batch, the entry is in index.json when
+// Write returns; in a batch (see Batch), the blobs are, and the entry may
+// be pending, seen by Has and Image of this process. A Write in a batch
+// that flushes the pending entries returns the flush's failure.
 func (l *Layout) Write(ctx context.Context, ref string, img v1.Image) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", err
@@ -461,13 +488,25 @@ func (l *Layout) write(ctx context.Context, r name.Tag, img v1.Image) (v1.Hash, 
 
 	// The blob lock is held shared from the first blob to the index entry:
 	// until the entry exists, nothing but this lock keeps GC from
-	// sweeping the blobs.
+	// sweeping the blobs. In a batch, the batch takes the lock over (or
+	// holds one already) until the entry is flushed.
 	release, err := locks.lockBlobsShared(ctx, l.Dir)
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	defer release()
-	if d, err := l.lookup(r.Name()); err == nil && d != nil && d.Digest == dig && l.whole(*d, 0) == nil {
+	defer func() { release() }()
+	// In a batch only the pending entries are looked at: reading
+	// index.json, which grows with the writes, on every one would cost
+	// O(N²) again. Writing an image that index.json has already costs a
+	// stat of each blob (a hash of the small ones), and the flush leaves
+	// its entry as it is.
+	var d *v1.Descriptor
+	if locks.batch.isOpen() {
+		d = locks.batch.find(r)
+	} else if d, err = l.lookup(r.Name()); err != nil {
+		d = nil
+	}
+	if d != nil && d.Digest == dig && l.whole(*d, 0) == nil {
 		return dig, nil
 	}
 	if err := l.writeImageBlobs(ctx, img); err != nil {
@@ -482,40 +521,17 @@ func (l *Layout) write(ctx context.Context, r name.Tag, img v1.Image) (v1.Hash, 
 		AnnotationImageName: r.Name(),
 		AnnotationCreated:   time.Now().UTC().Format(time.RFC3339Nano),
 	}
-
-	unlock, err := locks.lockIndex(ctx, l.Dir)
-	if err != nil {
-		return v1.Hash{}, err
+	e := pendingEntry{tag: r, desc: *desc}
+	batched, flush, release := locks.batch.record(e, release)
+	if !batched {
+		return dig, l.commit(ctx, locks, &e)
 	}
-	defer unlock()
-	if _, err := os.Stat(filepath.Join(l.Dir, ociLayoutFile)); errors.Is(err, fs.ErrNotExist) {
-		if err := writeFileAtomic(l.Dir, ociLayoutFile, []byte(`{"imageLayoutVersion": "1.0.0"}`)); err != nil {
-			return v1.Hash{}, err
+	if flush {
+		if err := l.commit(ctx, locks, nil); err != nil {
+			return v1.Hash{}, fmt.Errorf("flush index: %w", err)
 		}
 	}
-	im, _, err := l.readIndex()
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	if d := find(im, r); d != nil && d.Digest == dig {
-		return dig, nil // another writer recorded the same image meanwhile
-	}
-	kept := im.Manifests[:0:0]
-	for _, d := range im.Manifests {
-		if !sameName(d, r) {
-			kept = append(kept, d)
-		}
-	}
-	im.Manifests = append(kept, *desc)
-	return dig, l.writeIndex(im)
-}
-
-// sameName reports whether the entry d records the tag r.
-func sameName(d v1.Descriptor, r name.Tag) bool {
-	if full := d.Annotations[AnnotationImageName]; full != "" {
-		return full == r.Name()
-	}
-	return d.Annotations[AnnotationRefName] == r.TagStr()
+	return dig, nil
 }
 
 // writeImageBlobs writes the layers (at most four at once), then the
@@ -773,9 +789,11 @@ func isHex(s string, n int) bool {
 	return true
 }
 
-// Image reads ref from the layout. The image's blobs are read when used,
-// without a lock: an image that GC drops meanwhile (it is neither
-// referenced nor among the newest) fails to read.
+// Image reads ref from the layout: an entry of index.json or one a batch
+// of this process keeps pending. The manifest is read and checked
+// against its digest now; the config and layers when used, without a
+// lock: an image that GC drops meanwhile (it is neither referenced nor
+// among the newest) fails to read.
 func (l *Layout) Image(ctx context.Context, ref string) (v1.Image, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -787,9 +805,82 @@ func (l *Layout) Image(ctx context.Context, ref string) (v1.Image, error) {
 	if d == nil {
 		return nil, fmt.Errorf("layout %s: read %s: %w", l.Dir, ref, ErrNotFound)
 	}
-	img, err := layout.Path(l.Dir).Image(d.Digest)
+	img, err := l.image(*d)
 	if err != nil {
 		return nil, fmt.Errorf("layout %s: read %s: %w", l.Dir, ref, err)
 	}
 	return img, nil
+}
+
+// image is the image of the entry d, read from its blobs: index.json
+// plays no part, so pending entries read like recorded ones, and a read
+// does not parse an index that grows with the releases.
+func (l *Layout) image(d v1.Descriptor) (v1.Image, error) {
+	if d.MediaType.IsIndex() {
+		return nil, fmt.Errorf("%s is an index (%s), not an image", d.Digest, d.MediaType)
+	}
+	raw, err := l.readManifest(d)
+	if err != nil {
+		return nil, err
+	}
+	man, err := v1.ParseManifest(bytes.NewReader(raw))
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", d.Digest, err)
+	}
+	return partial.CompressedToImage(&layoutImage{l: l, desc: d, raw: raw, man: man})
+}
+
+// layoutImage is an image whose manifest is read (raw, parsed as man) and
+// whose config and layers are blobs of the layout, read when used.
+type layoutImage struct {
+	l    *Layout
+	desc v1.Descriptor
+	raw  []byte
+	man  *v1.Manifest
+}
+
+func (i *layoutImage) MediaType() (types.MediaType, error) {
+	if i.desc.MediaType != "" {
+		return i.desc.MediaType, nil
+	}
+	return i.man.MediaType, nil
+}
+
+func (i *layoutImage) RawManifest() ([]byte, error) { return i.raw, nil }
+
+func (i *layoutImage) RawConfigFile() ([]byte, error) {
+	b, err := os.ReadFile(i.l.blobPath(i.man.Config.Digest))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", i.man.Config.Digest, err)
+	}
+	return b, nil
+}
+
+func (i *layoutImage) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	if h == i.man.Config.Digest {
+		return &layoutBlob{i.l, i.man.Config}, nil
+	}
+	for _, d := range i.man.Layers {
+		if h == d.Digest {
+			return &layoutBlob{i.l, d}, nil
+		}
+	}
+	return nil, fmt.Errorf("blob %s is not in image %s", h, i.desc.Digest)
+}
+
+// layoutBlob is a config or layer blob of the layout.
+type layoutBlob struct {
+	l    *Layout
+	desc v1.Descriptor
+}
+
+func (b *layoutBlob) Digest() (v1.Hash, error)            { return b.desc.Digest, nil }
+func (b *layoutBlob) Size() (int64, error)                { return b.desc.Size, nil }
+func (b *layoutBlob) MediaType() (types.MediaType, error) { return b.desc.MediaType, nil }
+
+// Descriptor gives the layer's annotations to partial.Descriptor.
+func (b *layoutBlob) Descriptor() (*v1.Descriptor, error) { return &b.desc, nil }
+
+func (b *layoutBlob) Compressed() (io.ReadCloser, error) {
+	return os.Open(b.l.blobPath(b.desc.Digest))
 }

@@ -16,7 +16,8 @@ import (
 // gc on one state dir) take part:
 //
 //   - the blob lock (.gantry-blobs.lock) is held shared by every Write for
-//     as long as it writes blobs and records its index entry, and by Has
+//     as long as it writes blobs and records its index entry, by a batch
+//     (Layout.Batch) for as long as it keeps entries pending, and by Has
 //     while it checks an image is whole; it is held exclusively by GC and
 //     by the stale temp file cleaner. So a sweep never runs while a blob
 //     is being written, and a blob written but not yet in index.json is
@@ -24,8 +25,17 @@ import (
 //   - the index lock (.gantry-index.lock) is held exclusively around
 //     every read-modify-write of index.json, so no update is lost.
 //
-// Lock order: blob lock, then index lock. Readers of index.json need no
-// lock: it is replaced by rename, so a reader sees the old or the new file.
+// Lock order: blob lock, then index lock. The batch's in-memory state
+// (batch.mu) comes last: it is only held for a few memory operations,
+// never while waiting for a lock. A batch does not take the blob lock
+// again while a Write of it holds it: it takes over the shared hold of
+// the Write that makes the first entry pending (sync.RWMutex must not be
+// read-locked twice by one holder while a writer may wait). GC flushes
+// its own process's pending entries before it waits for the blob lock,
+// and while a GC waits every Write flushes its entry at once, so the
+// batch's hold never keeps that GC (and, behind it, the writes the batch
+// waits for) waiting. Readers of index.json need no lock: it is replaced
+// by rename, so a reader sees the old or the new file.
 //
 // The flock alone would be enough for correctness (two descriptors of one
 // file conflict even within a process); the in-process primitives keep
@@ -41,6 +51,8 @@ type dirLock struct {
 	index sync.Mutex
 	// cleaned is set once this process removed the stale temp files.
 	cleaned atomic.Bool
+	// batch is the state of the batches open on the directory.
+	batch batch
 }
 
 var (
@@ -49,16 +61,26 @@ var (
 )
 
 // lockKey is the directory's identity within the process: its absolute,
-// cleaned path with symlinks resolved where it exists.
+// cleaned path with the symlinks of its longest existing part resolved,
+// so that the key is the same before and after the directory is created
+// (a batch may be opened on a layout that does not exist yet).
 func lockKey(dir string) string {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		abs = filepath.Clean(dir)
 	}
-	if real, err := filepath.EvalSymlinks(abs); err == nil {
-		return real
+	rest := ""
+	for p := abs; ; {
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(real, rest)
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return abs
+		}
+		rest = filepath.Join(filepath.Base(p), rest)
+		p = parent
 	}
-	return abs
 }
 
 func locksFor(dir string) *dirLock {

@@ -52,6 +52,10 @@ func init() {
 //   - hang: write gantry.local/models/done:ck-1, then start an image whose
 //     layer delivers half of its bytes and then never ends: the parent
 //     kills the process while the blob is being written.
+//   - batch: in a batch, write GANTRY_LAYOUT_N random images as
+//     gantry.local/models/k-<i>:ck-1, create the file "pending" in the
+//     layout and wait forever with the batch open: the parent kills the
+//     process with entries pending.
 func layoutChild(mode string) error {
 	ctx := context.Background()
 	dir := os.Getenv("GANTRY_LAYOUT_DIR")
@@ -84,6 +88,25 @@ func layoutChild(mode string) error {
 		}
 		_, err = NewLayout(dir).Write(ctx, "gantry.local/models/big:ck-1", big)
 		return err
+	case "batch":
+		n, _ := strconv.Atoi(os.Getenv("GANTRY_LAYOUT_N"))
+		lay := NewLayout(dir)
+		lay.Batch() // never ended
+		for i := range n {
+			img, err := random.Image(256, 1)
+			if err != nil {
+				return err
+			}
+			if _, err := lay.Write(ctx, fmt.Sprintf("gantry.local/models/k-%d:ck-1", i), img); err != nil {
+				return err
+			}
+		}
+		if err := os.WriteFile(filepath.Join(dir, "pending"), nil, 0o644); err != nil {
+			return err
+		}
+		for {
+			time.Sleep(time.Hour) // a sleeping goroutine, not a deadlock
+		}
 	}
 	return fmt.Errorf("unknown mode %q", mode)
 }

@@ -21,6 +21,38 @@ type Store interface {
 	Write(ctx context.Context, ref string, img v1.Image) (digest string, err error)
 }
 
+// Batcher is a Store that can record many writes in one update. Layout is
+// one: its records are the entries of index.json, which every Write would
+// otherwise rewrite whole, so that N pushes into one layout would write
+// O(N²) bytes. Remote is not: a registry records each tag on its own.
+//
+// Batch opens a batch and returns the func that ends it. While a batch is
+// open, Write writes and verifies an image's content as always, but may
+// keep its record in memory and return before it is written; Has and
+// Image in this process see it at once (read-your-writes). The records
+// kept are written when the last open batch ends, and on the way
+// whenever enough are waiting, so that the bytes written grow linearly
+// with the writes. Batches may overlap and nest, in one goroutine or
+// many, on one Store value or several on the same place: the records wait
+// until every batch open there has ended.
+//
+// end returns what failed to be written (a Write that writes records on
+// the way returns its failure itself). Each end must be called exactly
+// once, also on error paths; later calls do nothing and return nil. A
+// record lost (end failed, or the process died before it) costs only the
+// record: the next Write of that image finds the content there and writes
+// the record without writing the content again. end waits for locks with
+// ctx; a caller that is shutting down and wants what it pushed recorded
+// passes context.WithoutCancel(ctx).
+//
+//	if b, ok := store.(registry.Batcher); ok {
+//		end := b.Batch()
+//		defer func() { err = errors.Join(err, end(context.WithoutCancel(ctx))) }()
+//	}
+type Batcher interface {
+	Batch() (end func(ctx context.Context) error)
+}
+
 // Source is where Pull reads images from. Remote and Layout are both one.
 type Source interface {
 	Image(ctx context.Context, ref string) (v1.Image, error)
