@@ -9,14 +9,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
-	"github.com/hashicorp/hcl/v2/hclparse"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
 )
 
@@ -111,17 +113,20 @@ func load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diag
 	if len(paths) == 0 {
 		return cfg, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "No configuration files", Detail: fmt.Sprintf("There are no *.hcl files in %s.", root)}}
 	}
-	parser := hclparse.NewParser()
+	// Files are parsed in parallel (HCL parsing is most of a load), and
+	// their results kept in path order, so diagnostics come out the same.
+	files := make([]*hcl.File, len(paths))
+	fileDiags := make([]hcl.Diagnostics, len(paths))
+	parallel(len(paths), func(i int) { files[i], fileDiags[i] = parseFile(paths[i]) })
 	var diags hcl.Diagnostics
 	var bodies []*hcl.File
-	for _, p := range paths {
-		f, d := parser.ParseHCLFile(p)
-		diags = append(diags, d...)
-		if f != nil {
-			bodies = append(bodies, f)
+	for i, p := range paths {
+		diags = append(diags, fileDiags[i]...)
+		if files[i] != nil {
+			bodies = append(bodies, files[i])
+			cfg.Files[p] = files[i]
 		}
 	}
-	cfg.Files = parser.Files()
 	for _, d := range diags {
 		if d.Summary != unclosedSummary || d.Subject == nil {
 			continue
@@ -200,7 +205,17 @@ func load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diag
 		Functions: funcs,
 	}
 
-	for _, b := range blocks {
+	// Release blocks, the bulk of a big repository, are decoded in
+	// parallel; everything else, and the order of the results and of
+	// their diagnostics, stays as a sequential decode gives it.
+	decoded := make([]Release, len(blocks))
+	decodeDiags := make([]hcl.Diagnostics, len(blocks))
+	parallel(len(blocks), func(i int) {
+		if blocks[i].Type == "release" {
+			decodeDiags[i] = gohcl.DecodeBody(blocks[i].Body, evalCtx, &decoded[i])
+		}
+	})
+	for i, b := range blocks {
 		switch b.Type {
 		case "gantry":
 			if dup("gantry block", "settings", b.DefRange, b.DefRange.Ptr()) {
@@ -223,8 +238,8 @@ func load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diag
 				cfg.Nodes = append(cfg.Nodes, n)
 			}
 		case "release":
-			var r Release
-			diags = append(diags, gohcl.DecodeBody(b.Body, evalCtx, &r)...)
+			r := decoded[i]
+			diags = append(diags, decodeDiags[i]...)
 			r.Name, r.DefRange = b.Labels[0], b.DefRange
 			if !dup("release", r.Name, b.DefRange, b.LabelRanges[0].Ptr()) {
 				cfg.Releases = append(cfg.Releases, r)
@@ -244,6 +259,42 @@ func load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diag
 	}
 	diags = append(diags, resolveDigests(ctx, cfg)...)
 	return cfg, diags
+}
+
+// parseFile reads and parses one HCL file, as hclparse.Parser does.
+func parseFile(path string) (*hcl.File, hcl.Diagnostics) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, hcl.Diagnostics{{Severity: hcl.DiagError, Summary: "Failed to read file",
+			Detail: fmt.Sprintf("The configuration file %q could not be read.", path)}}
+	}
+	return hclsyntax.ParseConfig(src, path, hcl.InitialPos)
+}
+
+// parallel calls f(0) … f(n-1), at most GOMAXPROCS at once, and returns
+// when all have.
+func parallel(n int, f func(i int)) {
+	workers := min(n, runtime.GOMAXPROCS(0))
+	if workers <= 1 {
+		for i := range n {
+			f(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // resolveDigests fills Model.Digest for repo-path sources that do not pin
