@@ -10,11 +10,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gantry-dev/gantry/planner"
@@ -41,41 +43,74 @@ func (t Target) Observe(ctx context.Context) ([]planner.Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("observe %s: %w", t.Dir, err)
 	}
-	var out []planner.Object
-	seen := make(map[string]parsed, len(entries))
-	defer func() { parsedCache.keep(t.Dir, seen) }()
+	var names []string
 	for _, e := range entries {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
 		name := e.Name()
 		if e.IsDir() || strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
 			continue
 		}
-		path := filepath.Join(t.Dir, name)
+		names = append(names, name)
+	}
+	// Files are read and decoded in parallel (YAML decoding is most of a
+	// cold Observe of a big directory); the first error in name order wins.
+	type result struct {
+		o    *planner.Object
+		p    parsed
+		read bool
+		err  error
+	}
+	results := make([]result, len(names))
+	parallel(len(names), func(i int) {
+		if ctx.Err() != nil {
+			return
+		}
+		path := filepath.Join(t.Dir, names[i])
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("observe %s: %w", path, err)
+			results[i].err = fmt.Errorf("observe %s: %w", path, err)
+			return
 		}
-		m, err := parsedCache.decode(t.Dir, name, data, seen)
+		m, p, err := parsedCache.decode(t.Dir, names[i], data)
+		results[i].p, results[i].read = p, true
 		if err != nil {
-			return nil, fmt.Errorf("observe %s: not a YAML manifest: %w", path, err)
+			results[i].err = fmt.Errorf("observe %s: not a YAML manifest: %w", path, err)
+			return
 		}
 		if m == nil {
-			continue
+			return
 		}
 		o, err := planner.ObjectFromManifest(m)
 		if err != nil {
-			return nil, fmt.Errorf("observe %s: %w", path, err)
+			results[i].err = fmt.Errorf("observe %s: %w", path, err)
+			return
 		}
 		if o.Label(planner.LabelManagedBy) != planner.ManagedBy {
-			continue
+			return
 		}
 		// The file's bytes are the object's version: any edit, by Gantry
 		// or by hand, gives a new one.
 		sum := sha256.Sum256(data)
 		o.Version = hex.EncodeToString(sum[:16])
-		out = append(out, o)
+		results[i].o = &o
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []planner.Object
+	seen := make(map[string]parsed, len(names))
+	defer func() { parsedCache.keep(t.Dir, seen) }()
+	for i, r := range results {
+		if r.read && r.err == nil {
+			seen[names[i]] = r.p
+		}
+	}
+	for _, r := range results {
+		if r.err != nil {
+			return nil, r.err
+		}
+		if r.o != nil {
+			out = append(out, *r.o)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
 	return out, nil
@@ -139,8 +174,8 @@ func cacheKey(dir string) string {
 }
 
 // decode returns the manifest data holds, decoded now or copied from the
-// last decode of the same bytes, and records it in seen.
-func (c *manifestCache) decode(dir, name string, data []byte, seen map[string]parsed) (map[string]any, error) {
+// last decode of the same bytes, and what to keep of it for the next.
+func (c *manifestCache) decode(dir, name string, data []byte) (map[string]any, parsed, error) {
 	c.mu.Lock()
 	p, ok := c.dirs[cacheKey(dir)][name]
 	c.mu.Unlock()
@@ -148,16 +183,26 @@ func (c *manifestCache) decode(dir, name string, data []byte, seen map[string]pa
 		var m map[string]any
 		yamlDecodes.Add(1)
 		if err := yaml.Unmarshal(data, &m); err != nil {
-			return nil, err
+			return nil, parsed{}, err
 		}
 		p = parsed{raw: data, manifest: m}
 	}
-	seen[name] = p
 	if p.manifest == nil {
-		return nil, nil
+		return nil, p, nil
 	}
 	// A copy: the caller may change what it observed.
-	return deepCopy(p.manifest).(map[string]any), nil
+	return deepCopy(p.manifest).(map[string]any), p, nil
+}
+
+// parallel calls f(0) … f(n-1), at most GOMAXPROCS at once, and returns
+// when all have.
+func parallel(n int, f func(i int)) {
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i := range n {
+		g.Go(func() error { f(i); return nil })
+	}
+	_ = g.Wait()
 }
 
 // keep replaces what is cached for dir with the files an Observe saw, so
