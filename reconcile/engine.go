@@ -187,7 +187,7 @@ func (e *Engine) load(ctx context.Context) (Snapshot, *spec.Config, hcl.Diagnost
 	return snap, cfg, diags, nil
 }
 
-func (e *Engine) reconcile(ctx context.Context) (Result, error) {
+func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 	snap, cfg, diags, err := e.load(ctx)
 	if err != nil {
 		return Result{}, err
@@ -217,6 +217,20 @@ func (e *Engine) reconcile(ctx context.Context) (Result, error) {
 		nodes = e.overlayConnections(ctx, nodes)
 	}
 	store := e.store(cfg)
+	if b, ok := store.(registry.Batcher); ok {
+		// The pushes of one reconcile record their index entries together
+		// (one index.json rewrite per push would make a first run of N
+		// releases O(N²)). They are recorded even if ctx ends: what was
+		// pushed is kept.
+		end := b.Batch()
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if endErr := end(ctx); endErr != nil && err == nil {
+				err = fmt.Errorf("record pushed images: %w", endErr)
+			}
+		}()
+	}
 	artifacts, err := ObserveArtifacts(ctx, cfg, store)
 	if err != nil {
 		return res, err

@@ -132,6 +132,7 @@ func (l *Layout) index() (*v1.IndexManifest, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	indexReads.Add(1)
 	now := time.Now()
 	if c.im != nil && bytes.Equal(b, c.raw) {
 		c.info, c.settled = st, now.Sub(st.ModTime()) > indexSettle
@@ -174,6 +175,7 @@ var (
 	// indexWrites and indexBytesWritten the times it was written and the
 	// bytes.
 	indexParses, indexCacheHits    atomic.Int64
+	indexReads                     atomic.Int64 // times the file was read
 	indexWrites, indexBytesWritten atomic.Int64
 )
 

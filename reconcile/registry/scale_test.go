@@ -52,15 +52,23 @@ func TestIndexParsedOncePerVersion(t *testing.T) {
 	if _, _, err := lay.Has(ctx, refs[0]); err != nil { // reads and settles it
 		t.Fatal(err)
 	}
-	parses, hits := indexParses.Load(), indexCacheHits.Load()
+	parses, hits, reads := indexParses.Load(), indexCacheHits.Load(), indexReads.Load()
 	if _, err := Observe(ctx, lay, refs); err != nil {
 		t.Fatal(err)
+	}
+	for _, ref := range refs {
+		if _, _, err := lay.Has(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if n := indexParses.Load() - parses; n != 0 {
 		t.Errorf("a settled index was parsed %d times by 20 look-ups", n)
 	}
-	if n := indexCacheHits.Load() - hits; n != 20 {
-		t.Errorf("%d of 20 look-ups served without reading index.json, want 20", n)
+	if n := indexReads.Load() - reads; n != 0 {
+		t.Errorf("a settled index was read %d times by Observe and 20 look-ups", n)
+	}
+	if n := indexCacheHits.Load() - hits; n != 21 { // Observe looks once
+		t.Errorf("%d of 21 look-ups served without reading index.json, want 21", n)
 	}
 
 	// Another writer (another Layout value on the same directory) adds an

@@ -70,6 +70,13 @@ func Observe(ctx context.Context, s Store, refs []string) (map[string]planner.Ar
 	refs = slices.Clone(refs)
 	slices.Sort(refs)
 	refs = slices.Compact(refs)
+	if m, ok := s.(multiHas); ok {
+		digests, err := m.hasAll(ctx, refs)
+		if err != nil {
+			return nil, fmt.Errorf("observe: %w", err)
+		}
+		return artifacts(refs, digests), nil
+	}
 	digests := make([]string, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(observeJobs)
@@ -88,11 +95,16 @@ func Observe(ctx context.Context, s Store, refs []string) (map[string]planner.Ar
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	return artifacts(refs, digests), nil
+}
+
+// artifacts pairs refs with the digests found for them ("" for none).
+func artifacts(refs, digests []string) map[string]planner.Artifact {
 	out := make(map[string]planner.Artifact, len(refs))
 	for i, ref := range refs {
 		if digests[i] != "" {
 			out[ref] = planner.Artifact{Ref: ref, Digest: digests[i]}
 		}
 	}
-	return out, nil
+	return out
 }
