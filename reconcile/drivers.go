@@ -34,6 +34,13 @@ type Target interface {
 	Apply(ctx context.Context, namespace string, actions []planner.Action) error
 }
 
+// Saver is a Target that keeps a cache worth saving once a reconcile is
+// done with it (the dir target's decoded manifests), for the next
+// process. A failed save costs only time.
+type Saver interface {
+	Save(ctx context.Context) error
+}
+
 // DirSource is a plain directory (or a working copy, whose HEAD commit is
 // reported as the revision).
 type DirSource struct{ Dir string }

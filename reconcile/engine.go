@@ -212,6 +212,13 @@ func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 	if err != nil {
 		return res, fmt.Errorf("observe target: %w", err)
 	}
+	if s, ok := e.Target.(Saver); ok {
+		defer func() {
+			if err := s.Save(context.WithoutCancel(ctx)); err != nil {
+				e.log().Warn("target cache not saved; the next process decodes more", "err", err)
+			}
+		}()
+	}
 	objs, nodes, notPruned := e.Shard.split(cfg, objs, nodes, e.log())
 	if e.Connections != nil {
 		nodes = e.overlayConnections(ctx, nodes)

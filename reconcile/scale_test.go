@@ -100,7 +100,7 @@ func scaleRepo(tb testing.TB, n int) string {
 func scaleEngine(repo, state string) *reconcile.Engine {
 	return &reconcile.Engine{
 		Source:  reconcile.DirSource{Dir: repo},
-		Target:  reconcile.DirTarget{Target: dirtarget.Target{Dir: filepath.Join(state, "objects")}},
+		Target:  reconcile.DirTarget{Target: dirtarget.Target{Dir: filepath.Join(state, "objects"), CacheDir: filepath.Join(state, "work")}},
 		Store:   registry.NewLayout(filepath.Join(state, "oci")),
 		WorkDir: filepath.Join(state, "work"),
 		Jobs:    2,

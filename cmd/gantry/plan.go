@@ -158,7 +158,7 @@ func observe(ctx context.Context, cfg *spec.Config, target string, st stores) (p
 		if dir == "" {
 			return obs, fmt.Errorf("--target dir: needs a path, as in dir:./out")
 		}
-		objs, err := dirtarget.Target{Dir: dir}.Observe(ctx)
+		objs, err := dirtarget.Target{Dir: dir, CacheDir: filepath.Join(st.state, "work")}.Observe(ctx) // reads run's cache, saves none
 		if err != nil {
 			return obs, err
 		}

@@ -145,7 +145,7 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 		if !ok || dir == "" {
 			return nil, nil, fmt.Errorf("--target %q: want kube or dir:PATH", target)
 		}
-		e.Target = reconcile.DirTarget{Target: dirtarget.Target{Dir: dir}}
+		e.Target = reconcile.DirTarget{Target: dirtarget.Target{Dir: dir, CacheDir: filepath.Join(f.state, "work")}}
 	}
 	st := stores{state: f.state, insecure: f.insecure}
 	e.StoreFor = st.store // per reconcile: a registry change in Git needs no restart

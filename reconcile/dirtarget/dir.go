@@ -1,7 +1,6 @@
 package dirtarget
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,13 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 
-	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/yaml"
 
 	"github.com/gantry-dev/gantry/planner"
@@ -26,6 +21,10 @@ import (
 // Target is a directory of YAML manifests.
 type Target struct {
 	Dir string
+	// CacheDir, if set, is where Save keeps the manifests decoded from
+	// Dir's files, for the next process to observe Dir (see Save). Not
+	// Dir itself: that directory is output users read, apply and commit.
+	CacheDir string
 }
 
 // FileName is the file an object lives in.
@@ -43,6 +42,7 @@ func (t Target) Observe(ctx context.Context) ([]planner.Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("observe %s: %w", t.Dir, err)
 	}
+	parsedCache.load(t.Dir, t.cacheFile())
 	var names []string
 	for _, e := range entries {
 		name := e.Name()
@@ -89,8 +89,7 @@ func (t Target) Observe(ctx context.Context) ([]planner.Object, error) {
 		}
 		// The file's bytes are the object's version: any edit, by Gantry
 		// or by hand, gives a new one.
-		sum := sha256.Sum256(data)
-		o.Version = hex.EncodeToString(sum[:16])
+		o.Version = hex.EncodeToString(p.sum[:16])
 		results[i].o = &o
 	})
 	if err := ctx.Err(); err != nil {
@@ -128,7 +127,11 @@ func (t Target) Put(ctx context.Context, o planner.Object) error {
 	if err := os.MkdirAll(t.Dir, 0o755); err != nil {
 		return fmt.Errorf("write %s: %w", o.ID(), err)
 	}
-	return spec.WriteFileAtomic(filepath.Join(t.Dir, FileName(o)), data)
+	if err := spec.WriteFileAtomic(filepath.Join(t.Dir, FileName(o)), data); err != nil {
+		return err
+	}
+	parsedCache.put(t.Dir, FileName(o), data, o.Manifest)
+	return nil
 }
 
 // Delete removes an object's file; a file already gone is not an error.
@@ -140,98 +143,31 @@ func (t Target) Delete(ctx context.Context, o planner.Object) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete %s: %w", o.ID(), err)
 	}
+	parsedCache.forget(t.Dir, FileName(o))
 	return nil
 }
 
-// parsedCache keeps, per directory, each file's bytes and the manifest
-// they decoded to, so that observing a directory of unchanged objects
-// reads the files but does not decode their YAML again. It is keyed by
-// content: a file whose bytes differ in any way is decoded again, so a
-// hit can never be stale.
-var parsedCache = &manifestCache{dirs: map[string]map[string]parsed{}}
-
-// maxCachedDirs bounds parsedCache: a daemon observes one directory.
-const maxCachedDirs = 16
-
-// yamlDecodes counts the files decoded, for tests.
-var yamlDecodes atomic.Int64
-
-type manifestCache struct {
-	mu   sync.Mutex
-	dirs map[string]map[string]parsed // directory -> file name -> last decode
+// Save writes what the target knows of its files' manifests to a file in
+// CacheDir, so that the next process to observe the directory decodes
+// only the files that changed since (YAML decoding is most of a cold
+// Observe). It writes nothing when nothing changed since the last Save,
+// and nothing at all without a CacheDir.
+func (t Target) Save(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if t.CacheDir == "" {
+		return nil
+	}
+	return parsedCache.save(t.Dir, t.cacheFile())
 }
 
-type parsed struct {
-	raw      []byte
-	manifest map[string]any // nil for an empty document
-}
-
-func cacheKey(dir string) string {
-	if abs, err := filepath.Abs(dir); err == nil {
-		return abs
+// cacheFile is Save's file for Dir: named by Dir's absolute path, so that
+// targets sharing a CacheDir keep apart. "" without a CacheDir.
+func (t Target) cacheFile() string {
+	if t.CacheDir == "" {
+		return ""
 	}
-	return dir
-}
-
-// decode returns the manifest data holds, decoded now or copied from the
-// last decode of the same bytes, and what to keep of it for the next.
-func (c *manifestCache) decode(dir, name string, data []byte) (map[string]any, parsed, error) {
-	c.mu.Lock()
-	p, ok := c.dirs[cacheKey(dir)][name]
-	c.mu.Unlock()
-	if !ok || !bytes.Equal(p.raw, data) {
-		var m map[string]any
-		yamlDecodes.Add(1)
-		if err := yaml.Unmarshal(data, &m); err != nil {
-			return nil, parsed{}, err
-		}
-		p = parsed{raw: data, manifest: m}
-	}
-	if p.manifest == nil {
-		return nil, p, nil
-	}
-	// A copy: the caller may change what it observed.
-	return deepCopy(p.manifest).(map[string]any), p, nil
-}
-
-// parallel calls f(0) … f(n-1), at most GOMAXPROCS at once, and returns
-// when all have.
-func parallel(n int, f func(i int)) {
-	var g errgroup.Group
-	g.SetLimit(runtime.GOMAXPROCS(0))
-	for i := range n {
-		g.Go(func() error { f(i); return nil })
-	}
-	_ = g.Wait()
-}
-
-// keep replaces what is cached for dir with the files an Observe saw, so
-// that removed files are forgotten.
-func (c *manifestCache) keep(dir string, seen map[string]parsed) {
-	c.mu.Lock()
-	k := cacheKey(dir)
-	if _, ok := c.dirs[k]; !ok && len(c.dirs) >= maxCachedDirs {
-		clear(c.dirs)
-	}
-	c.dirs[k] = seen
-	c.mu.Unlock()
-}
-
-// deepCopy copies JSON-shaped data.
-func deepCopy(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(t))
-		for k, e := range t {
-			m[k] = deepCopy(e)
-		}
-		return m
-	case []any:
-		l := make([]any, len(t))
-		for i, e := range t {
-			l[i] = deepCopy(e)
-		}
-		return l
-	}
-	return v
+	sum := sha256.Sum256([]byte(cacheKey(t.Dir)))
+	return filepath.Join(t.CacheDir, "dirtarget-"+hex.EncodeToString(sum[:8])+".json")
 }
