@@ -16,82 +16,17 @@ import (
 	"github.com/gantry-dev/gantry/reconcile"
 	"github.com/gantry-dev/gantry/reconcile/dirtarget"
 	"github.com/gantry-dev/gantry/reconcile/registry"
+	"github.com/gantry-dev/gantry/reconcile/scaletest"
 	"github.com/gantry-dev/gantry/spec"
 )
 
-// scaleMethods are the GGUF methods the scale repository's releases cycle
-// through: n releases share one model file and four content keys.
-var scaleMethods = []string{"q8_0", "q4_0", "q4_k_m", "q6_k"}
+// scaleMethods are the methods of scaletest.Repo's releases.
+var scaleMethods = scaletest.Methods
 
-// scaleRepo writes a spec repository with n releases of the quickstart's
-// tiny GGUF model (one file, shared), cycling over scaleMethods, and n/2
-// static nodes (at least 2) in two pools. Every release fits.
+// scaleRepo is scaletest.Repo of the quickstart's model.
 func scaleRepo(tb testing.TB, n int) string {
 	tb.Helper()
-	dir := tb.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "models"), 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	model, err := os.ReadFile("../examples/quickstart/models/tiny-llama-f16.gguf")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "models", "tiny.gguf"), model, 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	var b strings.Builder
-	b.WriteString("gantry {\n  namespace = \"llm\"\n}\n\n")
-	b.WriteString("node_pool \"big\" {\n  selector = { \"nvidia.com/gpu.product\" = \"NVIDIA-A100-SXM4-80GB\" }\n  weight   = 2\n}\n\n")
-	b.WriteString("node_pool \"small\" {\n  selector = { \"nvidia.com/gpu.product\" = \"NVIDIA-L4\" }\n  weight   = 1\n}\n")
-	write := func(name string) {
-		tb.Helper()
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(b.String()), 0o644); err != nil {
-			tb.Fatal(err)
-		}
-		b.Reset()
-	}
-	write("gantry.hcl")
-	nodes := max(2, n/2)
-	for i := 0; i < nodes; i++ {
-		pool, product, mem := "big", "NVIDIA-A100-SXM4-80GB", "80Gi"
-		if i%2 == 1 {
-			pool, product, mem = "small", "NVIDIA-L4", "24Gi"
-		}
-		fmt.Fprintf(&b, "node \"gpu-%05d\" {\n  pool        = %q\n  gpus        = 8\n  gpu_memory  = %q\n  gpu_product = %q\n  connections = %d\n}\n\n",
-			i, pool, mem, product, i%7)
-	}
-	write("nodes.hcl")
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, `release "r-%05d" {
-  model {
-    source = "models/tiny.gguf"
-    format = "gguf"
-  }
-  quantize {
-    method = %q
-  }
-  runtime {
-    image = "ghcr.io/ggml-org/llama.cpp:server"
-    args  = ["--model", "/models/model.gguf", "--port", "8080"]
-    port  = 8080
-    env   = { RELEASE_INDEX = "%d" }
-  }
-  replicas = 1
-  resources {
-    gpus       = 1
-    gpu_memory = "16Gi"
-  }
-  placement {
-    pools = ["big", "small"]
-  }
-}
-
-`, i, scaleMethods[i%len(scaleMethods)], i)
-		if i%100 == 99 || i == n-1 {
-			write(fmt.Sprintf("releases-%03d.hcl", i/100))
-		}
-	}
-	return dir
+	return scaletest.Repo(tb, n, "../examples/quickstart/models/tiny-llama-f16.gguf")
 }
 
 // scaleEngine is an engine on embedded defaults for repo, as gantry run
