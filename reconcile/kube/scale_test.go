@@ -255,13 +255,15 @@ type scaleStep struct {
 	requests                map[string]int
 	changedReleases         []string
 	heapMiB, hwmMiB, apiMiB float64
+	skipped                 int64 // releases the plan memo spared rendering and diffing
 }
 
 func (s scaleStep) total() time.Duration { return s.observe + s.plan + s.apply }
 
 // reconcileScale observes, plans and applies like the engine: the
-// releases' actions in parallel (8 at a time), deletions after.
-func reconcileScale(t *testing.T, c *Client, rc *requestCounter, cfg *spec.Config, name string) (scaleStep, planner.Plan) {
+// releases' actions in parallel (8 at a time), deletions after. memo, if
+// not nil, is the daemon's plan memo, kept from one reconcile to the next.
+func reconcileScale(t *testing.T, c *Client, rc *requestCounter, cfg *spec.Config, memo *planner.Memo, name string) (scaleStep, planner.Plan) {
 	t.Helper()
 	ctx := context.Background()
 	st := scaleStep{name: name}
@@ -273,11 +275,15 @@ func reconcileScale(t *testing.T, c *Client, rc *requestCounter, cfg *spec.Confi
 	}
 	st.observe = time.Since(start)
 	start = time.Now()
-	p, err := planner.Build(*cfg, planner.Observed{Objects: obs.Objects, Nodes: obs.Nodes, Artifacts: artifacts(cfg)})
+	prepared := planner.Prepare(cfg, planner.Observed{Objects: obs.Objects, Nodes: obs.Nodes, Artifacts: artifacts(cfg)})
+	prepared.Memo = memo
+	skips := memo.Skips()
+	p, err := prepared.Build()
 	if err != nil {
 		t.Fatalf("%s: plan: %v", name, err)
 	}
 	st.plan = time.Since(start)
+	st.skipped = memo.Skips() - skips
 	st.actions = len(p.Actions)
 	start = time.Now()
 	byRelease := map[string][]planner.Action{}
@@ -394,14 +400,18 @@ func runScale(t *testing.T, nodes, releases int, cached bool) scaleResult {
 	}
 	dir := t.TempDir()
 	cfg := scaleSpecs(t, dir, ns, releases, nil)
+	var memo *planner.Memo // listing is gantry run --once; the cache, the daemon with its memo
+	if cached {
+		memo = &planner.Memo{}
+	}
 
-	first, _ := reconcileScale(t, c, rc, cfg, "first") // with informers, its Observe starts the namespace's
+	first, _ := reconcileScale(t, c, rc, cfg, memo, "first") // with informers, its Observe starts the namespace's
 	res.steps = append(res.steps, first)
 	if first.written < releases {
 		t.Errorf("first reconcile wrote %d objects for %d releases", first.written, releases)
 	}
 
-	noop, p := reconcileScale(t, c, rc, cfg, "no-op")
+	noop, p := reconcileScale(t, c, rc, cfg, memo, "no-op")
 	res.steps = append(res.steps, noop)
 	if !p.Empty() {
 		t.Errorf("no-op reconcile planned %d actions, first: %v", len(p.Actions), p.Actions[0].Subject)
@@ -414,7 +424,7 @@ func runScale(t *testing.T, nodes, releases int, cached bool) scaleResult {
 	// only they are written.
 	changed := fmt.Sprintf("r%05d", releases/2)
 	cfg = scaleSpecs(t, dir, ns, releases, map[string]int{changed: 3})
-	one, p := reconcileScale(t, c, rc, cfg, "replicas of one release")
+	one, p := reconcileScale(t, c, rc, cfg, memo, "replicas of one release")
 	res.steps = append(res.steps, one)
 	if p.Empty() {
 		t.Errorf("changing %s's replicas planned nothing", changed)
@@ -428,15 +438,29 @@ func runScale(t *testing.T, nodes, releases int, cached bool) scaleResult {
 		t.Errorf("objects of releases %v written, want only %s's", one.changedReleases, changed)
 	}
 
-	again, p := reconcileScale(t, c, rc, cfg, "no-op again")
+	again, p := reconcileScale(t, c, rc, cfg, memo, "no-op again")
 	res.steps = append(res.steps, again)
 	if !p.Empty() || writes(again.requests) != 0 {
 		t.Errorf("no-op after the change: %d actions, requests %s", len(p.Actions), formatCounts(again.requests))
 	}
+	if cached {
+		// The first reconcile wrote every object (new versions): the no-op
+		// after it diffs them all once and remembers them; from then on only
+		// what changed is planned: the edited release, then (its objects
+		// rewritten) that release again.
+		if noop.skipped != 0 || one.skipped != int64(releases-1) || again.skipped != int64(releases-1) {
+			t.Errorf("plan memo skipped %d, %d, %d releases; want 0, %d, %d", noop.skipped, one.skipped, again.skipped, releases-1, releases-1)
+		}
+		last, _ := reconcileScale(t, c, rc, cfg, memo, "no-op, memo warm")
+		res.steps = append(res.steps, last)
+		if last.skipped != int64(releases) || last.actions != 0 {
+			t.Errorf("no-op with a warm memo: %d of %d releases skipped, %d actions", last.skipped, releases, last.actions)
+		}
+	}
 	for _, s := range res.steps {
-		t.Logf("%-24s observe %8s plan %8s apply %8s actions %5d written %5d heap %6.0f MiB hwm %6.0f MiB apiserver %6.0f MiB | %s",
+		t.Logf("%-24s observe %8s plan %8s apply %8s actions %5d written %5d skipped %5d heap %6.0f MiB hwm %6.0f MiB apiserver %6.0f MiB | %s",
 			s.name, s.observe.Round(time.Millisecond), s.plan.Round(time.Millisecond), s.apply.Round(time.Millisecond),
-			s.actions, s.written, s.heapMiB, s.hwmMiB, s.apiMiB, formatCounts(s.requests))
+			s.actions, s.written, s.skipped, s.heapMiB, s.hwmMiB, s.apiMiB, formatCounts(s.requests))
 	}
 	if cached {
 		t.Logf("cache start %s; StartCache requests (Nodes, Pods): %s", res.start.Round(time.Millisecond), formatCounts(res.startRequests))
