@@ -259,23 +259,7 @@ func TestBatchGCWhilePending(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := NewLayout(dir).Batch()
-	done := make(chan struct{})
-	var gcs int
-	var gwg sync.WaitGroup
-	gwg.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			if _, err := NewLayout(dir).GC(ctx, GCOptions{Keep: 1}); err != nil {
-				t.Error(err)
-				return
-			}
-			gcs++
-		}
-	})
+	stopGC := gcLoop(ctx, t, dir)
 	var wg sync.WaitGroup
 	digests := make([]string, repos)
 	for i := range repos {
@@ -295,9 +279,7 @@ func TestBatchGCWhilePending(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(done)
-	gwg.Wait()
-	t.Logf("%d GCs ran during the pushes", gcs)
+	t.Logf("%d GCs ran during the pushes", stopGC())
 	if err := end(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -243,23 +243,7 @@ func TestLayoutGCWhilePushing(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	done := make(chan struct{})
-	var gcs int
-	var gwg sync.WaitGroup
-	gwg.Go(func() {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			if _, err := NewLayout(dir).GC(ctx, GCOptions{Keep: 1}); err != nil {
-				t.Error(err)
-				return
-			}
-			gcs++
-		}
-	})
+	stopGC := gcLoop(ctx, t, dir)
 	var wg sync.WaitGroup
 	digests := make([]string, repos)
 	for i := range repos {
@@ -275,9 +259,7 @@ func TestLayoutGCWhilePushing(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(done)
-	gwg.Wait()
-	t.Logf("%d GCs ran during the pushes", gcs)
+	t.Logf("%d GCs ran during the pushes", stopGC())
 	for i := range repos {
 		if d, ok, err := NewLayout(dir).Has(ctx, ref(i, 3)); !ok || err != nil || d != digests[i] {
 			t.Errorf("Has(%s) = %s %v %v, want %s", ref(i, 3), d, ok, err, digests[i])
@@ -353,4 +335,31 @@ func TestLayoutGCWaitsForPushes(t *testing.T) {
 		t.Errorf("after the push died, GC left temp files: %+v %v", res, tempFiles(t, dir))
 	}
 	checkWhole(t, dir)
+}
+
+// gcLoop runs GC (keep 1) on dir again and again in a goroutine, until
+// the returned stop is called; stop returns how many GCs ran.
+func gcLoop(ctx context.Context, t *testing.T, dir string) (stop func() int) {
+	done := make(chan struct{})
+	var gcs int
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := NewLayout(dir).GC(ctx, GCOptions{Keep: 1}); err != nil {
+				t.Error(err)
+				return
+			}
+			gcs++
+		}
+	})
+	return func() int {
+		close(done)
+		wg.Wait()
+		return gcs
+	}
 }
