@@ -79,6 +79,10 @@ type ReleasePlan struct {
 	Replicas   int                `json:"replicas"`           // desired
 	Placement  schedule.Placement `json:"placement"`          // node -> replicas
 	Unplaced   *schedule.Unplaced `json:"unplaced,omitempty"` // replicas that fit nowhere
+	// ImageLocal are the nodes of Placement that hold the model image
+	// already (the kubelet reports it): placement preferred them, and
+	// their replicas start without a pull.
+	ImageLocal []string `json:"image_local,omitempty"`
 	// Held counts object changes left out of the plan because the release
 	// cannot be fully placed and they would lower what serves now.
 	Held int `json:"held,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/gantry-dev/gantry/spec"
@@ -189,12 +190,19 @@ func placementString(r ReleasePlan) string {
 	var parts []string
 	total := 0
 	for _, n := range nodes {
-		parts = append(parts, fmt.Sprintf("%s×%d", n, r.Placement[n]))
+		mark := ""
+		if slices.Contains(r.ImageLocal, n) {
+			mark = "*"
+		}
+		parts = append(parts, fmt.Sprintf("%s×%d%s", n, r.Placement[n], mark))
 		total += r.Placement[n]
 	}
 	s := fmt.Sprintf("%d/%d replicas", total, r.Replicas)
 	if len(parts) > 0 {
 		s += ": " + strings.Join(parts, ", ")
+	}
+	if len(r.ImageLocal) > 0 {
+		s += " (* model image already on the node)"
 	}
 	if r.Unplaced != nil {
 		s += fmt.Sprintf(" (%d unplaced)", r.Unplaced.Count)

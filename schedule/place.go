@@ -14,6 +14,7 @@ import (
 func Place(p Problem) Result {
 	s := newState(p)
 	reqs := s.requests(p.Requests)
+	s.indexImages(p, reqs)
 	s.keep(reqs, p.Current)
 
 	res := Result{Placements: make(map[string]Placement, len(reqs))}
@@ -22,6 +23,12 @@ func Place(p Problem) Result {
 		res.Placements[r.release] = pl
 		if un != nil {
 			res.Unplaced = append(res.Unplaced, *un)
+		}
+		if local := s.localNodes(r, pl); len(local) > 0 {
+			if res.ImageLocal == nil {
+				res.ImageLocal = map[string][]string{}
+			}
+			res.ImageLocal[r.release] = local
 		}
 	}
 	slices.SortFunc(res.Unplaced, func(a, b Unplaced) int { return strings.Compare(a.Release, b.Release) })
@@ -42,6 +49,7 @@ type node struct {
 	free     int // gpus - used - reserve - GPUs placed here; may be negative
 	replicas int // replicas of requested releases here, each ReplicaLoad of load
 	score    float64
+	images   map[string]int64 // the Node's; read only
 }
 
 type state struct {
@@ -56,6 +64,18 @@ type state struct {
 	// that one allocation serves every request.
 	cnt     []int
 	touched []int32
+
+	// locality is Problem.ImageLocality, clamped; holders maps each
+	// requested image digest to the nodes holding it and the fraction of
+	// their score holding it takes off (see Problem.ImageLocality).
+	locality float64
+	holders  map[string][]localNode
+}
+
+// localNode is a node holding an image, with its locality discount.
+type localNode struct {
+	node     int32
+	discount float64 // in (0, locality]
 }
 
 // request is a normalised Request plus what the keep phase kept of it.
@@ -67,7 +87,9 @@ type request struct {
 	pools   []string // sorted, deduplicated; nil = any node
 	mpn     int
 	spread  bool
-	kept    []slot // ascending node
+	image   string
+	kept    []slot            // ascending node
+	local   map[int32]float64 // nodes holding image -> their discount (see localHeap)
 }
 
 type slot struct {
@@ -115,7 +137,7 @@ func newState(p Problem) *state {
 		s.nodes[i] = node{
 			name: n.Name, pool: n.Pool, weight: weight, conns: conns,
 			gpus: gpus, used: used, reserve: reserve, mem: n.GPUMemory,
-			free: gpus - used - reserve,
+			free: gpus - used - reserve, images: n.Images,
 		}
 		s.nodes[i].rescore(rl)
 		s.byName[n.Name] = int32(i)
@@ -160,6 +182,7 @@ func (s *state) requests(in []Request) []*request {
 			gpus:    max(r.GPUs, 0),
 			mpn:     max(r.MaxPerNode, 0),
 			spread:  r.Spread,
+			image:   r.Image,
 		}
 		// Memory per GPU means nothing to a replica that uses no GPU.
 		if q.gpus > 0 {
@@ -370,8 +393,12 @@ func (s *state) place(r *request) (Placement, *Unplaced) {
 		var aside []int32         // popped for this request only; go back afterwards
 		var holders heapOf[entry] // Spread: nodes already holding r, the second choice
 		holders.less = entryLess
+		local := s.localHeap(r)
 		for ; need > 0; need-- {
 			x, fromClass, ok := s.next(r, ch, &holders, &aside)
+			if y, found := s.nextLocal(r, local); found && (!ok || s.betterLocal(r, y, x, fromClass)) {
+				x, fromClass, ok = y, false, true
+			}
 			if !ok {
 				break
 			}
@@ -464,6 +491,138 @@ func (s *state) next(r *request, ch, holders *heapOf[entry], aside *[]int32) (x 
 		}
 	}
 	return 0, false, false
+}
+
+// indexImages finds, for each image a request names, the nodes holding
+// it: one pass over the nodes' images, only when locality is on.
+func (s *state) indexImages(p Problem, reqs []*request) {
+	s.locality = min(p.ImageLocality, MaxImageLocality)
+	if !(s.locality > 0) {
+		s.locality = 0
+		return
+	}
+	wanted := map[string]bool{}
+	for _, r := range reqs {
+		if r.image != "" {
+			wanted[r.image] = true
+		}
+	}
+	if len(wanted) == 0 {
+		return
+	}
+	s.holders = map[string][]localNode{}
+	for x := range s.nodes {
+		for img, size := range s.nodes[x].images {
+			if !wanted[img] {
+				continue
+			}
+			d := s.locality
+			if size > 0 && size < LocalityFullSize {
+				d *= float64(size) / LocalityFullSize
+			}
+			if d > 0 {
+				s.holders[img] = append(s.holders[img], localNode{int32(x), d})
+			}
+		}
+	}
+	for img := range s.holders { // map order must not leak into the result
+		slices.SortFunc(s.holders[img], func(a, b localNode) int { return cmp.Compare(a.node, b.node) })
+	}
+}
+
+// discount is the fraction of node x's score that holding r's image takes
+// off: 0 when it does not hold it.
+func (r *request) discount(x int32) float64 { return r.local[x] }
+
+// localHeap is the heap of nodes holding r's image that r may use, by
+// their discounted score; nil when there are none.
+func (s *state) localHeap(r *request) *heapOf[localEntry] {
+	ls := s.holders[r.image]
+	if r.image == "" || len(ls) == 0 {
+		return nil
+	}
+	h := &heapOf[localEntry]{less: func(a, b localEntry) bool {
+		if a.score != b.score {
+			return a.score < b.score
+		}
+		return a.node < b.node
+	}}
+	r.local = make(map[int32]float64, len(ls))
+	for _, l := range ls {
+		r.local[l.node] = l.discount
+		if n := &s.nodes[l.node]; r.allows(n.pool) && n.mem >= r.mem && r.gpuFit(n) {
+			h.items = append(h.items, localEntry{entry{n.score * (1 - l.discount), l.node}, l.discount})
+		}
+	}
+	h.init()
+	return h
+}
+
+// localEntry is an entry of a local heap: the score is discounted.
+type localEntry struct {
+	entry
+	discount float64
+}
+
+// nextLocal returns the best node holding r's image that can take one
+// more replica now, by discounted score, with the same lazy updates as
+// next. With Spread, a node already holding r leaves the local heap: the
+// preference for new nodes comes first, locality only among them.
+func (s *state) nextLocal(r *request, h *heapOf[localEntry]) (int32, bool) {
+	if h == nil {
+		return 0, false
+	}
+	for len(h.items) > 0 {
+		e := h.items[0]
+		n := &s.nodes[e.node]
+		switch cur := n.score * (1 - e.discount); {
+		case e.score != cur:
+			h.items[0].score = cur
+			h.down(0)
+		case !r.gpuFit(n), r.mpn > 0 && s.cnt[e.node] >= r.mpn, r.spread && s.cnt[e.node] > 0:
+			h.pop()
+		default:
+			return e.node, true
+		}
+	}
+	return 0, false
+}
+
+// betterLocal reports whether the local node y beats x, next's choice,
+// for r: by spread tier first (a node not holding r beats one that does),
+// then by effective score (x's own discount counts, if it holds the image
+// too), then by node index.
+func (s *state) betterLocal(r *request, y, x int32, xFromClass bool) bool {
+	if y == x {
+		return false
+	}
+	if r.spread && !xFromClass {
+		return true // x holds r already (the fallback); y does not
+	}
+	ey := s.nodes[y].score * (1 - r.discount(y))
+	ex := s.nodes[x].score * (1 - r.discount(x))
+	if ey != ex {
+		return ey < ex
+	}
+	return y < x
+}
+
+// localNodes lists the nodes of pl holding r's image, sorted, whether
+// or not locality is on.
+func (s *state) localNodes(r *request, pl Placement) []string {
+	if r.image == "" {
+		return nil
+	}
+	var out []string
+	for name, c := range pl {
+		if x, ok := s.byName[name]; ok && c > 0 {
+			if _, ok := s.nodes[x].images[r.image]; ok {
+				out = append(out, name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // rejections says, for every node, why it cannot take one more replica of

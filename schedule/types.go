@@ -17,6 +17,10 @@ type Node struct {
 	// Hostname is the node's kubernetes.io/hostname label, which pods are
 	// pinned by; "" means the same as Name. Placement does not use it.
 	Hostname string
+	// Images are the images the node holds (the kubelet's
+	// node.status.images), by digest ("sha256:…"), with their size in
+	// bytes (0 = unknown). See Problem.ImageLocality.
+	Images map[string]int64 `json:",omitempty"`
 }
 
 // Pool holds per-pool settings.
@@ -34,6 +38,10 @@ type Request struct {
 	Pools      []string // allowed pools; empty = any node
 	MaxPerNode int      // 0 = unlimited
 	Spread     bool     // prefer nodes not yet holding this release; see the package doc
+	// Image is the digest ("sha256:…") of the image the replicas start
+	// from (the model image); "" = none known. Nodes that hold it are
+	// preferred within Problem.ImageLocality.
+	Image string
 }
 
 // Placement maps node name -> replicas of one release on it.
@@ -55,6 +63,28 @@ type Problem struct {
 	Requests    []Request            // placed in slice order (callers sort by release name)
 	Current     map[string]Placement // release -> its current placement (may mention nodes that no longer exist or releases not requested)
 	ReplicaLoad float64              // load one replica adds to its node's connections; 0 means 1
+	// ImageLocality is the most a node's score is lowered, as a fraction,
+	// for holding a request's image: 0.2 lets a node with the image win
+	// over one without up to 1/(1-0.2) = 1.25 times its load. The fraction
+	// grows with the image's size up to LocalityFullSize, as
+	// kube-scheduler's ImageLocality does: a small image is cheap to pull
+	// anywhere. 0 or less turns locality off; it is capped at MaxImageLocality.
+	ImageLocality float64
+}
+
+// LocalityFullSize is the image size from which a node holding the
+// image gets all of Problem.ImageLocality (smaller: proportionally less;
+// unknown size: all of it).
+const LocalityFullSize = 1 << 30
+
+// MaxImageLocality caps Problem.ImageLocality: load always decides
+// between nodes more than twice as loaded as each other.
+const MaxImageLocality = 0.5
+
+// ImageLocal reports whether node n holds image (a digest).
+func (n Node) ImageLocal(image string) bool {
+	_, ok := n.Images[image]
+	return image != "" && ok
 }
 
 // Result is the placement Place chose.
@@ -64,6 +94,10 @@ type Result struct {
 	// requested". Each Placement lists only nodes with > 0 replicas.
 	Placements map[string]Placement
 	Unplaced   []Unplaced // sorted by release
+	// ImageLocal lists, per release with an Image, the nodes of its
+	// placement that hold the image already, sorted: its replicas there
+	// start without a pull.
+	ImageLocal map[string][]string
 }
 
 // Unplaced says why Count replicas of Release could not be placed.

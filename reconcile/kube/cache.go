@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -452,6 +453,18 @@ func slimNode(obj any) (any, error) {
 	for _, c := range n.Status.Conditions {
 		if c.Type == corev1.NodeReady {
 			out.Status.Conditions = []corev1.NodeCondition{{Type: c.Type, Status: c.Status}}
+		}
+	}
+	// The images, by digest only: what placement's image locality reads.
+	for _, img := range n.Status.Images {
+		var names []string
+		for _, name := range img.Names {
+			if strings.Contains(name, "@sha256:") {
+				names = append(names, name)
+			}
+		}
+		if names != nil {
+			out.Status.Images = append(out.Status.Images, corev1.ContainerImage{Names: names, SizeBytes: img.SizeBytes})
 		}
 	}
 	return out, nil

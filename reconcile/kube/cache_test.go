@@ -55,6 +55,17 @@ func TestCacheObservesLikeList(t *testing.T) {
 		_ = admin(t).CoreV1().Pods("default").Delete(context.Background(), "train", metav1.DeleteOptions{})
 	})
 
+	// The kubelet's report of the images on the second node (what image
+	// locality reads): by status update, as the kubelet writes it.
+	n1, err := admin(t).CoreV1().Nodes().Get(ctx, names[1], metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1.Status.Images = []corev1.ContainerImage{{Names: []string{"reg.local/models/chat@sha256:cccc", "reg.local/models/chat:ck-3"}, SizeBytes: 9 << 30}}
+	if _, err := admin(t).CoreV1().Nodes().UpdateStatus(ctx, n1, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
 	startCache(t, c, CacheOptions{})
 	var got Observation
 	deadline := time.Now().Add(10 * time.Second)
@@ -77,6 +88,9 @@ func TestCacheObservesLikeList(t *testing.T) {
 	}
 	if want.Nodes[0].Used != 2 {
 		t.Errorf("node %s used %d GPUs, want the pod's 2", want.Nodes[0].Name, want.Nodes[0].Used)
+	}
+	if d := cmp.Diff(map[string]int64{"sha256:cccc": 9 << 30}, want.Nodes[1].Images); d != "" {
+		t.Errorf("images of %s (-want +got):\n%s", want.Nodes[1].Name, d)
 	}
 	rc.take()
 	if _, err := c.Observe(ctx, ns, cfg.Pools); err != nil {
@@ -332,7 +346,8 @@ func TestSlimObjects(t *testing.T) {
 	ready := []corev1.NodeCondition{{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionFalse}, {Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"}}
 	nodes := []corev1.Node{
 		{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{LabelGPUProduct: "H100", LabelGPUMemory: "81559", "pool": "a"}, Annotations: map[string]string{"big": "x"}},
-			Status: corev1.NodeStatus{Capacity: res, Allocatable: res, Conditions: ready, Images: []corev1.ContainerImage{{Names: []string{"img"}}}}},
+			Status: corev1.NodeStatus{Capacity: res, Allocatable: res, Conditions: ready, Images: []corev1.ContainerImage{{Names: []string{"img"}},
+				{Names: []string{"reg/models/chat@sha256:bbbb", "reg/models/chat:ck-2"}, SizeBytes: 7 << 30}}}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "n2", Labels: map[string]string{"kubernetes.io/hostname": "n2.example.com", "pool": "a"}},
 			Spec:   corev1.NodeSpec{Taints: []corev1.Taint{{Key: "dedicated", Effect: corev1.TaintEffectNoSchedule}}},
 			Status: corev1.NodeStatus{Capacity: res, Allocatable: res, Conditions: ready}},
@@ -352,8 +367,8 @@ func TestSlimObjects(t *testing.T) {
 	used := map[string]int{"n1": 3}
 	wantNodes, wantSkipped := gpuNodes(nodes, used, nil)
 	gotNodes, gotSkipped := gpuNodes(slim, used, nil)
-	if len(wantNodes) != 1 || len(wantSkipped) != 4 {
-		t.Fatalf("the test's nodes: %d usable, %d skipped; want 1 and 4", len(wantNodes), len(wantSkipped))
+	if len(wantNodes) != 1 || len(wantSkipped) != 4 || wantNodes[0].Images["sha256:bbbb"] != 7<<30 {
+		t.Fatalf("the test's nodes: %d usable (%+v), %d skipped; want 1 holding sha256:bbbb and 4", len(wantNodes), wantNodes, len(wantSkipped))
 	}
 	if d := cmp.Diff(wantNodes, gotNodes); d != "" {
 		t.Errorf("nodes from slim Nodes (-full +slim):\n%s", d)

@@ -245,6 +245,7 @@ func gpuNodes(nodes []corev1.Node, used map[string]int, pools []spec.NodePool) (
 			GPUMemory: gpuMemory(n.Labels[LabelGPUMemory]),
 			Product:   n.Labels[LabelGPUProduct],
 			Hostname:  hostname(n),
+			Images:    nodeImages(n),
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -338,6 +339,26 @@ func stripNoise(m map[string]any) map[string]any {
 		delete(md, "resourceVersion")
 	}
 	return m
+}
+
+// nodeImages are the images the kubelet reports on n (status.images), by
+// digest: what placement's image locality looks for. Names without a
+// digest (repo:tag) are left out; nil when there are none.
+func nodeImages(n *corev1.Node) map[string]int64 {
+	var out map[string]int64
+	for _, img := range n.Status.Images {
+		for _, name := range img.Names {
+			_, digest, ok := strings.Cut(name, "@")
+			if !ok || !strings.HasPrefix(digest, "sha256:") {
+				continue
+			}
+			if out == nil {
+				out = map[string]int64{}
+			}
+			out[digest] = img.SizeBytes
+		}
+	}
+	return out
 }
 
 // hostname is the node's kubernetes.io/hostname label when it differs from

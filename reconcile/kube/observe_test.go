@@ -83,7 +83,12 @@ func TestGPUNodes(t *testing.T) {
 	}
 	nodes := []corev1.Node{
 		node("z-a100", a100, 8),
-		node("l4-1", l4, 4),
+		node("l4-1", l4, 4, func(n *corev1.Node) {
+			n.Status.Images = []corev1.ContainerImage{
+				{Names: []string{"registry.local/models/chat@sha256:aaaa", "registry.local/models/chat:ck-1"}, SizeBytes: 5 << 30},
+				{Names: []string{"only-a-tag:latest"}, SizeBytes: 1 << 20},
+			}
+		}),
 		node("both", withTier, 8), // a100 and shared: a100 < shared
 		node("cpu-only", nil, -1),
 		node("nopool", map[string]string{LabelGPUProduct: "NVIDIA-H100"}, 8),
@@ -106,7 +111,7 @@ func TestGPUNodes(t *testing.T) {
 		{Name: "bad-memory", Pool: "l4", GPUs: 2, Product: "NVIDIA-L4"},
 		{Name: "both", Pool: "a100", GPUs: 8, GPUMemory: 80 << 30, Product: "NVIDIA-A100-SXM4-80GB"},
 		{Name: "gpu-tainted", Pool: "l4", GPUs: 4, GPUMemory: 23034 << 20, Product: "NVIDIA-L4"},
-		{Name: "l4-1", Pool: "l4", GPUs: 4, GPUMemory: 23034 << 20, Product: "NVIDIA-L4"},
+		{Name: "l4-1", Pool: "l4", GPUs: 4, GPUMemory: 23034 << 20, Product: "NVIDIA-L4", Images: map[string]int64{"sha256:aaaa": 5 << 30}},
 		{Name: "z-a100", Pool: "a100", GPUs: 8, Used: 3, GPUMemory: 80 << 30, Product: "NVIDIA-A100-SXM4-80GB"},
 	}
 	if d := cmp.Diff(want, got); d != "" {
