@@ -310,3 +310,22 @@ func BenchmarkReplanUnchanged100kOn10k(b *testing.B) {
 	p.Current = Place(p).Placements
 	benchPlace(b, Place, p)
 }
+
+// The same with image locality on: every request has its own model
+// image, which 2% of the nodes (200) already hold, and every node holds
+// 20 images in all.
+func BenchmarkPlace100kOn10kWithImages(b *testing.B) {
+	p := bigProblem(10_000, 1_000, 100)
+	p.ImageLocality = 0.2
+	for i := range p.Requests {
+		p.Requests[i].Image = fmt.Sprintf("sha256:%064x", i)
+	}
+	rng := rand.New(rand.NewPCG(7, 11))
+	for x := range p.Nodes {
+		p.Nodes[x].Images = map[string]int64{}
+		for range 20 {
+			p.Nodes[x].Images[fmt.Sprintf("sha256:%064x", rng.IntN(len(p.Requests)))] = 20 << 30
+		}
+	}
+	benchPlace(b, Place, p)
+}
