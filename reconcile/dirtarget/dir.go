@@ -54,10 +54,9 @@ func (t Target) Observe(ctx context.Context) ([]planner.Object, error) {
 	// Files are read and decoded in parallel (YAML decoding is most of a
 	// cold Observe of a big directory); the first error in name order wins.
 	type result struct {
-		o    *planner.Object
-		p    parsed
-		read bool
-		err  error
+		o   *planner.Object
+		p   parsed
+		err error
 	}
 	results := make([]result, len(names))
 	parallel(len(names), func(i int) {
@@ -71,7 +70,7 @@ func (t Target) Observe(ctx context.Context) ([]planner.Object, error) {
 			return
 		}
 		m, p, err := parsedCache.decode(t.Dir, names[i], data)
-		results[i].p, results[i].read = p, true
+		results[i].p = p
 		if err != nil {
 			results[i].err = fmt.Errorf("observe %s: not a YAML manifest: %w", path, err)
 			return
@@ -98,8 +97,8 @@ func (t Target) Observe(ctx context.Context) ([]planner.Object, error) {
 	var out []planner.Object
 	seen := make(map[string]parsed, len(names))
 	defer func() { parsedCache.keep(t.Dir, seen) }()
-	for i, r := range results {
-		if r.read && r.err == nil {
+	for i, r := range results { // every file was read: ctx did not end
+		if r.err == nil {
 			seen[names[i]] = r.p
 		}
 	}

@@ -100,11 +100,15 @@ func TestSavedCacheServesTheNextProcess(t *testing.T) {
 	state := t.TempDir()
 	tg := Target{Dir: filepath.Join(state, "objects"), CacheDir: filepath.Join(state, "work")}
 	cfgObjects := renderedObjects(t)
-	for _, o := range cfgObjects {
-		if err := tg.Put(ctx, o); err != nil {
-			t.Fatal(err)
+	putAll := func() {
+		t.Helper()
+		for _, o := range cfgObjects {
+			if err := tg.Put(ctx, o); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
+	putAll()
 	observe := func(step string) ([]planner.Object, int64) {
 		t.Helper()
 		before := yamlDecodes.Load()
@@ -136,11 +140,7 @@ func TestSavedCacheServesTheNextProcess(t *testing.T) {
 
 	// What Put records (never decoded) is what a decode gives, after a
 	// Save and a new process too.
-	for _, o := range cfgObjects {
-		if err := tg.Put(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putAll()
 	if err := tg.Save(ctx); err != nil {
 		t.Fatal(err)
 	}
