@@ -56,6 +56,9 @@ type Object struct {
 	// change to the object changes it. Memo relies on it; plans and
 	// Observed.Digest do not include it.
 	Version string `json:"-"`
+	// Available is, for a live Deployment, status.availableReplicas as
+	// the target saw it; nil when the target cannot say (a directory).
+	Available *int `json:"-"`
 }
 
 // ID is "Kind/namespace/name", unique within a cluster.

@@ -41,7 +41,7 @@ func (a ActionType) Symbol() string {
 
 // IsBuild reports whether the action builds an artifact rather than
 // changing an object.
-func (a ActionType) IsBuild() bool { return a == Quantize || a == Gate || a == Push }
+func (a ActionType) IsBuild() bool { return a == Quantize || a == Gate || a == Push || a == Prestage }
 
 // Action is one step of a plan.
 type Action struct {
@@ -59,6 +59,8 @@ type Action struct {
 	Object *Object `json:"object,omitempty"`
 	// Changes lists, for an update, each field that differs.
 	Changes []FieldChange `json:"changes,omitempty"`
+	// Prestage is set on a prestage action.
+	Prestage *PrestageSpec `json:"prestage,omitempty"`
 }
 
 // FieldChange is one field of an update. Old is absent when the field is
@@ -86,6 +88,8 @@ type ReleasePlan struct {
 	// Held counts object changes left out of the plan because the release
 	// cannot be fully placed and they would lower what serves now.
 	Held int `json:"held,omitempty"`
+	// Rollout is set for a release with a rollout block.
+	Rollout *RolloutState `json:"rollout,omitempty"`
 }
 
 // Plan is the outcome of Build. Actions are in execution order.

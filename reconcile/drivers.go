@@ -34,6 +34,25 @@ type Target interface {
 	Apply(ctx context.Context, namespace string, actions []planner.Action) error
 }
 
+// Prestager is a Target that can pull a model image on nodes before
+// their shards change (a cluster, whose kubelets report the images they
+// hold). Prestage starts a short-lived pod per node that mounts or runs
+// the image and exits, waits until every pod is done or p.Timeout
+// passed, and removes the pods.
+type Prestager interface {
+	Prestage(ctx context.Context, namespace, release string, p planner.PrestageSpec) (PrestageResult, error)
+}
+
+// PrestageResult is how a prestage ended, node by node.
+type PrestageResult struct {
+	// Ready are the nodes that hold the image now.
+	Ready []string `json:"ready,omitempty"`
+	// TimedOut are the nodes still pulling when the wait ended.
+	TimedOut []string `json:"timed_out,omitempty"`
+	// Failed are the nodes whose pull pod failed, with the reason.
+	Failed map[string]string `json:"failed,omitempty"`
+}
+
 // Saver is a Target that keeps a cache worth saving once a reconcile is
 // done with it (the dir target's decoded manifests), for the next
 // process. A failed save costs only time.

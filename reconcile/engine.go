@@ -92,6 +92,7 @@ type Engine struct {
 	models    []string                   // local model paths the last specs read
 	builds    keyedMutex                 // one quantize per content key at a time
 	memo      planner.Memo               // releases found in sync, by inputs and live versions
+	analyses  map[string]*Analysis       // the monitor's last rollout analysis, by release (under mu)
 	primed    *primed                    // what Prime loaded, for the next reconcile
 	cleanOnce sync.Once
 }

@@ -52,6 +52,58 @@ type ReleaseStatus struct {
 	Placement      schedule.Placement `json:"placement"`
 	Error          *quality.Tensor    `json:"quantization_error,omitempty"`
 	NextRetry      *time.Time         `json:"next_retry,omitempty"`
+	// Rollout is set for a release with a rollout block.
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
+}
+
+// RolloutStatus is a release's rollout: where the planner put it, how the
+// last prestage went, and the monitor's last analysis of it.
+type RolloutStatus struct {
+	planner.RolloutState
+	// Prestage says how the last pull of the canary's image went ("" when
+	// none ran).
+	Prestage string    `json:"prestage,omitempty"`
+	Analysis *Analysis `json:"analysis,omitempty"`
+}
+
+// Analysis is the monitor's last look at a rollout.
+type Analysis struct {
+	Time time.Time `json:"time"`
+	// Decision is "promote", "abort", "hold" (within bounds, the pause is
+	// not over) or "pause" (data is missing: never a pass).
+	Decision string `json:"decision"`
+	// Reason says why, in words; for a pause, what is missing.
+	Reason string `json:"reason"`
+	// Failures counts the failed evaluations of this step, against
+	// FailureLimit.
+	Failures     int              `json:"failures"`
+	FailureLimit int              `json:"failure_limit"`
+	Metrics      []MetricAnalysis `json:"metrics"`
+}
+
+// MetricAnalysis is one metric of an analysis.
+type MetricAnalysis struct {
+	Name string `json:"name"`
+	// Bound is the bound in words: "<= 0.01", "<= 1.2 × stable".
+	Bound string `json:"bound"`
+	// Canary and Stable are the latest values (nil: no data).
+	Canary *float64 `json:"canary,omitempty"`
+	Stable *float64 `json:"stable,omitempty"`
+	// Pass says the latest evaluation was within the bound.
+	Pass bool `json:"pass"`
+	// Samples are the evaluations with data in the step's window so far;
+	// Needed how many the pause takes.
+	Samples int `json:"samples"`
+	Needed  int `json:"needed"`
+	// CanarySeries and StableSeries are the last hour, for the chart.
+	CanarySeries []Point `json:"canary_series,omitempty"`
+	StableSeries []Point `json:"stable_series,omitempty"`
+}
+
+// Point is one value at one time.
+type Point struct {
+	T time.Time `json:"t"`
+	V float64   `json:"v"`
 }
 
 // NodeUse is one node's row of the node × release grid.
@@ -97,6 +149,28 @@ func (e *Engine) Status() Status {
 		s.Shard = &ShardStatus{Index: e.Shard.Index, Count: e.Shard.Count, Releases: []string{}}
 	}
 	return s
+}
+
+// SetAnalysis records the monitor's last analysis of a release's rollout;
+// nil clears it. The status shows it with the release's rollout.
+func (e *Engine) SetAnalysis(release string, a *Analysis) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.analyses == nil {
+		e.analyses = map[string]*Analysis{}
+	}
+	if a == nil {
+		delete(e.analyses, release)
+	} else {
+		e.analyses[release] = a
+	}
+	for i := range e.status.Releases {
+		if r := &e.status.Releases[i]; r.Name == release && r.Rollout != nil {
+			ro := *r.Rollout
+			ro.Analysis = a
+			r.Rollout = &ro
+		}
+	}
 }
 
 // SetMonitor records the monitor's last round for the status.

@@ -110,6 +110,7 @@ type Release struct {
 	Placement *Placement `hcl:"placement,block" json:"placement,omitempty"`
 	Autoscale *Autoscale `hcl:"autoscale,block" json:"autoscale,omitempty"`
 	Rollback  *Rollback  `hcl:"rollback,block" json:"rollback,omitempty"`
+	Rollout   *Rollout   `hcl:"rollout,block" json:"rollout,omitempty"`
 
 	DefRange hcl.Range `hcl:",def_range" json:"-"`
 }

@@ -1,0 +1,103 @@
+package spec
+
+import (
+	"time"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Rollout is a release's progressive delivery: a change of its model,
+// quantization, runtime or resources (a new version of its pods) goes to
+// a canary first, step by step, gated on live metrics. Without a rollout
+// block a change rolls every shard at once, as a Deployment update does.
+type Rollout struct {
+	// StepsExpr is the steps attribute as written; Load decodes it into
+	// Steps, with each step's range for diagnostics.
+	StepsExpr hcl.Expression `hcl:"steps" json:"-"`
+	Steps     []RolloutStep  `json:"steps"`
+	// Traffic is "service" (default: both versions behind the release's
+	// Service, so traffic follows the replica ratio) or "gateway" (a
+	// Gateway API HTTPRoute with one Service per version and weighted
+	// backendRefs).
+	Traffic string `hcl:"traffic,optional" json:"traffic"`
+	// Gateway is the Gateway the HTTPRoute attaches to, "NAME" or
+	// "NAMESPACE/NAME"; required with traffic = "gateway".
+	Gateway string `hcl:"gateway,optional" json:"gateway,omitempty"`
+	// PrestageTimeoutRaw bounds the wait for a step's nodes to pull the
+	// new model image before its shards are applied anyway (default 30m).
+	PrestageTimeoutRaw string        `hcl:"prestage_timeout,optional" json:"prestage_timeout,omitempty"`
+	PrestageTimeout    time.Duration `json:"-"`
+	Analysis           *Analysis     `hcl:"analysis,block" json:"analysis,omitempty"`
+
+	// Step and Version are the rollout's position, which Gantry's
+	// promotion commits edit (and a person may): the canary of version
+	// Version is at step Step (1-based). A position whose Version is not
+	// the release's version now is stale, and the rollout of the new
+	// version starts at step 1.
+	Step    *int   `hcl:"step,optional" json:"step,omitempty"`
+	Version string `hcl:"version,optional" json:"version,omitempty"`
+
+	DefRange hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// RolloutStep is one step: how many replicas run the canary, and how long
+// the analysis must pass before the next step.
+type RolloutStep struct {
+	// Replicas (a count) or Percent (of the release's replicas, rounded
+	// up) run the new version; exactly one is set.
+	Replicas int `json:"replicas,omitempty"`
+	Percent  int `json:"percent,omitempty"`
+	// Weight is the percent of traffic the HTTPRoute sends to the canary
+	// (traffic = "gateway" only); nil: the canary's share of replicas.
+	Weight *int `json:"weight,omitempty"`
+	// Pause is how long every metric must stay within bounds before the
+	// next step. Zero on a step that is not the last: the rollout waits
+	// there until a person promotes it.
+	PauseRaw string        `json:"pause,omitempty"`
+	Pause    time.Duration `json:"-"`
+
+	Range hcl.Range `json:"-"`
+}
+
+// CanaryReplicas is how many of total replicas the step gives the new
+// version: Replicas, or Percent of total rounded up, within [1, total]
+// (0 when total is 0).
+func (s RolloutStep) CanaryReplicas(total int) int {
+	if total <= 0 {
+		return 0
+	}
+	n := s.Replicas
+	if s.Percent > 0 {
+		n = (s.Percent*total + 99) / 100
+	}
+	return min(max(n, 1), total)
+}
+
+// Analysis compares the canary with the stable version on live metrics.
+type Analysis struct {
+	// IntervalRaw is how often the metrics are evaluated (default 1m);
+	// each evaluation is one sample of a metric.
+	IntervalRaw string        `hcl:"interval,optional" json:"interval,omitempty"`
+	Interval    time.Duration `json:"-"`
+	// FailureLimit is how many failed evaluations of a step abort the
+	// rollout (default 1).
+	FailureLimit int              `hcl:"failure_limit,optional" json:"failure_limit"`
+	Metrics      []AnalysisMetric `hcl:"metric,block" json:"metrics"`
+
+	DefRange hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// AnalysisMetric is one PromQL query, templated per version ({{.Version}},
+// {{.Pods}}, {{.Release}}, {{.Namespace}}), and its bounds. At least one
+// bound is set.
+type AnalysisMetric struct {
+	Name  string   `hcl:"name,label" json:"name"`
+	Query string   `hcl:"query" json:"query"`
+	Min   *float64 `hcl:"min,optional" json:"min,omitempty"`
+	Max   *float64 `hcl:"max,optional" json:"max,omitempty"`
+	// MaxRatioToStable bounds the canary's value divided by the stable
+	// version's value at the same time.
+	MaxRatioToStable *float64 `hcl:"max_ratio_to_stable,optional" json:"max_ratio_to_stable,omitempty"`
+
+	DefRange hcl.Range `hcl:",def_range" json:"-"`
+}
