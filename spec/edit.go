@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -50,6 +51,11 @@ type ReleaseParts struct {
 	// Rollout is the release's model, runtime and quantize blocks, each
 	// canonically formatted, so that a whitespace-only edit is no change.
 	Rollout string
+	// Position is the rollout block's step and version attributes, each
+	// canonically formatted (`step=2 version="3f2a1c9d"`), so that a
+	// walker of history sees when a promotion moved the rollout; "" when
+	// the release has no rollout block or neither attribute.
+	Position string
 }
 
 // ReleasePartsOf finds the release in one file's source. ok is false when
@@ -70,7 +76,153 @@ func ReleasePartsOf(src []byte, filename, release string) (parts ReleaseParts, o
 		}
 	}
 	parts.Rollout = b.String()
+	parts.Position = rolloutPosition(src, blk)
 	return parts, true, nil
+}
+
+// rolloutPosition is ReleaseParts.Position of a release block.
+func rolloutPosition(src []byte, blk *hclsyntax.Block) string {
+	ro := firstBlock(blk.Body, "rollout")
+	if ro == nil {
+		return ""
+	}
+	var fields []string
+	for _, name := range []string{"step", "version"} {
+		if a, ok := ro.Body.Attributes[name]; ok {
+			text := bytes.TrimSpace(hclwrite.Format(bytes.TrimSpace(a.Expr.Range().SliceBytes(src))))
+			fields = append(fields, name+"="+string(text))
+		}
+	}
+	return strings.Join(fields, " ")
+}
+
+// SetRolloutPosition sets step = step and version = "version" in the
+// rollout block of the release's block in src: the position a promotion
+// commit records. Like SetReplicas it replaces exactly the bytes of an
+// old expression; an absent attribute gets a line before the rollout
+// block's closing brace, indented one level deeper than the block (a
+// one-line rollout block is opened onto lines for that). Every other
+// byte, comments included, stays. step must be at least 1 and version
+// eight lowercase hex digits, as Load requires.
+func SetRolloutPosition(src []byte, release, version string, step int) ([]byte, error) {
+	if step < 1 {
+		return nil, fmt.Errorf("release %q: rollout step must be at least 1, got %d", release, step)
+	}
+	if !isRolloutVersion(version) {
+		return nil, fmt.Errorf("release %q: rollout version must be 8 lowercase hex digits, got %q", release, version)
+	}
+	blk, ok, err := findRelease(src, "spec.hcl", release)
+	if err != nil {
+		return nil, fmt.Errorf("release %q: %w", release, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("release %q: not defined in this file", release)
+	}
+	var ro *hclsyntax.Block
+	for _, b := range blk.Body.Blocks {
+		if b.Type != "rollout" {
+			continue
+		}
+		if ro != nil {
+			return nil, fmt.Errorf("release %q: more than one rollout block (%s and %s)", release, ro.DefRange(), b.DefRange())
+		}
+		ro = b
+	}
+	if ro == nil {
+		return nil, fmt.Errorf("release %q: no rollout block", release)
+	}
+	type splice struct {
+		start, end int
+		text       []byte
+	}
+	var edits []splice
+	var added []string // absent attributes' lines, without indentation
+	for _, kv := range []struct {
+		name  string
+		value cty.Value
+	}{
+		{"step", cty.NumberIntVal(int64(step))},
+		{"version", cty.StringVal(version)},
+	} {
+		value := hclwrite.TokensForValue(kv.value).Bytes()
+		if a, ok := ro.Body.Attributes[kv.name]; ok {
+			r := a.Expr.Range()
+			edits = append(edits, splice{r.Start.Byte, r.End.Byte, value})
+		} else {
+			added = append(added, kv.name+" = "+string(value))
+		}
+	}
+	if len(added) > 0 {
+		indent := lineIndent(src, ro.TypeRange.Start.Byte)
+		inner := indent + "  "
+		if strings.HasSuffix(indent, "\t") {
+			inner = indent + "\t" // a file indented with tabs stays so
+		}
+		nl := "\n"
+		if bytes.Contains(src, []byte("\r\n")) {
+			nl = "\r\n"
+		}
+		var lines strings.Builder
+		for _, l := range added {
+			lines.WriteString(inner + l + nl)
+		}
+		open, closing := ro.OpenBraceRange.End.Byte, ro.CloseBraceRange.Start.Byte
+		if !bytes.Contains(src[open:closing], []byte("\n")) {
+			// A one-line block holds one attribute at most: put its body
+			// on a line of its own, then the new lines, then the brace.
+			first, last := open, closing
+			for first < last && (src[first] == ' ' || src[first] == '\t') {
+				first++
+			}
+			for last > first && (src[last-1] == ' ' || src[last-1] == '\t') {
+				last--
+			}
+			if first == last {
+				edits = append(edits, splice{open, closing, []byte(nl + lines.String() + indent)})
+			} else {
+				edits = append(edits,
+					splice{open, first, []byte(nl + inner)},
+					splice{last, closing, []byte(nl + lines.String() + indent)})
+			}
+		} else {
+			// Start of the closing brace's line.
+			end := closing
+			for end > 0 && (src[end-1] == ' ' || src[end-1] == '\t') {
+				end--
+			}
+			text := lines.String()
+			if end == 0 || src[end-1] != '\n' {
+				text = nl + text
+			}
+			edits = append(edits, splice{end, end, []byte(text)})
+		}
+	}
+	sort.SliceStable(edits, func(i, j int) bool { return edits[i].start < edits[j].start })
+	out := make([]byte, 0, len(src)+64)
+	at := 0
+	for _, e := range edits {
+		out = append(append(out, src[at:e.start]...), e.text...)
+		at = e.end
+	}
+	out = append(out, src[at:]...)
+	if _, diags := hclsyntax.ParseConfig(out, "edited.hcl", hcl.InitialPos); diags.HasErrors() {
+		return nil, fmt.Errorf("release %q: edited file does not parse: %s", release, diags.Error())
+	}
+	return out, nil
+}
+
+// isRolloutVersion reports whether s is a rollout version as Gantry
+// writes it: eight lowercase hex digits (planner.Version).
+func isRolloutVersion(s string) bool {
+	if len(s) != 8 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // SetReplicas sets replicas = n in the release's block of src. The new
