@@ -30,6 +30,10 @@ type Observed struct {
 	// referenced by digest; one that is not (pinned already, or not
 	// resolved) is used as written.
 	Images map[string]string `json:"images,omitempty"`
+	// Prestage says the target can pull a model image on named nodes
+	// before their shards change (a cluster): rollouts plan prestage
+	// actions.
+	Prestage bool `json:"prestage,omitempty"`
 }
 
 // Artifact is a model image the registry has.
@@ -44,7 +48,7 @@ func (o Observed) Digest() string {
 	sort.Slice(objs, func(i, j int) bool { return objs[i].ID() < objs[j].ID() })
 	nodes := append([]schedule.Node(nil), o.Nodes...)
 	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-	b, err := json.Marshal(Observed{Objects: objs, Nodes: nodes, Artifacts: o.Artifacts, Images: o.Images})
+	b, err := json.Marshal(Observed{Objects: objs, Nodes: nodes, Artifacts: o.Artifacts, Images: o.Images, Prestage: o.Prestage})
 	if err != nil {
 		panic("planner: marshal observed: " + err.Error()) // plain data; cannot fail
 	}
@@ -210,7 +214,11 @@ func Prepare(desired *spec.Config, observed Observed) *Prepared {
 	for i := range cfg.Releases {
 		r := &cfg.Releases[i]
 		p.index[r.Name] = i
-		for _, id := range renderedIDs(r.Name, cfg.Settings.Namespace, p.placement(r.Name)) {
+		ids := renderedIDs(r.Name, cfg.Settings.Namespace, p.placement(r.Name))
+		if r.Rollout != nil {
+			ids = p.rolloutIDs(r)
+		}
+		for _, id := range ids {
 			if _, ok := p.owner[id]; !ok {
 				p.owner[id] = i
 			}
@@ -309,6 +317,30 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 
 	in := RenderInput{Release: r, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, Model: model,
 		Placement: rp.Placement, RuntimeDigest: p.observed.Images[r.Runtime.Image], Hostnames: p.hostnames}
+	if r.Rollout != nil {
+		// Rollouts are few, and their state moves with the shards'
+		// availability: planned in full, never memoised.
+		ro := p.planRollout(r, rp.Placement)
+		objs, prestage, err := p.renderRollout(in, ro)
+		if err != nil {
+			return rp, nil, nil, err
+		}
+		state := ro.state
+		rp.Rollout = &state
+		changes, warnings := p.objectChanges(i, &rp, objs, warnings, func(o Object) string {
+			switch {
+			case o.Kind == "Deployment" && versionOf(o) != ro.version:
+				return fmt.Sprintf("version %s of %s gave its last replicas on node %s to version %s", versionOf(o), r.Name, shardNode(o), ro.version)
+			case o.Kind == "Deployment":
+				return fmt.Sprintf("node %s no longer holds replicas of %s", shardNode(o), r.Name)
+			}
+			return fmt.Sprintf("%s no longer wants %s %s", r.Name, o.Kind, o.Name)
+		})
+		if prestage != nil && len(changes) > 0 {
+			changes = append([]Action{*prestage}, changes...)
+		}
+		return rp, changes, warnings, nil
+	}
 	var (
 		inputs string
 		live   []idVersion
@@ -323,6 +355,20 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 	if err != nil {
 		return rp, nil, nil, err
 	}
+	changes, warnings := p.objectChanges(i, &rp, objs, warnings, func(o Object) string {
+		return fmt.Sprintf("node %s no longer holds replicas of %s", shardNode(o), r.Name)
+	})
+	p.Memo.remember(r.Name, inputs, live, len(changes) == 0 && rp.Unplaced == nil)
+	return rp, changes, warnings, nil
+}
+
+// objectChanges are the creates and updates that bring release i's live
+// objects to objs, then the deletes of its live objects objs leaves out
+// (unless an earlier release renders the same ID), minus what
+// holdServing holds when the release cannot be fully placed. why says
+// why a live object goes.
+func (p *Prepared) objectChanges(i int, rp *ReleasePlan, objs []Object, warnings []string, why func(Object) string) ([]Action, []string) {
+	r := &p.cfg.Releases[i]
 	var changes, deletes []Action
 	mine := make(map[string]bool, len(objs))
 	for _, o := range objs {
@@ -331,8 +377,6 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 			changes = append(changes, a)
 		}
 	}
-	// Shards of this release on nodes it no longer uses, unless an
-	// earlier release renders the same ID.
 	ids := p.byRelease[r.Name]
 	hasLive := len(ids) > 0
 	for _, id := range ids {
@@ -343,8 +387,7 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 			continue
 		}
 		o := p.live[id]
-		deletes = append(deletes, Action{Type: Delete, Release: r.Name, Subject: subject(o), Object: ptr(o),
-			Reason: fmt.Sprintf("node %s no longer holds replicas of %s", shardNode(o), r.Name)})
+		deletes = append(deletes, Action{Type: Delete, Release: r.Name, Subject: subject(o), Object: ptr(o), Reason: why(o)})
 	}
 	changes = append(changes, deletes...)
 	if rp.Unplaced != nil && hasLive {
@@ -356,8 +399,7 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 				r.Name, plural(len(held), "object change")))
 		}
 	}
-	p.Memo.remember(r.Name, inputs, live, len(changes) == 0 && rp.Unplaced == nil)
-	return rp, changes, warnings, nil
+	return changes, warnings
 }
 
 // holdServing splits the object changes of a release that cannot be fully

@@ -195,41 +195,14 @@ func placedNodes(placement map[string]int) []string {
 // Render returns the release's Service and one Deployment per node of the
 // placement, sorted by node name.
 func Render(in RenderInput) ([]Object, error) {
-	r := in.Release
-	labels := map[string]string{
-		"app.kubernetes.io/name":      r.Name,
-		"app.kubernetes.io/instance":  r.Name,
-		"app.kubernetes.io/component": "model-server",
-		LabelManagedBy:                ManagedBy,
-		LabelRelease:                  r.Name,
-	}
-	annotations := map[string]string{
-		AnnotationSpecHash:    r.PodHash(),
-		AnnotationModelDigest: r.Model.Digest,
-		AnnotationContentKey:  in.Model.Key,
-	}
-	if in.Revision != "" {
-		annotations[AnnotationRevision] = in.Revision
-	}
-	svc := &corev1.Service{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
-		ObjectMeta: metav1.ObjectMeta{Name: r.Name, Namespace: in.Namespace, Labels: labels, Annotations: annotations},
-		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{LabelRelease: r.Name},
-			Ports: []corev1.ServicePort{{
-				Name: "http", Port: int32(r.Runtime.Port), TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP,
-			}},
-		},
-	}
-	out := []Object{}
-	o, err := toObject(svc)
+	labels, annotations := baseMeta(in)
+	svc, err := renderService(in, in.Release.Name, map[string]string{LabelRelease: in.Release.Name}, labels, annotations)
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, o)
-
+	out := []Object{svc}
 	for _, node := range placedNodes(in.Placement) {
-		d, err := renderShard(in, node, int32(in.Placement[node]), labels, annotations)
+		d, err := renderShard(in, node, int32(in.Placement[node]), labels, annotations, shardOpts{})
 		if err != nil {
 			return nil, err
 		}
@@ -238,18 +211,83 @@ func Render(in RenderInput) ([]Object, error) {
 	return out, nil
 }
 
-func renderShard(in RenderInput, node string, replicas int32, labels, annotations map[string]string) (Object, error) {
+// baseMeta are the labels and annotations of every object of a release.
+func baseMeta(in RenderInput) (labels, annotations map[string]string) {
 	r := in.Release
+	labels = map[string]string{
+		"app.kubernetes.io/name":      r.Name,
+		"app.kubernetes.io/instance":  r.Name,
+		"app.kubernetes.io/component": "model-server",
+		LabelManagedBy:                ManagedBy,
+		LabelRelease:                  r.Name,
+	}
+	annotations = map[string]string{
+		AnnotationSpecHash:    r.PodHash(),
+		AnnotationModelDigest: r.Model.Digest,
+		AnnotationContentKey:  in.Model.Key,
+	}
+	if in.Revision != "" {
+		annotations[AnnotationRevision] = in.Revision
+	}
+	return labels, annotations
+}
+
+// renderService is a Service of the release named name over the pods
+// selector selects.
+func renderService(in RenderInput, name string, selector, labels, annotations map[string]string) (Object, error) {
+	r := in.Release
+	svc := &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: in.Namespace, Labels: labels, Annotations: annotations},
+		Spec: corev1.ServiceSpec{
+			Selector: selector,
+			Ports: []corev1.ServicePort{{
+				Name: "http", Port: int32(r.Runtime.Port), TargetPort: intstr.FromString("http"), Protocol: corev1.ProtocolTCP,
+			}},
+		},
+	}
+	return toObject(svc)
+}
+
+// shardOpts are what a rollout changes in a shard: its name, its version
+// label and, for a shard named by VersionedShardName, a selector on
+// gantry.dev/shard instead of gantry.dev/node (so that the selector of
+// the other version's shard on the node never matches its pods).
+type shardOpts struct {
+	name     string // "": ShardName
+	version  string // gantry.dev/version, on the Deployment and its pods
+	canaryOf string // gantry.dev/canary-of
+}
+
+func renderShard(in RenderInput, node string, replicas int32, labels, annotations map[string]string, opt shardOpts) (Object, error) {
+	r := in.Release
+	name := opt.name
+	if name == "" {
+		name = ShardName(r.Name, node)
+	}
 	shardLabels := copyMap(labels)
 	shardLabels[LabelNode] = NodeLabelValue(node)
 	selector := map[string]string{LabelRelease: r.Name, LabelNode: NodeLabelValue(node)}
+	podLabels := copyMap(shardLabels)
+	if opt.version != "" {
+		shardLabels[LabelVersion] = opt.version
+		podLabels[LabelVersion] = opt.version
+	}
+	if name != ShardName(r.Name, node) {
+		shardLabels[LabelShard] = name
+		selector = map[string]string{LabelRelease: r.Name, LabelShard: name}
+		delete(podLabels, LabelNode)
+		podLabels[LabelShard] = name
+	}
 	shardAnnotations := copyMap(annotations)
 	shardAnnotations[AnnotationNode] = node
+	if opt.canaryOf != "" {
+		shardAnnotations[AnnotationCanaryOf] = opt.canaryOf
+	}
 	hostname := node
 	if h := in.Hostnames[node]; h != "" {
 		hostname = h
 	}
-	podLabels := copyMap(shardLabels)
 	podAnnotations := map[string]string{AnnotationSpecHash: annotations[AnnotationSpecHash], AnnotationContentKey: in.Model.Key}
 
 	image := r.Runtime.Image
@@ -318,7 +356,7 @@ func renderShard(in RenderInput, node string, replicas int32, labels, annotation
 
 	d := &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		ObjectMeta: metav1.ObjectMeta{Name: ShardName(r.Name, node), Namespace: in.Namespace, Labels: shardLabels, Annotations: shardAnnotations},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: in.Namespace, Labels: shardLabels, Annotations: shardAnnotations},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: selector},

@@ -84,6 +84,20 @@ func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
 			fmt.Fprintf(&b, "  %-*s  %s\n", width, r.Name, placementString(r))
 		}
 	}
+	rolloutHead := false
+	for _, r := range p.Releases {
+		lines := rolloutText(r)
+		if len(lines) == 0 {
+			continue
+		}
+		if !rolloutHead {
+			b.WriteString("\nRollouts:\n")
+			rolloutHead = true
+		}
+		for _, l := range lines {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
+	}
 	for _, wmsg := range p.Warnings {
 		fmt.Fprintf(&b, "\n%s %s\n", c.paint(ansiYellow+ansiBold, "Warning:"), wmsg)
 	}
@@ -400,6 +414,24 @@ func WriteMarkdown(w io.Writer, p *Plan, limit int) error {
 		}
 	}
 
+	rolloutHead := false
+	for _, r := range p.Releases {
+		lines := rolloutText(r)
+		if len(lines) == 0 || head.Len() > limit/3 {
+			continue
+		}
+		if !rolloutHead {
+			head.WriteString("\n**Rollouts**\n\n```\n")
+			rolloutHead = true
+		}
+		for _, l := range lines {
+			head.WriteString(strings.ReplaceAll(l, "```", "ʼʼʼ") + "\n")
+		}
+	}
+	if rolloutHead {
+		head.WriteString("```\n")
+	}
+
 	// One folded section per release, in plan order.
 	type section struct{ release, body string }
 	var sections []section
@@ -426,7 +458,7 @@ func WriteMarkdown(w io.Writer, p *Plan, limit int) error {
 			}
 		}
 		var parts []string
-		for _, t := range []ActionType{Quantize, Gate, Push, Create, Update, Delete} {
+		for _, t := range []ActionType{Quantize, Gate, Push, Prestage, Create, Update, Delete} {
 			if counts[t] > 0 {
 				parts = append(parts, fmt.Sprintf("%d %s", counts[t], t))
 			}

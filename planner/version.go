@@ -32,8 +32,12 @@ const Prestage ActionType = "prestage"
 // Version is the short identity of the pods a release renders: a hash of
 // its pod-shaping inputs (spec.Release.PodHash) and its content key.
 // Replicas, placement and the rollout block do not change it.
-func Version(r *spec.Release) string {
-	sum := sha256.Sum256([]byte(r.PodHash() + "\x00" + ContentKey(r)))
+func Version(r *spec.Release) string { return versionFrom(r.PodHash(), ContentKey(r)) }
+
+// versionFrom is Version from a pod hash and a content key, as a shard's
+// pod template annotations record them.
+func versionFrom(podHash, key string) string {
+	sum := sha256.Sum256([]byte(podHash + "\x00" + key))
 	return hex.EncodeToString(sum[:])[:8]
 }
 

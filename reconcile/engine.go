@@ -244,6 +244,7 @@ func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 		return res, err
 	}
 	observed := planner.Observed{Objects: objs, Nodes: nodes, Artifacts: artifacts}
+	_, observed.Prestage = e.Target.(Prestager)
 	if e.Resolver != nil {
 		observed.Images = ResolveImages(ctx, cfg, e.Resolver, e.log())
 	}
@@ -292,6 +293,9 @@ func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 		st := ReleaseStatus{Name: r.Name, Image: rp.Image, Digest: rp.Digest, Replicas: rp.Replicas,
 			Placement: rp.Placement, GPUsPerReplica: r.GPUCount(), State: StateSynced, Reason: "up to date"}
 		unplaced := unplacedReason(rp)
+		if rp.Rollout != nil {
+			st.Rollout = &RolloutStatus{RolloutState: *rp.Rollout, Analysis: e.analysis(r.Name)}
+		}
 		if _, built := observed.Artifacts[rp.Image]; built {
 			st.Error = e.quantError(ctx, store, rp.ContentKey, rp.Image, rp.Digest)
 		}
@@ -475,6 +479,18 @@ func (e *Engine) runRelease(ctx context.Context, store registry.Store, cfg *spec
 	}
 	var objects []planner.Action
 	for _, a := range actions {
+		if a.Type == planner.Prestage && a.Prestage != nil {
+			note, err := e.prestage(ctx, cfg.Settings.Namespace, r.Name, *a.Prestage)
+			if err != nil {
+				return executed, fmt.Errorf("release %s: prestage: %w", r.Name, err)
+			}
+			executed++
+			if st.Rollout != nil {
+				ro := *st.Rollout
+				ro.Prestage = note
+				st.Rollout = &ro
+			}
+		}
 		if !a.Type.IsBuild() {
 			objects = append(objects, a)
 		}

@@ -198,3 +198,10 @@ func nodeUse(nodes []schedule.Node, releases []planner.ReleasePlan, cfg *spec.Co
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
+
+// analysis is the monitor's last analysis of a release, if any.
+func (e *Engine) analysis(release string) *Analysis {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.analyses[release]
+}
