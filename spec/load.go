@@ -213,6 +213,9 @@ func load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diag
 	parallel(len(blocks), func(i int) {
 		if blocks[i].Type == "release" {
 			decodeDiags[i] = gohcl.DecodeBody(blocks[i].Body, evalCtx, &decoded[i])
+			if ro := decoded[i].Rollout; ro != nil {
+				decodeDiags[i] = append(decodeDiags[i], decodeRolloutSteps(ro, evalCtx)...)
+			}
 		}
 	})
 	for i, b := range blocks {

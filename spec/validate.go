@@ -205,6 +205,7 @@ func (v *validator) release(r *Release, pools map[string]*NodePool) {
 	v.resources(r)
 	v.placement(r, pools)
 	v.autoscale(r)
+	v.rollout(r)
 	if rb := r.Rollback; rb != nil {
 		d, err := ParseDuration(rb.WindowRaw)
 		if err != nil {
