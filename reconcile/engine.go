@@ -93,6 +93,7 @@ type Engine struct {
 	builds    keyedMutex                 // one quantize per content key at a time
 	memo      planner.Memo               // releases found in sync, by inputs and live versions
 	analyses  map[string]*Analysis       // the monitor's last rollout analysis, by release (under mu)
+	prestaged map[string][2]string       // release -> the version last prestaged and how it went (under mu)
 	primed    *primed                    // what Prime loaded, for the next reconcile
 	cleanOnce sync.Once
 }
@@ -294,7 +295,7 @@ func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 			Placement: rp.Placement, GPUsPerReplica: r.GPUCount(), State: StateSynced, Reason: "up to date"}
 		unplaced := unplacedReason(rp)
 		if rp.Rollout != nil {
-			st.Rollout = &RolloutStatus{RolloutState: *rp.Rollout, Analysis: e.analysis(r.Name)}
+			st.Rollout = &RolloutStatus{RolloutState: *rp.Rollout, Analysis: e.analysis(r.Name), Prestage: e.lastPrestage(r.Name, rp.Rollout.Canary)}
 		}
 		if _, built := observed.Artifacts[rp.Image]; built {
 			st.Error = e.quantError(ctx, store, rp.ContentKey, rp.Image, rp.Digest)

@@ -24,6 +24,12 @@ func (e *Engine) prestage(ctx context.Context, namespace, release string, p plan
 		return "", err
 	}
 	note := prestageNote(p, res)
+	e.mu.Lock()
+	if e.prestaged == nil {
+		e.prestaged = map[string][2]string{}
+	}
+	e.prestaged[release] = [2]string{p.Version, note}
+	e.mu.Unlock()
 	e.log().Info("prestaged", "release", release, "version", p.Version, "image", spec.MaskURLCredentials(p.Image), "result", note)
 	return note, nil
 }
@@ -53,4 +59,15 @@ func prestageNote(p planner.PrestageSpec, res PrestageResult) string {
 		return "nothing to pull"
 	}
 	return "version " + p.Version + ": " + strings.Join(parts, "; ")
+}
+
+// lastPrestage is how the last prestage of release's version went ("":
+// none ran in this process).
+func (e *Engine) lastPrestage(release, version string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if p, ok := e.prestaged[release]; ok && p[0] == version {
+		return p[1]
+	}
+	return ""
 }
