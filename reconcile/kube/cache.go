@@ -519,12 +519,18 @@ func assemble(nodes []corev1.Node, used map[string]int, objs []unstructured.Unst
 	obs.Nodes, obs.Skipped = gpuNodes(nodes, used, pools)
 	for i := range objs {
 		u := &objs[i]
+		var available *int
 		if u.GetKind() == "Deployment" {
 			var d appsv1.Deployment
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &d); err != nil {
 				return obs, fmt.Errorf("observe Deployment %s/%s: %w", u.GetNamespace(), u.GetName(), err)
 			}
 			obs.Shards = append(obs.Shards, shardStatus(&d))
+			// What the cluster reports, read before stripNoise drops the
+			// status: 0 when the status has no availableReplicas (none
+			// available, or not seen by the deployment controller yet).
+			n := int(d.Status.AvailableReplicas)
+			available = &n
 		}
 		rv := u.GetResourceVersion()
 		o, err := planner.ObjectFromManifest(stripNoise(u.Object))
@@ -532,6 +538,7 @@ func assemble(nodes []corev1.Node, used map[string]int, objs []unstructured.Unst
 			return obs, fmt.Errorf("observe %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 		}
 		o.Version = rv
+		o.Available = available
 		obs.Objects = append(obs.Objects, o)
 	}
 	sort.Slice(obs.Objects, func(i, j int) bool { return obs.Objects[i].ID() < obs.Objects[j].ID() })

@@ -34,7 +34,10 @@ type Observation struct {
 	// sorted by ID, as the server returns them minus metadata.managedFields,
 	// metadata.resourceVersion and status. Those three change without
 	// anyone changing the object (status on every pod restart), and would
-	// otherwise make every saved plan stale.
+	// otherwise make every saved plan stale. What the planner reads of the
+	// status is beside the manifest: a Deployment's Available is its
+	// status.availableReplicas (0 when the status does not say), and
+	// Version its resourceVersion.
 	Objects []planner.Object
 	// Nodes are the GPU nodes placement may use, sorted by name.
 	Nodes []schedule.Node
