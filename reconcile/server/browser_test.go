@@ -110,3 +110,70 @@ func TestStatusPageInChromiumAtScale(t *testing.T) {
 		}
 	}
 }
+
+// TestRolloutInChromium loads a status page with two rollouts in headless
+// Chromium: chat at step 2 of 3, holding, with two charted metrics of an
+// hour each, and rerank paused because Prometheus is unreachable. The
+// parsed DOM must hold the step bars, both charts' polylines and the
+// pause with its reason, and no script. The screenshot is saved in the
+// test's temp dir, and kept in $GANTRY_SCREENSHOT_DIR when that is set.
+func TestRolloutInChromium(t *testing.T) {
+	chrome := chromium(t)
+	ts := httptest.NewServer((&Server{Status: fixedStatus(rolloutStatus()), Metrics: NewMetrics()}).Handler())
+	defer ts.Close()
+	dom, _ := chrome("--dump-dom", ts.URL+"/")
+	chat := section(dom, `<tr class="rollout" id="rollout-chat">`, "</tr>")
+	rerank := section(dom, `<tr class="rollout" id="rollout-rerank">`, "</tr>")
+	for _, want := range []string{
+		`<span class="stepbar" role="img" aria-label="step 2 of 3">`,
+		`<span class="seg done" title="step 1: done">1</span>`,
+		`<span class="seg current ready" title="step 2: now, ready">2</span>`,
+		`<span class="seg" title="step 3">3</span>`,
+		`<span class="decision hold">hold</span>`, `50% of traffic to the canary`,
+	} {
+		if !strings.Contains(chat, want) {
+			t.Errorf("chat's rollout in the DOM lacks %q", want)
+		}
+	}
+	// Two charts, each with a stable and a canary line; the ratio
+	// bound of latency_p99 is a dashed polyline, the absolute bound of
+	// error_rate a dashed line.
+	charts := strings.Split(chat, `<svg class="chart"`)[1:]
+	if len(charts) != 2 {
+		t.Fatalf("chat has %d charts in the DOM, want 2", len(charts))
+	}
+	for i, c := range charts {
+		for _, want := range []string{`<polyline class="stable" points="`, `<polyline class="canary" points="`, `stroke-dasharray="4 3"`, `>-1h</text>`, `>now</text>`} {
+			if !strings.Contains(c, want) {
+				t.Errorf("chart %d lacks %q", i, want)
+			}
+		}
+	}
+	for _, want := range []string{
+		`aria-label="step 1 of 4"`, `<span class="seg current paused" title="step 1: now, not ready yet">1</span>`,
+		`paused: Prometheus unreachable: Get "http://prometheus:9090/api/v1/query": dial tcp 10.0.0.9:9090: connect: connection refused`,
+		`>no data</text>`,
+	} {
+		if !strings.Contains(rerank, want) {
+			t.Errorf("rerank's rollout in the DOM lacks %q", want)
+		}
+	}
+	if strings.Contains(dom, "<script") {
+		t.Error("the page has a <script>")
+	}
+
+	shot := filepath.Join(t.TempDir(), "rollout.png")
+	chrome("--screenshot="+shot, "--window-size=1280,1100", ts.URL+"/")
+	png, err := os.ReadFile(shot)
+	if err != nil || len(png) < 5000 {
+		t.Fatalf("screenshot: %v (%d bytes)", err, len(png))
+	}
+	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+	if dir := os.Getenv("GANTRY_SCREENSHOT_DIR"); dir != "" {
+		keep := filepath.Join(dir, "rollout.png")
+		if err := os.WriteFile(keep, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("kept: %s", keep)
+	}
+}

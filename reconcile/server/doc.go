@@ -9,6 +9,12 @@
 // release, a state, a name or a page on request; /metrics counts
 // releases by state, and has series per release only when asked.
 //
+// A release with a rollout gets a row under its own on the page: a step
+// bar, both versions and the traffic, what comes next, and the last
+// analysis with a small server-rendered SVG chart per metric (chartSVG);
+// /metrics has a few gantry_rollout_ series per rollout, read from the
+// status at each scrape. Releases without a rollout add nothing to either.
+//
 // Webhook secrets are compared in constant time and never logged; a bad
 // signature gets 401 and is counted.
 package server

@@ -41,7 +41,7 @@ func TestMonitoringExamples(t *testing.T) {
 	m.Pushed("chat", 1)
 	m.FetchError(nil)
 	m.webhooks.WithLabelValues("github", "accepted").Inc()
-	m.Releases(sampleStatus().Releases)
+	m.Releases(rolloutStatus().Releases) // with a rollout, for the gantry_rollout_ series
 	served := map[string]bool{}
 	mfs, err := m.Registry.Gather()
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 //
 // The number of series does not grow with the number of releases unless
 // PerRelease is set: gantry_releases{state} counts releases by state.
+// The gantry_rollout_ gauges have series per release with a rollout
+// only, whatever PerRelease: a few per rollout, and per analysis metric.
 type Metrics struct {
 	Registry *prometheus.Registry
 	// PerRelease adds series per release: gantry_release_state{release,
@@ -38,6 +40,11 @@ type Metrics struct {
 	mu      sync.Mutex
 	lastRev string
 	extra   map[string]bool // states outside reconcile's, last counted
+	// rolloutSrc is where the rollout gauges are read at each scrape
+	// (set by WatchRollouts); without one, rollouts is what Releases
+	// was last given, the releases with a rollout.
+	rolloutSrc StatusSource
+	rollouts   []reconcile.ReleaseStatus
 }
 
 var _ reconcile.Observer = (*Metrics)(nil)
@@ -80,7 +87,7 @@ func NewMetrics() *Metrics {
 		}),
 	}
 	m.Registry.MustRegister(m.reconciles, m.duration, m.revision, m.releases, m.releaseState, m.quantized, m.pushed,
-		m.fetchErrors, m.webhooks, m.lastReconcile,
+		m.fetchErrors, m.webhooks, m.lastReconcile, rolloutCollector{m},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -146,6 +153,13 @@ func (m *Metrics) Releases(rs []reconcile.ReleaseStatus) {
 		}
 	}
 
+	m.rollouts = m.rollouts[:0]
+	for _, r := range rs {
+		if r.Rollout != nil {
+			m.rollouts = append(m.rollouts, r)
+		}
+	}
+
 	m.releaseState.Reset()
 	if !m.PerRelease {
 		return
@@ -158,5 +172,91 @@ func (m *Metrics) Releases(rs []reconcile.ReleaseStatus) {
 			}
 			m.releaseState.WithLabelValues(r.Name, s).Set(v)
 		}
+	}
+}
+
+// WatchRollouts makes the rollout gauges follow src, read at each scrape:
+// the monitor records its analyses between reconciles (SetAnalysis), and
+// a pause must show when it happens, not at the next reconcile.
+// Server.Handler calls it with the server's Status. Without it the gauges
+// are those of the releases last given to Releases.
+func (m *Metrics) WatchRollouts(src StatusSource) {
+	m.mu.Lock()
+	m.rolloutSrc = src
+	m.mu.Unlock()
+}
+
+// The rollout gauges, per release with a rollout.
+var (
+	rolloutStepDesc = prometheus.NewDesc("gantry_rollout_step",
+		"The step a release's rollout is at (from 1).", []string{"release"}, nil)
+	rolloutStepsDesc = prometheus.NewDesc("gantry_rollout_steps",
+		"How many steps a release's rollout has.", []string{"release"}, nil)
+	rolloutWeightDesc = prometheus.NewDesc("gantry_rollout_canary_weight",
+		"The percent of a release's traffic its rollout sends to the canary.", []string{"release"}, nil)
+	rolloutPausedDesc = prometheus.NewDesc("gantry_rollout_paused",
+		"1 while the last analysis of a release's rollout paused it for missing data, with why (prometheus_unavailable, no_data, too_few_samples, manual, other); else 0, without a reason.",
+		[]string{"release", "reason"}, nil)
+	rolloutValueDesc = prometheus.NewDesc("gantry_rollout_analysis_value",
+		"The latest value of an analysis metric of a release's rollout, for the canary and the stable version (none while it has no data).",
+		[]string{"release", "metric", "version"}, nil)
+	rolloutFailuresDesc = prometheus.NewDesc("gantry_rollout_failures",
+		"Failed analysis evaluations of the current step of a release's rollout (failure_limit of them abort it).", []string{"release"}, nil)
+)
+
+// rolloutCollector serves the rollout gauges from the status at scrape
+// time: releases whose rollout ended leave no series behind.
+type rolloutCollector struct{ m *Metrics }
+
+func (c rolloutCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{rolloutStepDesc, rolloutStepsDesc, rolloutWeightDesc, rolloutPausedDesc, rolloutValueDesc, rolloutFailuresDesc} {
+		ch <- d
+	}
+}
+
+func (c rolloutCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	src, rs := c.m.rolloutSrc, c.m.rollouts
+	c.m.mu.Unlock()
+	if src != nil {
+		rs = src.Status().Releases
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	seen := map[string]bool{}
+	for _, r := range rs {
+		ro := r.Rollout
+		if ro == nil || seen[r.Name] {
+			continue
+		}
+		seen[r.Name] = true
+		gauge(rolloutStepDesc, float64(ro.Step), r.Name)
+		gauge(rolloutStepsDesc, float64(ro.Steps), r.Name)
+		gauge(rolloutWeightDesc, float64(ro.Weight), r.Name)
+		paused, reason, failures := 0.0, "", 0
+		if a := ro.Analysis; a != nil {
+			failures = a.Failures
+			if a.Decision == decisionPause {
+				paused, reason = 1, pauseCode(a.Reason)
+			}
+			metrics := map[string]bool{}
+			for _, ma := range a.Metrics {
+				if metrics[ma.Name] { // a duplicate would fail the scrape
+					continue
+				}
+				metrics[ma.Name] = true
+				for _, v := range []struct {
+					version string
+					v       *float64
+				}{{"canary", ma.Canary}, {"stable", ma.Stable}} {
+					if v.v != nil && finite(*v.v) {
+						gauge(rolloutValueDesc, *v.v, r.Name, ma.Name, v.version)
+					}
+				}
+			}
+		}
+		gauge(rolloutPausedDesc, paused, r.Name, reason)
+		gauge(rolloutFailuresDesc, float64(failures), r.Name)
 	}
 }

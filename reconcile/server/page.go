@@ -48,6 +48,23 @@ var pageTmpl = template.Must(template.New("status.html.tmpl").Funcs(template.Fun
 		}
 		return time.Since(t).Round(time.Second).String() + " ago"
 	},
+	"chart": chartSVG,
+	"steps": stepBar,
+	"avail": func(n int) string {
+		if n < 0 {
+			return "?"
+		}
+		return strconv.Itoa(n)
+	},
+	"val": func(v *float64) string {
+		if v == nil {
+			return "no data"
+		}
+		return fmtValue(*v)
+	},
+	"ratioBound": func(bound string) bool {
+		return slices.ContainsFunc(parseBounds(bound), func(b chartBound) bool { return b.Ratio })
+	},
 }).ParseFS(templates, "status.html.tmpl"))
 
 type pageData struct {
@@ -66,6 +83,11 @@ type pageData struct {
 	Grid     grid
 	PlanNote string
 	Plan     string
+	// Rollouts and Paused count the releases with a rollout, and those
+	// whose last analysis paused it, in the whole status; the URLs list
+	// them.
+	Rollouts, Paused       int
+	RolloutsURL, PausedURL string
 }
 
 // stateLink is one state in the summary: how many releases are in it, and
@@ -213,7 +235,7 @@ func parsePageQuery(v url.Values) (pageQuery, error) {
 }
 
 // url is the page's address with the given changes: keys release,
-// state, q, page, npage; an empty value drops the key.
+// state, q, rollout, page, npage; an empty value drops the key.
 func (q pageQuery) url(changes ...string) string {
 	v := url.Values{}
 	set := func(k, val string) {
@@ -226,6 +248,7 @@ func (q pageQuery) url(changes ...string) string {
 	set("release", q.Release)
 	set("state", q.StateParam)
 	set("q", q.QParam)
+	set("rollout", q.Rollout)
 	if q.Per != defaultPerPage {
 		set("per", strconv.Itoa(q.Per))
 	}
@@ -261,6 +284,17 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	if q.Per != defaultPerPage {
 		data.Per = q.Per
 	}
+
+	for i := range st.Releases {
+		if ro := st.Releases[i].Rollout; ro != nil {
+			data.Rollouts++
+			if rolloutPaused(ro) {
+				data.Paused++
+			}
+		}
+	}
+	data.RolloutsURL = q.url("rollout", "any", "page", "", "npage", "")
+	data.PausedURL = q.url("rollout", "paused", "page", "", "npage", "")
 
 	counts := countStates(st.Releases)
 	problems := 0

@@ -36,19 +36,24 @@ func stateRank(s string) int {
 // filter selects releases, from the query of the status page and of
 // /api/status: state (a comma-separated list, repeatable, "problem" for
 // the five problem states), q (a substring of the name, any case) and
-// release (one exact name).
+// release (one exact name), and rollout ("any": the releases with a
+// rollout; "paused": those whose last analysis paused it).
 type filter struct {
 	States  map[string]bool // nil: any state
 	Q       string          // lower case
 	Release string
+	Rollout string // "", "any" or "paused"
 	// StateParam and QParam are the query as given, to write it back
 	// into the form and the links.
 	StateParam, QParam string
 }
 
 func parseFilter(v url.Values) (filter, error) {
-	f := filter{Release: v.Get("release"), QParam: strings.TrimSpace(v.Get("q"))}
+	f := filter{Release: v.Get("release"), QParam: strings.TrimSpace(v.Get("q")), Rollout: v.Get("rollout")}
 	f.Q = strings.ToLower(f.QParam)
+	if f.Rollout != "" && f.Rollout != "any" && f.Rollout != "paused" {
+		return filter{}, fmt.Errorf("rollout=%q: want any or paused", f.Rollout)
+	}
 	var given []string
 	for _, p := range v["state"] {
 		for s := range strings.SplitSeq(p, ",") {
@@ -77,10 +82,15 @@ func parseFilter(v url.Values) (filter, error) {
 }
 
 // Active reports whether the filter leaves any release out.
-func (f filter) Active() bool { return f.States != nil || f.Q != "" || f.Release != "" }
+func (f filter) Active() bool {
+	return f.States != nil || f.Q != "" || f.Release != "" || f.Rollout != ""
+}
 
 func (f filter) match(r *reconcile.ReleaseStatus) bool {
 	if f.Release != "" && r.Name != f.Release {
+		return false
+	}
+	if f.Rollout != "" && (r.Rollout == nil || f.Rollout == "paused" && !rolloutPaused(r.Rollout)) {
 		return false
 	}
 	if f.States != nil && !f.States[r.State] {

@@ -51,6 +51,9 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("/hooks/git", s.webhook)
 	if s.Metrics != nil {
+		if s.Status != nil {
+			s.Metrics.WatchRollouts(s.Status)
+		}
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}))
 	}
 	return mux
@@ -74,7 +77,9 @@ type apiStatus struct {
 // always was: existing clients read every release from it. The query
 // narrows it: release=NAME (404 if there is no such release), state=
 // (comma-separated or repeated; "problem" for failed, blocked,
-// unplaceable, pending and degraded), q= (a substring of the name), and
+// unplaceable, pending and degraded), q= (a substring of the name),
+// rollout= ("any": the releases with a rollout; "paused": those whose
+// last analysis paused it), and
 // limit= with offset= to page in the status's order. A narrowed response
 // holds only the nodes that host its releases and the plan of its
 // releases.
@@ -120,6 +125,7 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 			out.Nodes = []reconcile.NodeUse{}
 		}
 	}
+	out.Releases = finiteReleases(out.Releases)
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
