@@ -73,11 +73,16 @@ type WriteBack struct {
 // Change is one decision to commit.
 type Change struct {
 	Release string
-	Kind    string // "scale" or "rollback"
+	Kind    string // "scale", "rollback", "promote" or "abort"
 	// Replicas is the new count (scale).
 	Replicas int
-	// Restore is the revision whose rollout blocks a rollback restores.
+	// Restore is the revision whose model, runtime and quantize blocks a
+	// rollback or an abort restores.
 	Restore string
+	// Version is the rollout's canary version (promote, abort), Step the
+	// step a promote sets or the step an abort stopped at.
+	Version string
+	Step    int
 	// Message is the commit message without trailers.
 	Message string
 }
@@ -351,7 +356,9 @@ func (w *WriteBack) apply(repo *git.Repository, ch Change) (*edited, error) {
 	switch ch.Kind {
 	case "scale":
 		next, err = spec.SetReplicas(cur, ch.Release, ch.Replicas)
-	case "rollback":
+	case "promote":
+		next, err = spec.SetRolloutPosition(cur, ch.Release, ch.Version, ch.Step)
+	case "rollback", "abort":
 		var prev []byte
 		if _, prev, err = fileAt(repo, ch.Restore, ch.Release); err == nil {
 			next, err = spec.RestoreRelease(cur, prev, ch.Release)
@@ -384,8 +391,12 @@ func (w *WriteBack) message(ch Change, base string) string {
 	if msg == "" {
 		msg = fmt.Sprintf("%s: %s", ch.Release, ch.Kind)
 	}
-	return fmt.Sprintf("%s\n\n%s: %s\n%s: %s\n%s: %s\n", msg,
+	out := fmt.Sprintf("%s\n\n%s: %s\n%s: %s\n%s: %s\n", msg,
 		TrailerAdjustment, ch.Kind, TrailerRelease, ch.Release, TrailerRevision, base)
+	if ch.Kind == "promote" || ch.Kind == "abort" {
+		out += fmt.Sprintf("%s: %s\n%s: %d\n", TrailerVersion, ch.Version, TrailerStep, ch.Step)
+	}
+	return out
 }
 
 func (w *WriteBack) signature() *object.Signature {

@@ -17,9 +17,13 @@ import (
 
 // Commit trailers Gantry writes on its own commits.
 const (
-	TrailerAdjustment = "Gantry-Adjustment" // scale or rollback
+	TrailerAdjustment = "Gantry-Adjustment" // scale, rollback, promote or abort
 	TrailerRelease    = "Gantry-Release"
 	TrailerRevision   = "Gantry-Revision" // the commit the decision was based on
+	// TrailerStep is the step a promote goes to, or an abort stopped at;
+	// TrailerVersion the canary version it is about.
+	TrailerStep    = "Gantry-Step"
+	TrailerVersion = "Gantry-Version"
 )
 
 // History answers questions about one release's past from the first-parent
@@ -62,8 +66,20 @@ type RolloutCommit struct {
 	// "" when the commit created the release.
 	Previous string
 	Time     time.Time
-	// ByRollback: the commit is Gantry's own rollback.
+	// ByRollback: the commit is Gantry's own rollback, or the abort of a
+	// rollout (which restores the blocks as a rollback does).
 	ByRollback bool
+}
+
+// StepCommit is the commit that began a rollout's current step.
+type StepCommit struct {
+	// Revision is "" when no commit since the time looked back to did.
+	Revision string
+	Time     time.Time
+	// AfterObserved: the commit is newer than the observed revision (it
+	// came first on the way back from the head), so what was observed
+	// does not show it yet.
+	AfterObserved bool
 }
 
 // LastScale returns the committer time of the newest commit that changed
@@ -88,11 +104,34 @@ func (h *History) LastRollout(release string, since time.Time) (*RolloutCommit, 
 		if !cur.ok || (parent.ok && cur.parts.Rollout == parent.parts.Rollout) {
 			return false
 		}
+		adj := Trailer(c.Message, TrailerAdjustment)
 		out = &RolloutCommit{Revision: c.Hash.String(), Time: c.Committer.When,
-			ByRollback: Trailer(c.Message, TrailerAdjustment) == "rollback"}
+			ByRollback: adj == "rollback" || adj == "abort"}
 		if parent.ok && c.NumParents() > 0 {
 			out.Previous = c.ParentHashes[0].String()
 		}
+		return true
+	})
+	return out, err
+}
+
+// StepStart returns the newest commit since since that changed the
+// release's rollout position (the rollout block's step and version) or
+// its model, runtime or quantize blocks: the committer time of the
+// current rollout step's beginning, from Git alone. observed is the
+// revision the caller saw applied ("" : not checked); AfterObserved says
+// the commit found comes before observed on the way back from the head.
+func (h *History) StepStart(release, observed string, since time.Time) (StepCommit, error) {
+	var out StepCommit
+	seen := observed == ""
+	err := h.walk(release, since, func(c *object.Commit, cur, parent releaseAt) bool {
+		if c.Hash.String() == observed {
+			seen = true
+		}
+		if parent.ok && cur.parts.Rollout == parent.parts.Rollout && cur.parts.Position == parent.parts.Position {
+			return false
+		}
+		out = StepCommit{Revision: c.Hash.String(), Time: c.Committer.When, AfterObserved: !seen}
 		return true
 	})
 	return out, err
