@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gantry-dev/gantry/reconcile"
 	"github.com/gantry-dev/gantry/reconcile/gitsource"
 	"github.com/gantry-dev/gantry/reconcile/monitor"
 	"github.com/gantry-dev/gantry/spec"
@@ -45,6 +46,10 @@ the release's HCL (only the attribute or blocks that change) and commits the
 edit to the repository with a message that says why, then pushes it (write_back
 mode "push") or pushes a gantry/adjust-<release> branch (mode "branch").
 
+Rollouts (promote, abort) are decided by gantry run only: their analysis needs
+the shards of each version and whether the step is in place, which only the
+daemon observes. Adjust lists such releases and leaves them alone.
+
 With --dry-run it prints the decisions and the diff it would commit, and
 commits nothing.`,
 		Args: cobra.NoArgs,
@@ -60,7 +65,7 @@ commits nothing.`,
 			if w.Auth, err = gitsource.AuthFrom(user, tokenFile, os.Getenv("GANTRY_GIT_TOKEN"), sshKey); err != nil {
 				return err
 			}
-			out, rep, err := a.adjust(cmd.Context(), w, &af, v, dryRun)
+			out, rep, err := a.adjust(cmd.Context(), w, &af, v, nil, dryRun)
 			a.printAdjust(a.stdout, rep, out, dryRun)
 			return err
 		},
@@ -113,12 +118,16 @@ func writeBack(repo, ref, state string) *gitsource.WriteBack {
 // what it fetched, and the write-back commits. After a lost push race the
 // monitor decides again on the new head. The write_back settings come
 // from the same revision the decision is made on.
-func (a *app) adjust(ctx context.Context, w *gitsource.WriteBack, af *adjustFlags, vars map[string]string, dryRun bool) (gitsource.Outcome, monitor.Report, error) {
+//
+// rollouts are the rollouts gantry run observed after its reconcile; nil
+// for gantry adjust, which has no cluster to observe them in: it reports
+// releases with a rollout block and leaves them to gantry run.
+func (a *app) adjust(ctx context.Context, w *gitsource.WriteBack, af *adjustFlags, vars map[string]string, rollouts map[string]monitor.RolloutView, dryRun bool) (gitsource.Outcome, monitor.Report, error) {
 	prom, err := monitor.NewProm(af.prometheus)
 	if err != nil {
 		return gitsource.Outcome{}, monitor.Report{}, err
 	}
-	mon := &monitor.Monitor{Metrics: prom, Step: af.step}
+	mon := &monitor.Monitor{Metrics: prom, Step: af.step, Rollouts: rollouts}
 	var rep monitor.Report
 	decide := func(ctx context.Context, dir, rev string, hist *gitsource.History) ([]gitsource.Change, error) {
 		cfg, diags := spec.Load(ctx, dir, spec.LoadOptions{Vars: vars})
@@ -157,7 +166,13 @@ func configureWriteBack(w *gitsource.WriteBack, wb *spec.WriteBack) error {
 func changesOf(ds []monitor.Decision) []gitsource.Change {
 	out := make([]gitsource.Change, 0, len(ds))
 	for _, d := range ds {
-		c := gitsource.Change{Release: d.Release, Kind: d.Kind, Replicas: d.To, Message: d.Message()}
+		c := gitsource.Change{Release: d.Release, Kind: d.Kind, Message: d.Message()}
+		switch d.Kind {
+		case monitor.KindScale:
+			c.Replicas = d.To
+		case monitor.KindPromote, monitor.KindAbort:
+			c.Version, c.Step = d.Version, d.To // an abort's To is its step
+		}
 		if d.Rollout != nil {
 			c.Restore = d.Rollout.Previous
 		}
@@ -180,6 +195,11 @@ func (a historyAdapter) LastRollout(release string, since time.Time) (*monitor.R
 		return nil, err
 	}
 	return &monitor.Rollout{Revision: r.Revision, Previous: r.Previous, Time: r.Time, ByRollback: r.ByRollback}, nil
+}
+
+func (a historyAdapter) StepStart(release, observed string, since time.Time) (monitor.StepStart, error) {
+	s, err := a.h.StepStart(release, observed, since)
+	return monitor.StepStart{Revision: s.Revision, Time: s.Time, Moved: s.AfterObserved}, err
 }
 
 func (a *app) printAdjust(w io.Writer, rep monitor.Report, out gitsource.Outcome, dryRun bool) {
@@ -226,4 +246,63 @@ func short12(s string) string {
 		return s[:12]
 	}
 	return s
+}
+
+// rolloutViews are the rollouts of the engine's last reconcile, as the
+// monitor reads them: the planner's state of each release with a rollout
+// block, at the revision reconciled.
+func rolloutViews(st reconcile.Status) map[string]monitor.RolloutView {
+	views := map[string]monitor.RolloutView{}
+	for _, r := range st.Releases {
+		ro := r.Rollout
+		if ro == nil {
+			continue
+		}
+		views[r.Name] = monitor.RolloutView{
+			Revision: st.Revision, Phase: ro.Phase, Canary: ro.Canary, Stable: ro.Stable,
+			Step: ro.Step, Steps: ro.Steps, Ready: ro.Ready,
+			CanaryShards: ro.CanaryShards, StableShards: ro.StableShards,
+		}
+	}
+	return views
+}
+
+// analysisOf is a monitor analysis as the engine's status shows it.
+func analysisOf(a monitor.RolloutAnalysis) *reconcile.Analysis {
+	out := &reconcile.Analysis{Time: a.Time, Decision: a.Decision, Reason: a.Reason,
+		Failures: a.Failures, FailureLimit: a.FailureLimit, Metrics: []reconcile.MetricAnalysis{}}
+	points := func(s []monitor.Sample) []reconcile.Point {
+		if len(s) == 0 {
+			return nil
+		}
+		p := make([]reconcile.Point, len(s))
+		for i, x := range s {
+			p[i] = reconcile.Point{T: x.Time, V: x.Value}
+		}
+		return p
+	}
+	for _, m := range a.Metrics {
+		out.Metrics = append(out.Metrics, reconcile.MetricAnalysis{
+			Name: m.Name, Bound: m.Bound, Canary: m.Canary, Stable: m.Stable, Pass: m.Pass,
+			Samples: m.Samples, Needed: m.Needed,
+			CanarySeries: points(m.CanarySeries), StableSeries: points(m.StableSeries),
+		})
+	}
+	return out
+}
+
+// recordAnalyses hands the round's rollout analyses to the engine's
+// status; a rollout of views the round did not analyse (its last step, a
+// restore, Git moved) has its old analysis cleared.
+func recordAnalyses(e *reconcile.Engine, views map[string]monitor.RolloutView, rep monitor.Report) {
+	done := map[string]bool{}
+	for _, a := range rep.Rollouts {
+		e.SetAnalysis(a.Release, analysisOf(a))
+		done[a.Release] = true
+	}
+	for name := range views {
+		if !done[name] {
+			e.SetAnalysis(name, nil)
+		}
+	}
 }

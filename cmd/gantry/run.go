@@ -348,7 +348,11 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 func (a *app) monitorRound(ctx context.Context, e *reconcile.Engine, f *engineFlags, af *adjustFlags, poke func()) {
 	w := writeBack(f.repo, f.ref, f.state)
 	w.Auth = f.gitAuth // the same credentials the source fetches with
-	out, rep, err := a.adjust(ctx, w, af, e.Vars, false)
+	views := rolloutViews(e.Status())
+	out, rep, err := a.adjust(ctx, w, af, e.Vars, views, false)
+	if rep.Revision != "" {
+		recordAnalyses(e, views, rep)
+	}
 	st := struct {
 		monitor.Report
 		Error   string             `json:"error,omitempty"`

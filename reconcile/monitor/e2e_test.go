@@ -190,6 +190,9 @@ func changes(ds []Decision) []gitsource.Change {
 		if d.Rollout != nil {
 			c.Restore = d.Rollout.Previous
 		}
+		if d.Kind == KindPromote || d.Kind == KindAbort {
+			c.Replicas, c.Version, c.Step = 0, d.Version, d.To
+		}
 		out = append(out, c)
 	}
 	return out
@@ -207,6 +210,11 @@ func (g gitHistory) LastRollout(r string, since time.Time) (*Rollout, error) {
 		return nil, err
 	}
 	return &Rollout{Revision: ro.Revision, Previous: ro.Previous, Time: ro.Time, ByRollback: ro.ByRollback}, nil
+}
+
+func (g gitHistory) StepStart(r, observed string, since time.Time) (StepStart, error) {
+	s, err := g.h.StepStart(r, observed, since)
+	return StepStart{Revision: s.Revision, Time: s.Time, Moved: s.AfterObserved}, err
 }
 
 // replicasIn sums spec.replicas of the release's Deployments in the

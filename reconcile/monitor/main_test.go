@@ -23,8 +23,10 @@ import (
 // at the end. Without the binary the package fails, unless -short.
 
 var (
-	promURL  string // "" when prometheus is missing under -short
-	exporter = &gauges{values: map[string]float64{}}
+	promURL string // "" when prometheus is missing under -short
+	// exporterAddr is the exporter's host:port, for a test's own server.
+	exporterAddr string
+	exporter     = &gauges{values: map[string]float64{}}
 )
 
 // gauges is a test exporter: series name{labels} -> value, served in the
@@ -78,52 +80,67 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	port, err := freePort()
+	exporterAddr = strings.TrimPrefix(exp.URL, "http://")
+	cmd, url, err := startPrometheus(bin, dir, exporterAddr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	cfg := fmt.Sprintf(`global: {scrape_interval: 200ms, scrape_timeout: 200ms, evaluation_interval: 1s}
-scrape_configs:
-  - job_name: test
-    static_configs: [{targets: ["%s"]}]
-`, strings.TrimPrefix(exp.URL, "http://"))
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr,
-		"--storage.tsdb.retention.time=1h")
-	log, _ := os.Create(filepath.Join(dir, "prometheus.log"))
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "start prometheus:", err)
 		return 1
 	}
 	defer func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	}()
-	promURL = "http://" + addr
+	promURL = url
+	return m.Run()
+}
+
+// startPrometheus starts bin on a free port with its files in dir,
+// scraping target every 200ms, and waits until it is ready. The caller
+// stops it by the returned command's PID.
+func startPrometheus(bin, dir, target string) (*exec.Cmd, string, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	cfg := fmt.Sprintf(`global: {scrape_interval: 200ms, scrape_timeout: 200ms, evaluation_interval: 1s}
+scrape_configs:
+  - job_name: test
+    static_configs: [{targets: ["%s"]}]
+`, target)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
+		return nil, "", err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr,
+		"--storage.tsdb.retention.time=1h")
+	log, err := os.Create(filepath.Join(dir, "prometheus.log"))
+	if err != nil {
+		return nil, "", err
+	}
+	defer log.Close()
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		return nil, "", fmt.Errorf("start prometheus: %w", err)
+	}
+	url := "http://" + addr
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		resp, err := http.Get(promURL + "/-/ready")
+		resp, err := http.Get(url + "/-/ready")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return cmd, url, nil
 			}
 		}
 		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
 			b, _ := os.ReadFile(filepath.Join(dir, "prometheus.log"))
-			fmt.Fprintf(os.Stderr, "prometheus not ready after 15s:\n%s\n", b)
-			return 1
+			return nil, "", fmt.Errorf("prometheus not ready after 15s:\n%s", b)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return m.Run()
 }
 
 func freePort() (int, error) {

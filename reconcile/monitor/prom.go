@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"strings"
 	"text/template"
 	"time"
@@ -139,14 +140,37 @@ func (p *Prom) Connections(ctx context.Context, q string) (map[string]float64, e
 }
 
 // QueryVars fill a query template: {{.Release}}, {{.Namespace}} and
-// {{.Pods}}, a regular expression matching the release's pods.
+// {{.Pods}}, a regular expression matching the release's pods; in a
+// rollout's analysis, {{.Version}} (the 8-hex version queried) and a
+// {{.Pods}} that matches only that version's pods.
 type QueryVars struct {
 	Release, Namespace, Pods string
+	Version                  string
 }
 
 // VarsFor is the template data for a release.
 func VarsFor(namespace, release string) QueryVars {
 	return QueryVars{Release: release, Namespace: namespace, Pods: release + "-.*"}
+}
+
+// VersionVars is the template data for one version of a release, whose
+// pods are those of the Deployments shards.
+func VersionVars(namespace, release, version string, shards []string) QueryVars {
+	return QueryVars{Release: release, Namespace: namespace, Version: version, Pods: PodsRegex(shards)}
+}
+
+// PodsRegex is a RE2 regular expression (PromQL anchors it) matching the
+// pods of the Deployments named: a Deployment D's pods are D-<replica
+// set hash>-<5 characters>. With no Deployment it matches nothing.
+func PodsRegex(deployments []string) string {
+	if len(deployments) == 0 {
+		return "$^"
+	}
+	quoted := make([]string, len(deployments))
+	for i, d := range deployments {
+		quoted[i] = regexp.QuoteMeta(d)
+	}
+	return "(?:" + strings.Join(quoted, "|") + ")-[a-z0-9]+-[a-z0-9]+"
 }
 
 // Render fills a query template. Unknown fields are errors, so that a

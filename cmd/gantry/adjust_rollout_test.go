@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gantry-dev/gantry/planner"
+	"github.com/gantry-dev/gantry/reconcile"
+	"github.com/gantry-dev/gantry/reconcile/gitsource"
+	"github.com/gantry-dev/gantry/reconcile/monitor"
+)
+
+// The daemon hands the monitor the planner's rollout states and records
+// the analyses back in the engine's status types.
+func TestRolloutWiring(t *testing.T) {
+	st := reconcile.Status{Revision: "abc", Releases: []reconcile.ReleaseStatus{
+		{Name: "plain"},
+		{Name: "chat", Rollout: &reconcile.RolloutStatus{RolloutState: planner.RolloutState{
+			Phase: planner.RolloutProgressing, Canary: "3f2a1c9d", Stable: "00aa11bb", Step: 2, Steps: 3,
+			CanaryShards: []string{"chat-a-3f2a1c9d"}, StableShards: []string{"chat-a-00aa11bb"}, Ready: true,
+		}}},
+	}}
+	want := map[string]monitor.RolloutView{"chat": {Revision: "abc", Phase: monitor.PhaseProgressing, Canary: "3f2a1c9d", Stable: "00aa11bb",
+		Step: 2, Steps: 3, CanaryShards: []string{"chat-a-3f2a1c9d"}, StableShards: []string{"chat-a-00aa11bb"}, Ready: true}}
+	if d := cmp.Diff(want, rolloutViews(st)); d != "" {
+		t.Errorf("rolloutViews (-want +got):\n%s", d)
+	}
+	// The planner's phases are the monitor's.
+	for _, p := range [][2]string{{planner.RolloutProgressing, monitor.PhaseProgressing}, {planner.RolloutRestoring, monitor.PhaseRestoring}, {planner.RolloutComplete, monitor.PhaseComplete}} {
+		if p[0] != p[1] {
+			t.Errorf("phase %q is %q to the monitor", p[0], p[1])
+		}
+	}
+
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	v := 0.004
+	got := analysisOf(monitor.RolloutAnalysis{Release: "chat", Time: now, Decision: monitor.RolloutHold, Reason: "r", Failures: 1, FailureLimit: 2,
+		Metrics: []monitor.MetricResult{{Name: "error_ratio", Bound: "<= 0.01", Canary: &v, Pass: true, Samples: 3, Needed: 10,
+			CanarySeries: []monitor.Sample{{Time: now, Value: v}}}}})
+	wantA := &reconcile.Analysis{Time: now, Decision: "hold", Reason: "r", Failures: 1, FailureLimit: 2,
+		Metrics: []reconcile.MetricAnalysis{{Name: "error_ratio", Bound: "<= 0.01", Canary: &v, Pass: true, Samples: 3, Needed: 10,
+			CanarySeries: []reconcile.Point{{T: now, V: v}}}}}
+	if d := cmp.Diff(wantA, got); d != "" {
+		t.Errorf("analysisOf (-want +got):\n%s", d)
+	}
+
+	// Decisions become changes: a promote sets the step, an abort restores.
+	ch := changesOf([]monitor.Decision{
+		{Release: "chat", Kind: monitor.KindPromote, Version: "3f2a1c9d", From: 2, To: 3, Analysis: &monitor.RolloutAnalysis{}},
+		{Release: "chat", Kind: monitor.KindAbort, Version: "3f2a1c9d", From: 2, To: 2, Rollout: &monitor.Rollout{Revision: "b", Previous: "a"}},
+	})
+	if ch[0].Kind != "promote" || ch[0].Version != "3f2a1c9d" || ch[0].Step != 3 || ch[0].Replicas != 0 ||
+		ch[1].Kind != "abort" || ch[1].Restore != "a" || ch[1].Step != 2 {
+		t.Errorf("changes %+v", ch)
+	}
+}
+
+// gantry adjust cannot see the shards: it says who decides rollouts.
+func TestPrintAdjustRollout(t *testing.T) {
+	var out bytes.Buffer
+	a := &app{stdout: &out, stderr: &out}
+	rep := monitor.Report{Releases: []monitor.ReleaseReport{{Release: "chat", Kind: monitor.KindRollout, Reason: monitor.NotObserved}}}
+	a.printAdjust(&out, rep, gitsource.Outcome{}, true)
+	if !strings.Contains(out.String(), "chat     rollout  -      rollouts are decided by gantry run, which observes the shards") {
+		t.Errorf("output:\n%s", out.String())
+	}
+}
