@@ -14,6 +14,9 @@ import (
 func FuzzLoad(f *testing.F) {
 	seeds, _ := filepath.Glob(filepath.Join("..", "testdata", "invalid", "*", "*.hcl"))
 	seeds = append(seeds, filepath.Join("..", "examples", "quickstart", "releases.hcl"))
+	rollouts, _ := filepath.Glob(filepath.Join("testdata", "rollout", "*.hcl"))
+	more, _ := filepath.Glob(filepath.Join("testdata", "rollout", "*", "*.hcl"))
+	seeds = append(append(seeds, rollouts...), more...)
 	for _, s := range seeds {
 		if b, err := os.ReadFile(s); err == nil {
 			f.Add(b)
@@ -22,6 +25,22 @@ func FuzzLoad(f *testing.F) {
 	// A model path that exists (the spec itself), so that fuzzing reaches
 	// the format sniffing; FuzzModelFormat fuzzes the model bytes.
 	f.Add([]byte("release \"r\" {\n  model {\n    source = \"main.hcl\"\n    format = \"gguf\"\n  }\n  runtime {\n    image = \"x\"\n  }\n}\n"))
+	// A valid rollout block with every attribute, so that fuzzing reaches
+	// its validation (the model is pinned, so nothing is read).
+	f.Add([]byte(rolloutSrc(4, "", `    steps = [{ replicas = 1, weight = 5, pause = "10m" }, { percent = 50, pause = "30m" }, { percent = var.p }]
+    traffic = "gateway"
+    gateway = "infra/inference"
+    prestage_timeout = "30m"
+    analysis {
+      interval      = "1m"
+      failure_limit = 2
+      metric "error_ratio" {
+        query = "sum(rate(x{pod=~\"{{.Pods}}\"}[1m]))"
+        max   = 0.01
+      }
+    }
+    step    = 2
+    version = "3f2a1c9d"`)))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "main.hcl"), src, 0o644); err != nil {

@@ -100,9 +100,9 @@ func TestRolloutErrors(t *testing.T) {
 		{"prestage timeout", 4, "", steps(ok100) + "\n    prestage_timeout = \"soon\"", "Invalid duration", `prestage_timeout: "soon" is not a duration`, `prestage_timeout = |"soon"`},
 
 		// Analysis.
-		{"interval", 4, "", analysis(`      interval = "fast"`+"\n"+metricX), "Invalid duration", `interval: "fast" is not a duration`, `interval = |"fast"`},
-		{"interval short", 4, "", analysis(`      interval = "500ms"`+"\n"+metricX), "Analysis interval too short", "interval must be at least 1s, got 500ms.", `interval = |"500ms"`},
-		{"failure limit", 4, "", analysis(`      failure_limit = 0`+"\n"+metricX), "Invalid failure_limit", "must be at least 1, got 0.", "failure_limit = |0"},
+		{"interval", 4, "", analysis(`      interval = "fast"` + "\n" + metricX), "Invalid duration", `interval: "fast" is not a duration`, `interval = |"fast"`},
+		{"interval short", 4, "", analysis(`      interval = "500ms"` + "\n" + metricX), "Analysis interval too short", "interval must be at least 1s, got 500ms.", `interval = |"500ms"`},
+		{"failure limit", 4, "", analysis(`      failure_limit = 0` + "\n" + metricX), "Invalid failure_limit", "must be at least 1, got 0.", "failure_limit = |0"},
 		{"no metrics", 4, "", analysis(`      interval = "1m"`), "Analysis without metrics", "An analysis block needs at least one metric block", "|analysis {"},
 		{"metric name", 4, "", analysis(strings.Replace(metricX, `"m"`, `"Error Ratio"`, 1)), "Invalid metric name", `"Error Ratio" cannot name a metric`, `metric |"Error Ratio"`},
 		{"duplicate metric", 4, "", analysis(metricX + "\n" + metricX), "Duplicate metric", `A metric named "m" was already defined in this analysis. Previous definition at`, "}\n      metric |\"m\""},
@@ -317,7 +317,7 @@ func TestRolloutStepRanges(t *testing.T) {
 
 func TestCanaryReplicas(t *testing.T) {
 	for _, tc := range []struct {
-		step       RolloutStep
+		step        RolloutStep
 		total, want int
 	}{
 		{RolloutStep{Replicas: 1}, 4, 1},
