@@ -155,6 +155,9 @@ func (c *Client) Apply(ctx context.Context, namespace string, actions []planner.
 			return nil, fmt.Errorf("apply: %s: unknown action %q", a.Subject, a.Type)
 		}
 	}
+	if err := c.checkServed(ctx, namespace, puts); err != nil {
+		return nil, err
+	}
 	var cs ChangeSet
 	if len(puts) > 0 {
 		ch, err := c.ensureNamespace(ctx, namespace)
@@ -215,6 +218,29 @@ func findString(v any, sub string) (string, bool) {
 	return "", false
 }
 
+// checkServed fails, before anything is applied, when an object to apply
+// is of a kind a CRD defines and the cluster does not serve (one List of
+// at most one object per such kind), with the kind's absent error.
+func (c *Client) checkServed(ctx context.Context, namespace string, puts []planner.Object) error {
+	checked := map[string]bool{}
+	for _, o := range puts {
+		key := o.APIVersion + "/" + o.Kind
+		k := kinds[key]
+		if k.absent == nil || checked[key] {
+			continue
+		}
+		checked[key] = true
+		_, err := c.dyn.Resource(k.gvr).Namespace(namespace).List(ctx, metav1.ListOptions{Limit: 1})
+		switch {
+		case apierrors.IsNotFound(err):
+			return fmt.Errorf("apply %s %s/%s: %w", o.Kind, o.Namespace, o.Name, k.absent)
+		case err != nil:
+			return fmt.Errorf("apply %s %s/%s: list %s: %w", o.Kind, o.Namespace, o.Name, k.gvr.Resource, err)
+		}
+	}
+	return nil
+}
+
 // ensureNamespace creates the namespace when it is missing. An existing
 // namespace is not patched: it may belong to someone else, and Gantry
 // needs nothing of it but its existence.
@@ -261,10 +287,16 @@ func (c *Client) applyObject(ctx context.Context, o planner.Object, force bool) 
 	if err != nil {
 		return ch, fmt.Errorf("apply %s: %w", subject, err)
 	}
+	absent := kinds[o.APIVersion+"/"+o.Kind].absent
 	live, err := ri.Get(ctx, o.Name, metav1.GetOptions{})
 	switch {
+	case absent != nil && noResource(err):
+		return ch, fmt.Errorf("apply %s: %w", subject, absent)
 	case apierrors.IsNotFound(err):
 		out, err := ri.Patch(ctx, o.Name, types.ApplyPatchType, data, patchOptions(false, force))
+		if absent != nil && noResource(err) {
+			return ch, fmt.Errorf("apply %s: %w", subject, absent)
+		}
 		if err != nil {
 			return ch, fmt.Errorf("apply %s: create: %w", subject, err)
 		}

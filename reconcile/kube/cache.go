@@ -72,6 +72,7 @@ type Cache struct {
 type informer struct {
 	name string
 	inf  cache.SharedIndexInformer
+	opt  *optionalKind // set for a kind the cluster may not serve
 
 	mu        sync.Mutex
 	gen       int
@@ -128,6 +129,12 @@ func newInformer(name string, list cache.ListWithContextFunc, watchFn cache.Watc
 				i.disconnect(0, err)
 				return nil, err
 			}
+			if p, ok := w.(*placeholderWatch); ok {
+				// Nothing to miss: the kind is not served. Its end
+				// (a recheck) is no outage.
+				i.connect()
+				return p, nil
+			}
 			return newTrackedWatch(w, i, i.connect()), nil
 		},
 	}
@@ -177,8 +184,9 @@ func (t *trackedWatch) Stop() {
 
 // StartCache starts informers on Nodes and on the pods that hold GPUs
 // (field selector podFieldSelector), waits until both are synced, and from
-// then on makes Observe read them. The managed Deployments and Services of
-// a namespace get their informers on the first Observe of that namespace.
+// then on makes Observe read them. The managed Deployments, Services and
+// HTTPRoutes of a namespace get their informers on the first Observe of
+// that namespace.
 // The informers run until ctx ends. When they do not sync within
 // SyncTimeout, StartCache stops them and returns an error; Observe keeps
 // listing.
@@ -208,7 +216,7 @@ func (c *Client) StartCache(ctx context.Context, opts CacheOptions) error {
 			return pods.List(ctx, withSelector(o))
 		},
 		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return pods.Watch(ctx, withSelector(o))
+			return c.watchTyped.CoreV1().Pods(metav1.NamespaceAll).Watch(ctx, withSelector(o))
 		},
 		&corev1.Pod{}, slimPod)
 	go ch.nodes.inf.RunWithContext(ctx)
@@ -285,16 +293,21 @@ func (ch *Cache) managedFor(namespace string) (map[string]*informer, error) {
 	for _, k := range managedKinds {
 		ri := ch.c.dyn.Resource(kinds[k].gvr).Namespace(namespace)
 		wi := ch.c.watchDyn.Resource(kinds[k].gvr).Namespace(namespace)
-		inf := newInformer(kinds[k].gvr.Resource+" in "+namespace,
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				o.LabelSelector = sel
-				return ri.List(ctx, o)
-			},
-			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				o.LabelSelector = sel
-				return wi.Watch(ctx, o)
-			},
-			&unstructured.Unstructured{}, slimManaged)
+		var list cache.ListWithContextFunc = func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = sel
+			return ri.List(ctx, o)
+		}
+		var watchFn cache.WatchFuncWithContext = func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = sel
+			return wi.Watch(ctx, o)
+		}
+		var opt *optionalKind
+		if kinds[k].absent != nil {
+			opt = &optionalKind{key: k, c: ch.c}
+			list, watchFn = opt.list(list), opt.watch(watchFn)
+		}
+		inf := newInformer(kinds[k].gvr.Resource+" in "+namespace, list, watchFn, &unstructured.Unstructured{}, slimManaged)
+		inf.opt = opt
 		managed[k] = inf
 		all = append(all, inf)
 		go inf.inf.RunWithContext(ctx)
@@ -319,7 +332,11 @@ func (ch *Cache) observe(ctx context.Context, namespace string, pools []spec.Nod
 	if err := ch.awaitWrites(ctx, namespace, managed); err != nil {
 		return Observation{}, err
 	}
-	for _, inf := range append([]*informer{ch.nodes, ch.pods}, managed[managedKinds[0]], managed[managedKinds[1]]) {
+	infs := []*informer{ch.nodes, ch.pods}
+	for _, k := range managedKinds {
+		infs = append(infs, managed[k])
+	}
+	for _, inf := range infs {
 		if err := inf.usable(); err != nil {
 			return Observation{}, err
 		}
@@ -340,7 +357,7 @@ func (ch *Cache) observe(ctx context.Context, namespace string, pools []spec.Nod
 		}
 	}
 	// A watch that broke while we read leaves a view we cannot vouch for.
-	for _, inf := range append([]*informer{ch.nodes, ch.pods}, managed[managedKinds[0]], managed[managedKinds[1]]) {
+	for _, inf := range infs {
 		if err := inf.usable(); err != nil {
 			return Observation{}, err
 		}
@@ -368,6 +385,11 @@ func (ch *Cache) expectWrite(kindKey, namespace, name, rv string) {
 	}
 	ch.mu.Lock()
 	ch.expect[expectKey{kindKey, namespace, name}] = expectation{resourceVersion: rv}
+	if inf := ch.managed[kindKey]; inf != nil && inf.opt != nil && ch.namespace == namespace {
+		// A write of a kind the informer found absent: the cluster
+		// serves it now. Look again now rather than at the next recheck.
+		inf.opt.recheck()
+	}
 	ch.mu.Unlock()
 }
 
@@ -549,3 +571,129 @@ func assemble(nodes []corev1.Node, used map[string]int, objs []unstructured.Unst
 func logCacheFallback(namespace string, err error) {
 	slog.Warn("observe: informer cache not usable; listing instead", "namespace", namespace, "reason", err)
 }
+
+// absentRecheck is how long the informer of an optional kind that the
+// cluster did not serve waits before it asks again (a Watch request).
+var absentRecheck = time.Minute
+
+// errKindAppeared ends a watch to make the reflector list again: the kind
+// it found absent is served now, and a List (not a watch from nowhere) is
+// what fills the store completely.
+var errKindAppeared = errors.New("the kind is served now; listing it again")
+
+// optionalKind wraps the ListerWatcher of a kind a CRD defines (one with
+// kind.absent set), so that its informer works on a cluster that does not
+// serve the kind, or whose RBAC forbids it: the List is empty, and the
+// watch a placeholder that sends nothing and ends after absentRecheck (or
+// at the reflector's watch timeout, or when Apply wrote the kind), when
+// the reflector watches again. Once the Watch succeeds, it ends with
+// errKindAppeared and the reflector lists: the store then holds what the
+// cluster has. A kind that disappears (the CRD deleted) ends the watch;
+// its Watch then fails while the store still holds objects, so the
+// reflector lists again and finds it absent.
+type optionalKind struct {
+	key string // kind key, as in kinds
+	c   *Client
+
+	mu     sync.Mutex
+	absent bool          // the last List found the kind gone
+	poke   chan struct{} // closed to end the current placeholder early
+}
+
+func (k *optionalKind) setAbsent(v bool) {
+	k.mu.Lock()
+	k.absent = v
+	k.mu.Unlock()
+}
+
+func (k *optionalKind) isAbsent() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.absent
+}
+
+// recheck ends the current placeholder watch, if any.
+func (k *optionalKind) recheck() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.poke != nil {
+		close(k.poke)
+		k.poke = nil
+	}
+}
+
+func (k *optionalKind) list(list cache.ListWithContextFunc) cache.ListWithContextFunc {
+	return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		l, err := list(ctx, o)
+		switch {
+		case err != nil && kindGone(err):
+			k.c.noteKindGone(k.key, err)
+			k.setAbsent(true)
+			return &unstructured.UnstructuredList{}, nil
+		case err == nil:
+			k.setAbsent(false)
+		}
+		return l, err
+	}
+}
+
+func (k *optionalKind) watch(watchFn cache.WatchFuncWithContext) cache.WatchFuncWithContext {
+	return func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		w, err := watchFn(ctx, o)
+		streaming := o.SendInitialEvents != nil && *o.SendInitialEvents
+		switch {
+		case streaming:
+			// A watch-list, in place of the List: its initial events
+			// fill the store. When it fails, the reflector lists.
+			if err == nil {
+				k.setAbsent(false)
+			}
+			return w, err
+		case err == nil && k.isAbsent():
+			w.Stop()
+			return nil, errKindAppeared
+		case err != nil && kindGone(err) && k.isAbsent():
+			return k.placeholder(ctx, o), nil
+		}
+		return w, err
+	}
+}
+
+// placeholder is the watch of a kind the cluster does not serve.
+func (k *optionalKind) placeholder(ctx context.Context, o metav1.ListOptions) *placeholderWatch {
+	d := absentRecheck
+	if o.TimeoutSeconds != nil && time.Duration(*o.TimeoutSeconds)*time.Second < d {
+		d = time.Duration(*o.TimeoutSeconds) * time.Second
+	}
+	p := &placeholderWatch{ch: make(chan watch.Event), stop: make(chan struct{})}
+	poke := make(chan struct{})
+	k.mu.Lock()
+	if k.poke != nil {
+		close(k.poke)
+	}
+	k.poke = poke
+	k.mu.Unlock()
+	go func() {
+		defer close(p.ch)
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-poke:
+		case <-p.stop:
+		case <-ctx.Done():
+		}
+	}()
+	return p
+}
+
+// placeholderWatch sends no events and ends when told.
+type placeholderWatch struct {
+	ch   chan watch.Event
+	stop chan struct{}
+	once sync.Once
+}
+
+func (p *placeholderWatch) ResultChan() <-chan watch.Event { return p.ch }
+
+func (p *placeholderWatch) Stop() { p.once.Do(func() { close(p.stop) }) }

@@ -1,14 +1,18 @@
 package kube
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // FieldManager is the server-side apply field manager Gantry applies as.
@@ -27,6 +31,8 @@ type Client struct {
 
 	mu    sync.Mutex
 	cache *Cache // set by StartCache; nil: Observe lists
+
+	goneLogged sync.Map // kind key -> true: noteKindGone logged it
 }
 
 type options struct {
@@ -130,17 +136,68 @@ func New(cfg *rest.Config, opts ...Option) (*Client, error) {
 type kind struct {
 	gvr        schema.GroupVersionResource
 	namespaced bool
+	// absent is set for a kind a CRD defines, which a cluster may not
+	// serve: Apply fails with it (wrapped) when the cluster does not, and
+	// Observe sees no objects of the kind instead of failing.
+	absent error
 }
 
+// ErrNoHTTPRouteCRD is what Apply returns (wrapped) for an HTTPRoute when
+// the cluster does not serve gateway.networking.k8s.io/v1 HTTPRoutes.
+var ErrNoHTTPRouteCRD = errors.New(`the cluster has no Gateway API HTTPRoute CRD (` + gatewayv1.GroupVersion.String() +
+	`); install the Gateway API CRDs or set traffic = "service"`)
+
+// KindHTTPRoute is the kind key of Gateway API HTTPRoutes.
+const KindHTTPRoute = "gateway.networking.k8s.io/v1/HTTPRoute"
+
 var kinds = map[string]kind{
-	"v1/Namespace":       {schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}, false},
-	"v1/Service":         {schema.GroupVersionResource{Version: "v1", Resource: "services"}, true},
-	"apps/v1/Deployment": {schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, true},
+	"v1/Namespace":       {gvr: schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}},
+	"v1/Service":         {gvr: schema.GroupVersionResource{Version: "v1", Resource: "services"}, namespaced: true},
+	"apps/v1/Deployment": {gvr: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, namespaced: true},
+	KindHTTPRoute:        {gvr: schema.GroupVersionResource{Group: gatewayv1.GroupName, Version: "v1", Resource: "httproutes"}, namespaced: true, absent: ErrNoHTTPRouteCRD},
 }
 
 // managedKinds are the kinds Observe lists and Apply may prune, in the
-// order Observe returns them.
-var managedKinds = []string{"apps/v1/Deployment", "v1/Service"}
+// order Observe lists them (it returns them sorted by ID).
+var managedKinds = []string{"apps/v1/Deployment", "v1/Service", KindHTTPRoute}
+
+// kindGone reports whether err, from a List or Watch of an optional kind
+// (one with absent set), means the kind cannot be read at all: the
+// cluster does not serve the resource (404), or RBAC does not let Gantry
+// read it (403; an older ClusterRole). Observe then sees none of it.
+func kindGone(err error) bool {
+	return apierrors.IsNotFound(err) || apierrors.IsForbidden(err)
+}
+
+// noResource reports whether err is the API server's 404 for a resource
+// it does not serve, as opposed to one for a missing object, which names
+// the object.
+func noResource(err error) bool {
+	if !apierrors.IsNotFound(err) {
+		return false
+	}
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) {
+		return false
+	}
+	d := st.Status().Details
+	return d == nil || d.Name == ""
+}
+
+// noteKindGone logs, once per client and kind, that Observe does not see
+// a kind: at Debug when the cluster does not serve it (a cluster without
+// the Gateway API is normal), at Warn when RBAC forbids it.
+func (c *Client) noteKindGone(key string, err error) {
+	if _, logged := c.goneLogged.LoadOrStore(key, true); logged {
+		return
+	}
+	if apierrors.IsForbidden(err) {
+		slog.Warn("observe: not allowed to read "+key+"; Gantry does not see or prune them (grant get, list, watch, create, patch, delete on them)",
+			"kind", key, "err", err)
+		return
+	}
+	slog.Debug("observe: the cluster does not serve "+key+"; none observed", "kind", key)
+}
 
 func kindOf(apiVersion, k string) (kind, error) {
 	kd, ok := kinds[apiVersion+"/"+k]

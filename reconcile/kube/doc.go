@@ -16,9 +16,22 @@
 // What it promises:
 //
 //   - Observe reads with one List per kind (Nodes, Pods, Deployments,
-//     Services; paged), never one call per release, or, after StartCache,
-//     from shared informers with no request at all. Its rules for GPU
-//     nodes, pools and used GPUs are on Observe.
+//     Services, HTTPRoutes; paged), never one call per release, or, after
+//     StartCache, from shared informers with no request at all. Its rules
+//     for GPU nodes, pools and used GPUs are on Observe. A Deployment's
+//     status.availableReplicas comes as planner.Object.Available; the
+//     status itself is not in the observed manifest.
+//   - HTTPRoutes (gateway.networking.k8s.io/v1, for traffic = "gateway")
+//     are applied, observed and pruned like Services. A cluster without
+//     the Gateway API CRDs (or whose RBAC forbids HTTPRoutes) observes
+//     none and works as before; applying an HTTPRoute there fails before
+//     anything is applied, with ErrNoHTTPRouteCRD. The informer cache
+//     asks again every minute, and at once when Apply writes one, so a
+//     CRD installed later is picked up without a restart.
+//   - Prestage pulls a model image on nodes with short-lived pods
+//     (labelled gantry.dev/prestage=true) before shards need it. They
+//     are Pods, which Observe does not list as managed objects and prune
+//     never deletes; Prestage deletes the ones that finished.
 //   - Apply uses server-side apply with field manager "gantry". It applies
 //     nothing that a dry run shows unchanged, so an unchanged world keeps
 //     its resourceVersions, and re-running Apply on the same actions is a
@@ -48,8 +61,8 @@
 //
 // The informer cache (StartCache; gantry run starts it, one-shot commands
 // list). Informers watch Nodes, bound unfinished Pods (field selector) and,
-// from the first Observe of a namespace, its Deployments and Services with
-// app.kubernetes.io/managed-by=gantry. Transforms keep only what Observe
+// from the first Observe of a namespace, its Deployments, Services and
+// HTTPRoutes with app.kubernetes.io/managed-by=gantry. Transforms keep only what Observe
 // reads (no managedFields, node images, pod specs beyond GPU requests).
 // Writes never trust it: Apply still gets the live object, dry-runs and
 // applies, and deletes with a UID precondition after a live Get. Why a

@@ -30,11 +30,11 @@ const pageSize = 500
 
 // Observation is what Observe read from the cluster.
 type Observation struct {
-	// Objects are the managed Deployments and Services of the namespace,
-	// sorted by ID, as the server returns them minus metadata.managedFields,
-	// metadata.resourceVersion and status. Those three change without
-	// anyone changing the object (status on every pod restart), and would
-	// otherwise make every saved plan stale. What the planner reads of the
+	// Objects are the managed Deployments, Services and HTTPRoutes of the
+	// namespace, sorted by ID, as the server returns them minus
+	// metadata.managedFields, metadata.resourceVersion and status. Those
+	// three change without anyone changing the object (status on every
+	// pod restart), and would otherwise make every saved plan stale. What the planner reads of the
 	// status is beside the manifest: a Deployment's Available is its
 	// status.availableReplicas (0 when the status does not say), and
 	// Version its resourceVersion.
@@ -103,6 +103,10 @@ func (c *Client) observeList(ctx context.Context, namespace string, pools []spec
 	var objs []unstructured.Unstructured
 	for _, k := range managedKinds {
 		l, err := c.listManaged(ctx, kinds[k], namespace)
+		if err != nil && kinds[k].absent != nil && kindGone(err) {
+			c.noteKindGone(k, err)
+			continue
+		}
 		if err != nil {
 			return Observation{}, err
 		}
