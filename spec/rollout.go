@@ -89,7 +89,13 @@ type Analysis struct {
 
 // AnalysisMetric is one PromQL query, templated per version ({{.Version}},
 // {{.Pods}}, {{.Release}}, {{.Namespace}}), and its bounds. At least one
-// bound is set.
+// bound is set. HCL's one-line blocks hold a single argument, so a metric
+// with its query and a bound is written on lines:
+//
+//	metric "error_ratio" {
+//	  query = "sum(rate(errors{pod=~\"{{.Pods}}\"}[1m]))"
+//	  max   = 0.01
+//	}
 type AnalysisMetric struct {
 	Name  string   `hcl:"name,label" json:"name"`
 	Query string   `hcl:"query" json:"query"`

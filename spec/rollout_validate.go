@@ -34,11 +34,6 @@ const (
 // pods' names, the release and its namespace.
 var QueryFields = []string{"Version", "Pods", "Release", "Namespace"}
 
-// QueryData is what a metric query's template is executed with.
-type QueryData struct {
-	Version, Pods, Release, Namespace string
-}
-
 var (
 	// metricNameRE is a DNS label that may also hold '_', as metric
 	// names in PromQL do.
@@ -287,8 +282,8 @@ func (v *validator) rolloutPosition(ro *Rollout) {
 }
 
 // CheckQueryTemplate checks that a metric query is a Go text/template
-// that uses only the fields of QueryData (.Version, .Pods, .Release and
-// .Namespace, each a string) and the template's built-in functions. It
+// that uses only QueryFields (.Version, .Pods, .Release and .Namespace,
+// each a string) and the template's built-in functions. It
 // does not execute the template. range and template calls are refused:
 // no field is a collection, and the query is one template.
 func CheckQueryTemplate(q string) error {
@@ -307,7 +302,7 @@ func CheckQueryTemplate(q string) error {
 }
 
 // queryChecker walks a query template's parse tree for the first field
-// or construct QueryData cannot satisfy.
+// or construct a query cannot have.
 type queryChecker struct {
 	tree *parse.Tree
 	err  error
