@@ -2,6 +2,10 @@ package main
 
 import (
 	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -67,5 +71,66 @@ func TestPrintAdjustRollout(t *testing.T) {
 	a.printAdjust(&out, rep, gitsource.Outcome{}, true)
 	if !strings.Contains(out.String(), "chat     rollout  -      rollouts are decided by gantry run, which observes the shards") {
 		t.Errorf("output:\n%s", out.String())
+	}
+}
+
+// gantry adjust on a repository whose release has a rollout block: the
+// rollout is listed and left to gantry run, and nothing is committed.
+func TestAdjustLeavesRolloutsToRun(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	work := filepath.Join(t.TempDir(), "work")
+	if err := os.CopyFS(work, os.DirFS(quickstart)); err != nil {
+		t.Fatal(err)
+	}
+	rel := filepath.Join(work, "releases.hcl")
+	b, err := os.ReadFile(rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = bytes.Replace(b, []byte("release \"tiny-chat\" {\n"), []byte(`release "tiny-chat" {
+  rollout {
+    steps = [{ replicas = 1, pause = "10m" }, { percent = 100 }]
+    analysis {
+      metric "errors" {
+        query = "sum(errors{pod=~\"{{.Pods}}\"})"
+        max   = 0.01
+      }
+    }
+  }
+`), 1)
+	if err := os.WriteFile(rel, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bare := filepath.Join(t.TempDir(), "specs.git")
+	gitRun(t, "", "init", "-q", "--bare", "--initial-branch=main", bare)
+	gitRun(t, work, "init", "-q", "--initial-branch=main")
+	gitRun(t, work, "add", ".")
+	gitRun(t, work, "commit", "-q", "-m", "quickstart with a rollout")
+	gitRun(t, work, "push", "-q", bare, "main")
+	head := gitRun(t, bare, "rev-parse", "main")
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + l.Addr().String()
+	l.Close()
+	code, out, errs := gantry(t, "adjust", "--repo", bare, "--prometheus", dead, "--state-dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("adjust: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	line := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "tiny-chat ") && strings.Contains(l, " rollout ") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, monitor.NotObserved) {
+		t.Errorf("no rollout line saying who decides:\n%s", out)
+	}
+	if gitRun(t, bare, "rev-parse", "main") != head {
+		t.Error("adjust committed")
 	}
 }

@@ -178,7 +178,7 @@ func DecideRollout(in RolloutInput) RolloutAnalysis {
 	a.Pause = step.Pause
 	elapsed := in.Now.Sub(in.StepStart)
 	pauseEnds := in.StepStart.Add(step.Pause)
-	manual := fmt.Sprintf("waiting for a person to promote: set step = %d", v.Step+1)
+	manual := fmt.Sprintf("waiting for a person to promote: set step = %d, version = %q", v.Step+1, v.Canary)
 	notReady := "waiting for the step's replicas to become available"
 
 	if in.Analysis == nil {
