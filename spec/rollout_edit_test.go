@@ -2,6 +2,7 @@ package spec
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -185,4 +186,33 @@ func TestSetRolloutPositionShapes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzSetRolloutPosition edits arbitrary files: an edit either fails or
+// gives a file that parses, reads back as the position written, and
+// keeps every byte before the rollout block.
+func FuzzSetRolloutPosition(f *testing.F) {
+	if b, err := os.ReadFile(filepath.Join("testdata", "rollout", "position.in.hcl")); err == nil {
+		f.Add(b, "moving", 2)
+	}
+	f.Add([]byte("release \"x\" {\n  rollout { steps = [] }\n}\n"), "x", 1)
+	f.Add([]byte("release \"x\" {\r\n\trollout {\r\n\t\tstep = 1 # c\r\n\t}\r\n}\r\n"), "x", 3)
+	f.Fuzz(func(t *testing.T, src []byte, release string, step int) {
+		out, err := SetRolloutPosition(src, release, "3f2a1c9d", step)
+		if err != nil {
+			return
+		}
+		p, ok, err := ReleasePartsOf(out, "out.hcl", release)
+		if err != nil || !ok {
+			t.Fatalf("edited file: %v %v", ok, err)
+		}
+		if want := "step=" + strconv.Itoa(step) + ` version="3f2a1c9d"`; p.Position != want {
+			t.Errorf("Position = %q, want %q", p.Position, want)
+		}
+		blk, _, _ := findRelease(src, "in.hcl", release)
+		ro := firstBlock(blk.Body, "rollout")
+		if at := ro.OpenBraceRange.End.Byte; !bytes.Equal(src[:at], out[:at]) {
+			t.Errorf("bytes before the rollout block changed")
+		}
+	})
 }

@@ -34,7 +34,7 @@ func TestRolloutHostile(t *testing.T) {
 		{"ten thousand bad steps", many(10000, `{ nope = [1, 2, 3], pause = "x" }`), "Too many rollout steps", "this one has 10000", 1},
 		{"a thousand steps from a for", `    steps = [for i in range(1000) : { percent = 100 }]`, "Too many rollout steps", "this one has 1000.", 1},
 		{"a hundred bad steps", many(100, `{ percnt = 5 }`), "Unknown rollout step key", `Step 100: a step has no key "percnt". Did you mean "percent"?`, 100},
-		{"deeply nested list", "    steps = " + strings.Repeat("[", 2000) + strings.Repeat("]", 2000), "Invalid rollout step", "Step 1 must be an object", 1},
+		{"deeply nested list", "    steps = " + strings.Repeat("[", 10000) + strings.Repeat("]", 10000), "Invalid rollout step", "Step 1 must be an object", 1},
 		{"deeply nested pause", "    steps = [{ replicas = 1, pause = " + strings.Repeat("{ a = ", 2000) + "1" + strings.Repeat(" }", 2000) + " }, { percent = 100 }]", "Invalid duration", "Step 1: pause must be a duration string", 1},
 		{"deeply nested key", "    steps = [{ percent = " + strings.Repeat("[", 2000) + strings.Repeat("]", 2000) + " }]", "Invalid rollout step", "Step 1: percent must be a percent of the release's replicas, from 1 to 100; got a list.", 1},
 		{"huge number", "    steps = [{ percent = 1e400 }]", "Invalid rollout step", "percent must be a percent of the release's replicas, from 1 to 100; got 1e+400.", 1},
