@@ -2,8 +2,14 @@
 # metric blocks). Copy this file into your specs repository and use the
 # locals in a release:
 #
-#   metric "error_ratio" { query = local.vllm_error_ratio, max = 0.01 }
-#   metric "ttft_p95"    { query = local.vllm_ttft_p95, max_ratio_to_stable = 1.2 }
+#   metric "error_ratio" {
+#     query = local.vllm_error_ratio
+#     max   = 0.01
+#   }
+#   metric "ttft_p95" {
+#     query               = local.vllm_ttft_p95
+#     max_ratio_to_stable = 1.2
+#   }
 #
 # Gantry fills the templates once per version, so the canary is compared
 # with the stable version over the same window:
