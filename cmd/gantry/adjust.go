@@ -119,15 +119,18 @@ func writeBack(repo, ref, state string) *gitsource.WriteBack {
 // monitor decides again on the new head. The write_back settings come
 // from the same revision the decision is made on.
 //
-// rollouts are the rollouts gantry run observed after its reconcile; nil
-// for gantry adjust, which has no cluster to observe them in: it reports
-// releases with a rollout block and leaves them to gantry run.
-func (a *app) adjust(ctx context.Context, w *gitsource.WriteBack, af *adjustFlags, vars map[string]string, rollouts map[string]monitor.RolloutView, dryRun bool) (gitsource.Outcome, monitor.Report, error) {
+// obs is what gantry run observed; nil for gantry adjust, which has no
+// cluster to observe rollouts in: it reports releases with a rollout block
+// and leaves them to gantry run.
+func (a *app) adjust(ctx context.Context, w *gitsource.WriteBack, af *adjustFlags, vars map[string]string, obs *observed, dryRun bool) (gitsource.Outcome, monitor.Report, error) {
 	prom, err := monitor.NewProm(af.prometheus)
 	if err != nil {
 		return gitsource.Outcome{}, monitor.Report{}, err
 	}
-	mon := &monitor.Monitor{Metrics: prom, Step: af.step, Rollouts: rollouts}
+	mon := &monitor.Monitor{Metrics: prom, Step: af.step}
+	if obs != nil {
+		mon.Rollouts, mon.Owns, mon.RolloutsOnly = obs.rollouts, obs.owns, obs.rolloutsOnly
+	}
 	var rep monitor.Report
 	decide := func(ctx context.Context, dir, rev string, hist *gitsource.History) ([]gitsource.Change, error) {
 		cfg, diags := spec.Load(ctx, dir, spec.LoadOptions{Vars: vars})
@@ -246,6 +249,24 @@ func short12(s string) string {
 		return s[:12]
 	}
 	return s
+}
+
+// observed is what gantry run knows and gantry adjust does not: the
+// rollouts of its last reconcile and, sharded, which releases are its own
+// and whether it decides only their rollouts (shards other than 0).
+type observed struct {
+	rollouts     map[string]monitor.RolloutView
+	owns         func(release string) bool
+	rolloutsOnly bool
+}
+
+// observedBy is what the engine's last reconcile observed.
+func observedBy(e *reconcile.Engine) *observed {
+	obs := &observed{rollouts: rolloutViews(e.Status())}
+	if e.Shard != nil {
+		obs.owns, obs.rolloutsOnly = e.Shard.Owns, e.Shard.Index != 0
+	}
+	return obs
 }
 
 // rolloutViews are the rollouts of the engine's last reconcile, as the

@@ -40,6 +40,19 @@ func TestRolloutWiring(t *testing.T) {
 		}
 	}
 
+	// Sharded: shard 0 decides everything but others' rollouts; the other
+	// shards only the rollouts of their own releases.
+	for i, only := range []bool{false, true} {
+		e := &reconcile.Engine{Shard: &reconcile.Shard{Index: i, Count: 2}}
+		obs := observedBy(e)
+		if obs.rolloutsOnly != only || obs.owns == nil || obs.owns("chat") != (reconcile.ShardOf("chat", 2) == i) {
+			t.Errorf("shard %d/2: %+v", i, obs)
+		}
+	}
+	if obs := observedBy(&reconcile.Engine{}); obs.owns != nil || obs.rolloutsOnly || obs.rollouts == nil {
+		t.Errorf("not sharded: %+v", obs)
+	}
+
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	v := 0.004
 	got := analysisOf(monitor.RolloutAnalysis{Release: "chat", Time: now, Decision: monitor.RolloutHold, Reason: "r", Failures: 1, FailureLimit: 2,

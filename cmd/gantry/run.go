@@ -315,9 +315,10 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 				slog.Info("reconciled", "revision", res.Revision, "executed", res.Executed)
 				gcAfterReconcile(ctx, e, f)
 			}
-			// Sharded, only shard 0 runs the monitor: it edits Git for every
-			// release, and one writer is enough (the others fetch its commits).
-			if af.prometheus != "" && repo != nil && err == nil && (e.Shard == nil || e.Shard.Index == 0) {
+			// Sharded, shard 0 autoscales and rolls back every release (one
+			// writer is enough; the others fetch its commits), and each shard
+			// decides the rollouts of its own releases, which only it observes.
+			if af.prometheus != "" && repo != nil && err == nil {
 				a.monitorRound(ctx, e, f, af, poke)
 			}
 			// ±10% jitter keeps a fleet of daemons from polling in lockstep.
@@ -348,10 +349,13 @@ func (a *app) loop(ctx context.Context, e *reconcile.Engine, repo *gitsource.Rep
 func (a *app) monitorRound(ctx context.Context, e *reconcile.Engine, f *engineFlags, af *adjustFlags, poke func()) {
 	w := writeBack(f.repo, f.ref, f.state)
 	w.Auth = f.gitAuth // the same credentials the source fetches with
-	views := rolloutViews(e.Status())
-	out, rep, err := a.adjust(ctx, w, af, e.Vars, views, false)
+	obs := observedBy(e)
+	if obs.rolloutsOnly && len(obs.rollouts) == 0 {
+		return // a shard other than 0 with no rollout to decide
+	}
+	out, rep, err := a.adjust(ctx, w, af, e.Vars, obs, false)
 	if rep.Revision != "" {
-		recordAnalyses(e, views, rep)
+		recordAnalyses(e, obs.rollouts, rep)
 	}
 	st := struct {
 		monitor.Report

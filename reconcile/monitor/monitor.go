@@ -165,6 +165,14 @@ type Monitor struct {
 	// run). Nil: not observed (gantry adjust, which has no cluster);
 	// releases with a rollout block are then reported and not decided.
 	Rollouts map[string]RolloutView
+	// Owns, if set, says which releases' rollouts are this monitor's to
+	// decide (a shard's own: only the shard that reconciles a release
+	// observes its rollout); the others are reported and left alone.
+	Owns func(release string) bool
+	// RolloutsOnly: decide rollouts and nothing else (the shards of a
+	// sharded daemon other than shard 0, which autoscales and rolls back
+	// for every release).
+	RolloutsOnly bool
 }
 
 // NotObserved is the report line of a rollout that Monitor.Rollouts does
@@ -199,12 +207,18 @@ func (m *Monitor) Decide(ctx context.Context, cfg *spec.Config, hist History) Re
 		r := &cfg.Releases[i]
 		vars := VarsFor(cfg.Settings.Namespace, r.Name)
 		rolledBack, inRollout := false, false
+		mine := m.Owns == nil || m.Owns(r.Name)
+		if m.RolloutsOnly && (!mine || r.Rollout == nil) {
+			continue
+		}
 		if r.Rollout != nil {
 			rr := ReleaseReport{Release: r.Name, Kind: KindRollout}
 			view, seen := m.Rollouts[r.Name]
 			switch {
 			case m.Rollouts == nil:
 				rr.Reason = NotObserved
+			case !mine:
+				rr.Reason = "decided by the shard that reconciles the release, which observes its shards"
 			case !seen:
 				rr.Reason = "the daemon has not observed this rollout yet"
 			default:
@@ -227,6 +241,9 @@ func (m *Monitor) Decide(ctx context.Context, cfg *spec.Config, hist History) Re
 				}
 			}
 			rep.Releases = append(rep.Releases, rr)
+		}
+		if m.RolloutsOnly {
+			continue
 		}
 		if rb := r.Rollback; rb != nil && inRollout && !rolledBack {
 			rep.Releases = append(rep.Releases, ReleaseReport{Release: r.Name, Kind: KindRollback,

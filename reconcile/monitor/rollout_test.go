@@ -396,6 +396,33 @@ func TestMonitorRollouts(t *testing.T) {
 		}
 	})
 
+	t.Run("sharded", func(t *testing.T) {
+		other := release
+		other.Name, other.Rollout = "plain", nil
+		c := *cfg
+		c.Releases = []spec.Release{release, other}
+		theirs := func(string) bool { return false }
+		// Shard 0, not owning chat: its rollout is left to its shard;
+		// rollback and autoscale decide as in gantry adjust.
+		m := &Monitor{Metrics: &fakeMetrics{rng: errorsOK}, Now: func() time.Time { return now }, Rollouts: map[string]RolloutView{}, Owns: theirs}
+		rep := m.Decide(context.Background(), &c, hist)
+		if !strings.Contains(rep.Releases[0].Reason, "decided by the shard that reconciles the release") || len(rep.Decisions) != 2 || rep.Decisions[0].Kind != KindRollback {
+			t.Errorf("shard 0: decisions %+v, report %+v", rep.Decisions, rep.Releases)
+		}
+		// Another shard owning chat decides its rollout and nothing else.
+		m = &Monitor{Metrics: &fakeMetrics{rng: errorsOK}, Now: func() time.Time { return now }, Rollouts: map[string]RolloutView{"chat": view},
+			Owns: func(r string) bool { return true }, RolloutsOnly: true}
+		rep = m.Decide(context.Background(), &c, hist)
+		if len(rep.Releases) != 1 || len(rep.Decisions) != 1 || rep.Decisions[0].Kind != KindPromote {
+			t.Errorf("rollouts only: decisions %+v, report %+v", rep.Decisions, rep.Releases)
+		}
+		// Not owning it: nothing at all.
+		m.Owns = theirs
+		if rep = m.Decide(context.Background(), &c, hist); len(rep.Releases) != 0 {
+			t.Errorf("rollouts only, not ours: %+v", rep.Releases)
+		}
+	})
+
 	t.Run("git moved since the daemon observed", func(t *testing.T) {
 		h := hist
 		h.start.Moved = true
