@@ -72,6 +72,25 @@ func (t *KubeTarget) Apply(ctx context.Context, namespace string, actions []plan
 	return err
 }
 
+var _ Prestager = (*KubeTarget)(nil)
+
+// Prestage pulls the model image on p.Nodes with a short-lived pod per
+// node (kube.Client.Prestage): it waits until each pod is done or
+// p.Timeout passed, deletes the finished pods and leaves the ones still
+// pulling for the next call of the same version to reuse.
+func (t *KubeTarget) Prestage(ctx context.Context, namespace, release string, p planner.PrestageSpec) (PrestageResult, error) {
+	r, err := t.Client.Prestage(ctx, namespace, release, p)
+	out := PrestageResult{Ready: r.Ready, TimedOut: r.TimedOut, Failed: r.Failed}
+	if err == nil {
+		t.log().Info("prestaged", "release", release, "version", p.Version,
+			"ready", len(out.Ready), "timed_out", len(out.TimedOut), "failed", len(out.Failed))
+		for n, why := range out.Failed {
+			t.log().Warn("prestage failed", "release", release, "version", p.Version, "node", n, "reason", why)
+		}
+	}
+	return out, err
+}
+
 // ReleaseHealth says how the release's shards were doing when last
 // observed: healthy, progressing or degraded, and why.
 func (t *KubeTarget) ReleaseHealth(release string) (state, reason string, known bool) {

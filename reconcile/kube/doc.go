@@ -12,6 +12,7 @@
 //	plan, err := planner.Build(*cfg, observed)
 //	cs, err := c.Apply(ctx, cfg.Settings.Namespace, plan.Actions, kube.ApplyOptions{Force: false})
 //	shards, err := c.WaitRollout(ctx, objects, 10*time.Minute)
+//	res, err := c.Prestage(ctx, namespace, release, *action.Prestage) // before a rollout step's shards
 //
 // What it promises:
 //
