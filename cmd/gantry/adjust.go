@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gantry-dev/gantry/planner"
 	"github.com/gantry-dev/gantry/reconcile"
 	"github.com/gantry-dev/gantry/reconcile/gitsource"
 	"github.com/gantry-dev/gantry/reconcile/monitor"
@@ -142,6 +143,9 @@ func (a *app) adjust(ctx context.Context, w *gitsource.WriteBack, af *adjustFlag
 			return nil, err
 		}
 		rep = mon.Decide(ctx, cfg, historyAdapter{hist})
+		if obs != nil {
+			checkAborts(ctx, dir, hist, vars, obs.rollouts, &rep)
+		}
 		return changesOf(rep.Decisions), nil
 	}
 	out, err := w.Write(ctx, decide, dryRun)
@@ -267,6 +271,89 @@ func observedBy(e *reconcile.Engine) *observed {
 		obs.owns, obs.rolloutsOnly = e.Shard.Owns, e.Shard.Index != 0
 	}
 	return obs
+}
+
+// checkAborts keeps an abort only if restoring the blocks it restores
+// gives back the rollout's stable version. The monitor restores the
+// model, runtime and quantize blocks of the commit before the last change
+// of them; when the rollout began otherwise (a change of resources, or a
+// person's second change on top of the canary) that is not the version
+// that serves, and restoring it would start a third version instead of
+// going back. Such an abort is dropped and the report says why: the canary
+// stays at its step, never promoted, until a person restores the release.
+func checkAborts(ctx context.Context, dir string, hist *gitsource.History, vars map[string]string, views map[string]monitor.RolloutView, rep *monitor.Report) {
+	kept := rep.Decisions[:0]
+	for _, d := range rep.Decisions {
+		if d.Kind != monitor.KindAbort || d.Rollout == nil {
+			kept = append(kept, d)
+			continue
+		}
+		stable := views[d.Release].Stable
+		got, err := restoredVersion(ctx, dir, hist, vars, d.Release, d.Rollout.Previous)
+		if err == nil && got == stable {
+			kept = append(kept, d)
+			continue
+		}
+		why := fmt.Sprintf("restoring %s gives version %s, not the stable %s", short12(d.Rollout.Previous), got, stable)
+		if err != nil {
+			why = fmt.Sprintf("restoring %s: %v", short12(d.Rollout.Previous), err)
+		}
+		note := "; but " + why + ": restore the release by hand (the canary is not promoted meanwhile)"
+		for i := range rep.Releases {
+			if r := &rep.Releases[i]; r.Release == d.Release && r.Kind == monitor.KindRollout {
+				r.Reason += note
+				r.Changed = false
+			}
+		}
+		for i := range rep.Rollouts {
+			if a := &rep.Rollouts[i]; a.Release == d.Release {
+				a.Reason += note
+			}
+		}
+	}
+	rep.Decisions = kept
+}
+
+// restoredVersion is the version the release would have with its blocks
+// restored from revision previous: the edit is made in the checkout at
+// dir, loaded, and undone.
+func restoredVersion(ctx context.Context, dir string, hist *gitsource.History, vars map[string]string, release, previous string) (string, error) {
+	_, prev, err := hist.FileAt(previous, release)
+	if err != nil {
+		return "", err
+	}
+	file, err := spec.ReleaseFile(dir, release)
+	if err != nil {
+		return "", err
+	}
+	cur, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	next, err := spec.RestoreRelease(cur, prev, release)
+	if err != nil {
+		return "", err
+	}
+	info, err := os.Stat(file)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(file, next, info.Mode().Perm()); err != nil {
+		return "", err
+	}
+	cfg, diags := spec.Load(ctx, dir, spec.LoadOptions{Vars: vars})
+	if err := os.WriteFile(file, cur, info.Mode().Perm()); err != nil {
+		return "", fmt.Errorf("undo the trial restore of %s: %w", file, err)
+	}
+	if diags.HasErrors() {
+		return "", fmt.Errorf("the restored specs are invalid: %s", diags.Error())
+	}
+	for i := range cfg.Releases {
+		if cfg.Releases[i].Name == release {
+			return planner.Version(&cfg.Releases[i]), nil
+		}
+	}
+	return "", fmt.Errorf("release %q is not in the restored specs", release)
 }
 
 // rolloutViews are the rollouts of the engine's last reconcile, as the

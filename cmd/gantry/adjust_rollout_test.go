@@ -16,6 +16,7 @@ import (
 	"github.com/gantry-dev/gantry/reconcile"
 	"github.com/gantry-dev/gantry/reconcile/gitsource"
 	"github.com/gantry-dev/gantry/reconcile/monitor"
+	"github.com/gantry-dev/gantry/spec"
 )
 
 // The daemon hands the monitor the planner's rollout states and records
@@ -145,5 +146,91 @@ func TestAdjustLeavesRolloutsToRun(t *testing.T) {
 	}
 	if gitRun(t, bare, "rev-parse", "main") != head {
 		t.Error("adjust committed")
+	}
+}
+
+// An abort is committed only when restoring the blocks gives back the
+// stable version; a rollout that began with a change of resources (which
+// the restore does not undo) is left for a person.
+func TestCheckAborts(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	ctx := t.Context()
+	work := filepath.Join(t.TempDir(), "work")
+	if err := os.CopyFS(work, os.DirFS(quickstart)); err != nil {
+		t.Fatal(err)
+	}
+	rel := filepath.Join(work, "releases.hcl")
+	edit := func(old, new string) {
+		t.Helper()
+		b, err := os.ReadFile(rel)
+		if err != nil || !bytes.Contains(b, []byte(old)) {
+			t.Fatalf("releases.hcl lacks %q (%v)", old, err)
+		}
+		if err := os.WriteFile(rel, bytes.Replace(b, []byte(old), []byte(new), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commit := func(msg string) string {
+		t.Helper()
+		gitRun(t, work, "add", ".")
+		gitRun(t, work, "commit", "-q", "-m", msg)
+		return gitRun(t, work, "rev-parse", "HEAD")
+	}
+	version := func() string {
+		t.Helper()
+		cfg, diags := spec.Load(ctx, work, spec.LoadOptions{NoEnv: true})
+		if diags.HasErrors() {
+			t.Fatal(diags.Error())
+		}
+		for i := range cfg.Releases {
+			if cfg.Releases[i].Name == "tiny-chat" {
+				return planner.Version(&cfg.Releases[i])
+			}
+		}
+		t.Fatal("no tiny-chat")
+		return ""
+	}
+	gitRun(t, work, "init", "-q", "--initial-branch=main")
+	stableRev := commit("quickstart")
+	stable := version()
+	edit("max_per_node = 2", "max_per_node = 3") // not a version
+	edit("group_size = 128", "group_size = 64")
+	canaryRev := commit("tiny-chat: group size 64")
+	before, _ := os.ReadFile(rel)
+	abort := func() monitor.Report {
+		return monitor.Report{
+			Decisions: []monitor.Decision{{Release: "tiny-chat", Kind: monitor.KindAbort, Rollout: &monitor.Rollout{Revision: canaryRev, Previous: stableRev}}},
+			Releases:  []monitor.ReleaseReport{{Release: "tiny-chat", Kind: monitor.KindRollout, Changed: true, Reason: "abort: 1 of 1"}},
+			Rollouts:  []monitor.RolloutAnalysis{{Release: "tiny-chat", Decision: monitor.RolloutAbort, Reason: "1 of 1"}},
+		}
+	}
+	hist, err := gitsource.NewHistory(work, canaryRev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := abort()
+	checkAborts(ctx, work, hist, nil, map[string]monitor.RolloutView{"tiny-chat": {Stable: stable}}, &rep)
+	if len(rep.Decisions) != 1 || !rep.Releases[0].Changed {
+		t.Errorf("the restore gives back %s, yet: %+v", stable, rep)
+	}
+	if after, _ := os.ReadFile(rel); !bytes.Equal(before, after) {
+		t.Errorf("the trial restore stayed in the checkout:\n%s", after)
+	}
+
+	// The stable version is not what the commit before the blocks' change
+	// had: a change of resources came after it.
+	edit(`gpu_memory = "20Gi"`, `gpu_memory = "40Gi"`)
+	resourcesRev := commit("tiny-chat: more GPU memory")
+	hist, err = gitsource.NewHistory(work, resourcesRev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep = abort()
+	checkAborts(ctx, work, hist, nil, map[string]monitor.RolloutView{"tiny-chat": {Stable: stable}}, &rep)
+	if len(rep.Decisions) != 0 || rep.Releases[0].Changed || !strings.Contains(rep.Releases[0].Reason, "not the stable "+stable+": restore the release by hand") ||
+		!strings.Contains(rep.Rollouts[0].Reason, "restore the release by hand") {
+		t.Errorf("abort to a third version: %+v", rep)
 	}
 }

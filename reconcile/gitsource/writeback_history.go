@@ -259,6 +259,13 @@ func isSpecFile(name string) bool {
 	return true
 }
 
+// FileAt returns the path (relative to the repository) and content of
+// the file that defines release at revision: what a rollback or an abort
+// restores the release's blocks from.
+func (h *History) FileAt(revision, release string) (string, []byte, error) {
+	return fileAt(h.repo, revision, release)
+}
+
 // fileAt returns the file of commit rev that defines release, and its
 // content.
 func fileAt(repo *git.Repository, rev, release string) (string, []byte, error) {
