@@ -142,6 +142,9 @@ func newInformer(name string, list cache.ListWithContextFunc, watchFn cache.Watc
 	_ = i.inf.SetTransform(transform)
 	_ = i.inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
 		i.disconnect(0, err)
+		if errors.Is(err, errKindAppeared) {
+			return // not a failure: the reflector lists the new kind now
+		}
 		cache.DefaultWatchErrorHandler(ctx, r, err)
 	})
 	return i
@@ -386,8 +389,9 @@ func (ch *Cache) expectWrite(kindKey, namespace, name, rv string) {
 	ch.mu.Lock()
 	ch.expect[expectKey{kindKey, namespace, name}] = expectation{resourceVersion: rv}
 	if inf := ch.managed[kindKey]; inf != nil && inf.opt != nil && ch.namespace == namespace {
-		// A write of a kind the informer found absent: the cluster
-		// serves it now. Look again now rather than at the next recheck.
+		// A write of an optional kind: if the informer found it absent,
+		// the cluster serves it now. Look again now, not at the next
+		// recheck (a no-op when the informer watches it already).
 		inf.opt.recheck()
 	}
 	ch.mu.Unlock()

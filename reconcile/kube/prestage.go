@@ -253,10 +253,10 @@ func partial(res PrestageResult, done map[string]*corev1.Pod, nodes []string) Pr
 }
 
 // deleteFinished deletes the pods that succeeded or failed, each with a
-// UID precondition (a pod created again since is not touched). It runs
-// on its own deadline, also when the caller's context just ended; a pod
-// left behind costs nothing but its object, and the next call for the
-// version finds it finished and deletes it.
+// UID precondition (a pod created again since is not touched), on its own
+// deadline. A pod left behind (a failed delete, or a call whose context
+// ended before it got here) costs nothing but its object: the next call
+// for the version finds it finished, reports it and deletes it.
 func (c *Client) deleteFinished(namespace string, done map[string]*corev1.Pod, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
