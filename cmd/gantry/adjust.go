@@ -400,16 +400,17 @@ func analysisOf(a monitor.RolloutAnalysis) *reconcile.Analysis {
 }
 
 // recordAnalyses hands the round's rollout analyses to the engine's
-// status; a rollout of views the round did not analyse (its last step, a
-// restore, Git moved) has its old analysis cleared.
+// status. A rollout with nothing left to analyse (at its last step,
+// restoring, complete) has its old analysis cleared; one the round
+// skipped otherwise (Git moved since the reconcile) keeps it.
 func recordAnalyses(e *reconcile.Engine, views map[string]monitor.RolloutView, rep monitor.Report) {
 	done := map[string]bool{}
 	for _, a := range rep.Rollouts {
 		e.SetAnalysis(a.Release, analysisOf(a))
 		done[a.Release] = true
 	}
-	for name := range views {
-		if !done[name] {
+	for name, v := range views {
+		if !done[name] && (v.Phase != monitor.PhaseProgressing || v.Step >= v.Steps) {
 			e.SetAnalysis(name, nil)
 		}
 	}
