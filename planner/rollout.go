@@ -174,6 +174,9 @@ func (p *Prepared) planRollout(r *spec.Release, placement schedule.Placement) *r
 	nodes := placedNodes(placement)
 	sort.SliceStable(nodes, func(i, j int) bool {
 		a, b := nodes[i], nodes[j]
+		if x, y := rp.mine[a].available, rp.mine[b].available; x != y {
+			return x > y // what serves stays
+		}
 		if x, y := rp.mine[a].replicas, rp.mine[b].replicas; x != y {
 			return x > y
 		}
@@ -189,24 +192,24 @@ func (p *Prepared) planRollout(r *spec.Release, placement schedule.Placement) *r
 		need -= c
 	}
 	// Going back a step (a reverted promotion): the canary gives up
-	// replicas only as the other versions have them available.
+	// replicas that serve only as the other versions have them available.
 	otherAvail := 0
 	for _, s := range rp.others {
 		otherAvail += s.available
 	}
-	placed := 0
-	for _, c := range rp.canary {
-		placed += c
+	keptAvail := 0
+	for n, c := range rp.canary {
+		keptAvail += min(rp.mine[n].available, c)
 	}
-	extra := total - otherAvail - placed
+	deficit := total - otherAvail - keptAvail
 	for _, n := range sortedKeys(rp.mine) {
-		if extra <= 0 {
+		if deficit <= 0 {
 			break
 		}
-		if more := rp.mine[n].replicas - rp.canary[n]; more > 0 {
-			k := min(more, extra)
+		if more := rp.mine[n].available - min(rp.mine[n].available, rp.canary[n]); more > 0 {
+			k := min(more, deficit)
 			rp.canary[n] += k
-			extra -= k
+			deficit -= k
 		}
 	}
 	for n := range rp.canary {

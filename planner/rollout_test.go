@@ -151,6 +151,16 @@ func (w *rolloutWorld) ready() {
 	}
 }
 
+// allReady says every Deployment is fully available.
+func (w *rolloutWorld) allReady() bool {
+	for _, o := range w.objs {
+		if o.Kind == "Deployment" && (o.Available == nil || *o.Available < o.Replicas()) {
+			return false
+		}
+	}
+	return true
+}
+
 // serving is the available replicas of the release, by version.
 func (w *rolloutWorld) serving() map[string]int {
 	out := map[string]int{}
@@ -178,7 +188,11 @@ func (w *rolloutWorld) converge(cfg *spec.Config, want int) Plan {
 	for i := 0; i < 10; i++ {
 		p := w.plan(cfg)
 		if p.Empty() {
-			return p
+			if w.allReady() {
+				return p
+			}
+			w.ready() // the plan waits on pods becoming available
+			continue
 		}
 		w.apply(p)
 		if got := total(w.serving()); got < want {
@@ -250,20 +264,30 @@ func TestRolloutStepsMakeBeforeBreak(t *testing.T) {
 	}
 
 	// The promotion commit: step 2 (50%).
-	two := 2
+	two, three := 2, 3
 	v2.Releases[0].Rollout.Step, v2.Releases[0].Rollout.Version = &two, s2
 	w.converge(v2, 4)
 	if got := w.serving(); got[s1] != 2 || got[s2] != 2 {
 		t.Fatalf("after step 2: %v", got)
 	}
-	// A revert of the promotion goes back a step, without dropping below 4.
+	// A revert of the promotion goes back a step, without dropping below
+	// 4, even when it comes before step 2's new canary replica serves.
 	one := 1
+	w.ready()
+	v2.Releases[0].Rollout.Step = &three
+	w.apply(w.plan(v2))
+	v2.Releases[0].Rollout.Step = &one
+	for i := 0; i < 3; i++ {
+		w.apply(w.plan(v2))
+		if got := total(w.serving()); got < 4 {
+			t.Fatalf("a revert right after a promotion: %d serve: %v", got, w.serving())
+		}
+	}
 	v2.Releases[0].Rollout.Step = &one
 	w.converge(v2, 4)
 	if got := w.serving(); got[s1] != 3 || got[s2] != 1 {
 		t.Fatalf("after the revert to step 1: %v", got)
 	}
-	three := 3
 	v2.Releases[0].Rollout.Step = &three
 	p = w.converge(v2, 4)
 	if got := w.serving(); got[s2] != 4 || got[s1] != 0 {
