@@ -246,8 +246,11 @@ func (p *Prepared) planRollout(r *spec.Release, placement schedule.Placement) *r
 		if (a.version == rp.stable) != (b.version == rp.stable) {
 			return a.version == rp.stable
 		}
-		// Those on nodes the canary does not run on stay longest: the
-		// GPUs freed are where the canary's replicas start.
+		if a.available != b.available {
+			return a.available > b.available // what serves stays longest
+		}
+		// Then those on nodes the canary does not run on: the GPUs
+		// freed are where the canary's replicas start.
 		if x, y := rp.canary[a.node] > 0, rp.canary[b.node] > 0; x != y {
 			return !x
 		}
