@@ -83,7 +83,14 @@ func setup(tmp string) error {
 		return fmt.Errorf("push the runtime image: %w", err)
 	}
 
-	te := &envtest.Environment{}
+	// The Gateway API's HTTPRoute CRD, from the module cache, for
+	// releases with traffic = "gateway".
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
+	if err != nil {
+		return fmt.Errorf("find the gateway-api module: %w", err)
+	}
+	crd := filepath.Join(strings.TrimSpace(string(out)), "config", "crd", "standard", "gateway.networking.k8s.io_httproutes.yaml")
+	te := &envtest.Environment{CRDInstallOptions: envtest.CRDInstallOptions{Paths: []string{crd}, ErrorIfPathMissing: true}}
 	cfg, err := te.Start()
 	if err != nil {
 		return fmt.Errorf("start envtest: %w", err)
