@@ -481,3 +481,101 @@ func TestRolloutAdoptsLegacyShards(t *testing.T) {
 		t.Fatalf("adopting: %+v", st)
 	}
 }
+
+// TestRolloutImpossibleCanaryKeepsServing: a new version that fits on
+// no node (more GPU memory than any has) changes nothing of what serves:
+// no canary, no stable shard shrunk, and a warning.
+func TestRolloutImpossibleCanaryKeepsServing(t *testing.T) {
+	w := newRolloutWorld(t)
+	w.converge(rolloutConfig(t, 1, threeSteps()), 0)
+	before := w.serving()
+	v2 := rolloutConfig(t, 2, threeSteps())
+	v2.Releases[0].Resources.GPUMemory = 200 << 30
+	p := w.plan(v2)
+	for _, a := range p.Actions {
+		if a.Object != nil && a.Object.Kind == "Deployment" {
+			t.Errorf("impossible canary: %s %s", a.Type, a.Subject)
+		}
+	}
+	if len(p.Warnings) == 0 || !strings.Contains(strings.Join(p.Warnings, "\n"), "cannot be placed") {
+		t.Errorf("warnings %q", p.Warnings)
+	}
+	w.apply(p)
+	if got := w.serving(); total(got) != total(before) {
+		t.Fatalf("serving %v, was %v", got, before)
+	}
+}
+
+// TestRolloutsManyAtOnce: 30 releases roll out at once on shared nodes;
+// each gets its own canary, and none drops below its replicas.
+func TestRolloutsManyAtOnce(t *testing.T) {
+	mk := func(digest byte) *spec.Config {
+		root := t.TempDir()
+		var b strings.Builder
+		b.WriteString("gantry {\n  namespace = \"llm\"\n}\nnode_pool \"a\" {\n  selector = { p = \"a\" }\n  reserve = 2\n}\n")
+		for i := 0; i < 12; i++ {
+			fmt.Fprintf(&b, "node \"gpu-%02d\" {\n  pool = \"a\"\n  gpus = 16\n  gpu_memory = \"80Gi\"\n}\n", i)
+		}
+		for i := 0; i < 30; i++ {
+			fmt.Fprintf(&b, "release \"r-%02d\" {\n  model {\n    source = \"m.gguf\"\n    format = \"gguf\"\n    digest = \"sha256:%062x%02x\"\n  }\n  runtime {\n    image = \"llama:server\"\n  }\n  replicas = %d\n  resources {\n    gpus = 1\n  }\n  rollout {\n    steps = [{ percent = 50, pause = \"1m\" }, { percent = 100 }]\n  }\n}\n", i, digest, i, 2+i%3)
+		}
+		if err := os.WriteFile(filepath.Join(root, "main.hcl"), []byte(b.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "m.gguf"), []byte("GGUF\x03\x00\x00\x00"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, diags := spec.Load(context.Background(), root, spec.LoadOptions{NoEnv: true})
+		if diags.HasErrors() {
+			t.Fatal(diags.Error())
+		}
+		return cfg
+	}
+	w := newRolloutWorld(t)
+	v1, v2 := mk(1), mk(2)
+	plan := func(cfg *spec.Config) Plan {
+		for i := range cfg.Releases {
+			ref := ImageRef(cfg, &cfg.Releases[i])
+			if _, ok := w.digests[ref]; !ok {
+				w.digests[ref] = "sha256:" + ContentKey(&cfg.Releases[i])
+			}
+		}
+		p, err := Build(*cfg, w.observed(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	servingBy := func() map[string]int {
+		out := map[string]int{}
+		for _, o := range w.objs {
+			if o.Kind == "Deployment" && o.Available != nil {
+				out[o.Label(LabelRelease)] += *o.Available
+			}
+		}
+		return out
+	}
+	for i := 0; i < 4; i++ {
+		w.apply(plan(v1))
+		w.ready()
+	}
+	for round := 0; round < 5; round++ {
+		p := plan(v2)
+		w.apply(p)
+		got := servingBy()
+		for i := range v2.Releases {
+			r := &v2.Releases[i]
+			if got[r.Name] < r.ReplicaCount() {
+				t.Fatalf("round %d: %s serves %d of %d", round, r.Name, got[r.Name], r.ReplicaCount())
+			}
+			st := p.Releases[i].Rollout
+			if st == nil || st.Canary != Version(r) || st.Stable != Version(&v1.Releases[i]) || st.CanaryReplicas != (r.ReplicaCount()+1)/2 {
+				t.Fatalf("round %d: %s rollout %+v", round, r.Name, st)
+			}
+		}
+		w.ready()
+	}
+	if p := plan(v2); !p.Empty() {
+		t.Fatalf("30 canaries at step 1 did not settle: %d actions", len(p.Actions))
+	}
+}
