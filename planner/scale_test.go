@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -185,4 +186,48 @@ func BenchmarkPlanBuild(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkPlanBuildRollouts plans the 1,000-release fleet of
+// BenchmarkPlanBuild with a rollout block on every release, in sync
+// ("steady") and with every release's canary at step 1 ("canary": a new
+// model digest, the old version's shards live), against the same fleet
+// without rollout blocks, in the same run.
+func BenchmarkPlanBuildRollouts(b *testing.B) {
+	const n = 1000
+	withRollout := func(cfg *spec.Config) {
+		for i := range cfg.Releases {
+			cfg.Releases[i].Rollout = &spec.Rollout{Traffic: "service", Steps: []spec.RolloutStep{{Percent: 50, Pause: time.Minute}, {Percent: 100}}}
+		}
+	}
+	run := func(b *testing.B, cfg *spec.Config, obs Observed, wantEmpty bool) {
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			p, err := Build(*cfg, obs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if wantEmpty != (len(p.Actions) == 0) {
+				b.Fatalf("%d actions", len(p.Actions))
+			}
+		}
+	}
+	b.Run("none", func(b *testing.B) {
+		cfg := fleet(b, n)
+		run(b, cfg, applied(b, cfg), true)
+	})
+	b.Run("steady", func(b *testing.B) {
+		cfg := fleet(b, n)
+		withRollout(cfg)
+		run(b, cfg, applied(b, cfg), true)
+	})
+	b.Run("canary", func(b *testing.B) {
+		cfg := fleet(b, n)
+		withRollout(cfg)
+		obs := applied(b, cfg)
+		for i := range cfg.Releases {
+			cfg.Releases[i].Model.Digest = fmt.Sprintf("sha256:%064x", i+1)
+		}
+		run(b, cfg, obs, false)
+	})
 }
