@@ -7,9 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -26,6 +23,7 @@ import (
 
 	"github.com/gantry-dev/gantry/compress/ggml"
 	"github.com/gantry-dev/gantry/compress/gguf/ggufgen"
+	"github.com/gantry-dev/gantry/reconcile/monitor/promtest"
 )
 
 // The rollout test's world: what a kubelet and a model server would do,
@@ -240,66 +238,16 @@ func (k *fakeKubelet) byVersion() map[string]int {
 	return out
 }
 
-// prometheus is a Debian prometheus on a fixed port, which can be stopped
-// and started again with its data.
-type prometheus struct {
-	bin, dir, addr, target string
-	cmd                    *exec.Cmd
-}
-
-func startPrometheus(t *testing.T, target string) *prometheus {
+// startPrometheus starts Debian's prometheus scraping target, stopped at
+// the end of the test.
+func startPrometheus(t *testing.T, target string) *promtest.Server {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatal("prometheus is not installed (apt-get install -y prometheus)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	srv, err := promtest.Start(t.TempDir(), target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	p := &prometheus{bin: bin, dir: t.TempDir(), addr: addr, target: target}
-	cfg := fmt.Sprintf("global: {scrape_interval: 200ms, scrape_timeout: 200ms, evaluation_interval: 1s}\nscrape_configs:\n  - job_name: test\n    static_configs: [{targets: [%q]}]\n", target)
-	if err := os.WriteFile(filepath.Join(p.dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p.start(t)
-	t.Cleanup(p.kill)
-	return p
-}
-
-func (p *prometheus) url() string { return "http://" + p.addr }
-
-func (p *prometheus) start(t *testing.T) {
-	t.Helper()
-	p.cmd = exec.Command(p.bin, "--config.file="+filepath.Join(p.dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(p.dir, "data"), "--web.listen-address="+p.addr, "--storage.tsdb.retention.time=1h")
-	log, err := os.OpenFile(filepath.Join(p.dir, "prometheus.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	p.cmd.Stdout, p.cmd.Stderr = log, log
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitUntil(t, "prometheus to be ready", 20*time.Second, func() bool {
-		resp, err := http.Get(p.url() + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-}
-
-func (p *prometheus) kill() {
-	if p.cmd != nil && p.cmd.Process != nil {
-		_ = p.cmd.Process.Kill()
-		_ = p.cmd.Wait()
-		p.cmd = nil
-	}
+	t.Cleanup(srv.Stop)
+	return srv
 }
 
 func rolloutSpecs(ns, product, method string) []byte {
@@ -450,7 +398,7 @@ func TestCanaryRollout(t *testing.T) {
 	listen := freeAddr(t)
 	daemonArgs := func() []string {
 		return []string{"run", "--repo", g.url, "--target", "kube", "--kubeconfig", env.kubeconfig, "--state-dir", t.TempDir(),
-			"--listen", listen, "--interval", "1s", "--leader-elect=false", "--prometheus", prom.url()}
+			"--listen", listen, "--interval", "1s", "--leader-elect=false", "--prometheus", prom.URL()}
 	}
 	d := startDaemon(t, daemonArgs()...)
 	versionNow := func() string {
@@ -567,7 +515,7 @@ func TestCanaryRollout(t *testing.T) {
 		ready, _ := ro["ready"].(bool)
 		return v4 != v2 && v4 != "" && ready
 	})
-	prom.kill()
+	prom.Stop()
 	time.Sleep(12 * time.Second) // past both pauses
 	if adj := g.adjustments(c4); len(adj) != 0 {
 		t.Fatalf("with Prometheus down: adjustments %v, want none", adj)
@@ -577,7 +525,9 @@ func TestCanaryRollout(t *testing.T) {
 	if an["decision"] != "pause" || !strings.Contains(strings.ToLower(fmt.Sprint(an["reason"])), "prometheus") {
 		t.Errorf("with Prometheus down the status says %v", an)
 	}
-	prom.start(t)
+	if err := prom.Restart(); err != nil {
+		t.Fatal(err)
+	}
 	waitUntil(t, "a promotion once Prometheus is back", 60*time.Second, func() bool { return len(g.adjustments(c4)) > 0 })
 
 	// 4. A person reverts the promotion: the canary goes back a step.

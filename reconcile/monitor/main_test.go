@@ -9,12 +9,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gantry-dev/gantry/reconcile/monitor/promtest"
 )
 
 // The tests run Debian's prometheus (apt-get install prometheus) against
@@ -63,7 +64,7 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	bin, err := exec.LookPath("prometheus")
+	_, err := exec.LookPath("prometheus")
 	if err != nil {
 		if testing.Short() {
 			fmt.Fprintln(os.Stderr, "prometheus not installed: skipping the Prometheus tests (-short)")
@@ -81,66 +82,14 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	exporterAddr = strings.TrimPrefix(exp.URL, "http://")
-	cmd, url, err := startPrometheus(bin, dir, exporterAddr)
+	srv, err := promtest.Start(dir, exporterAddr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}()
-	promURL = url
+	defer srv.Stop()
+	promURL = srv.URL()
 	return m.Run()
-}
-
-// startPrometheus starts bin on a free port with its files in dir,
-// scraping target every 200ms, and waits until it is ready. The caller
-// stops it by the returned command's PID.
-func startPrometheus(bin, dir, target string) (*exec.Cmd, string, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, "", err
-	}
-	cfg := fmt.Sprintf(`global: {scrape_interval: 200ms, scrape_timeout: 200ms, evaluation_interval: 1s}
-scrape_configs:
-  - job_name: test
-    static_configs: [{targets: ["%s"]}]
-`, target)
-	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
-		return nil, "", err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr,
-		"--storage.tsdb.retention.time=1h")
-	log, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		return nil, "", err
-	}
-	defer log.Close()
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("start prometheus: %w", err)
-	}
-	url := "http://" + addr
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get(url + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return cmd, url, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			b, _ := os.ReadFile(filepath.Join(dir, "prometheus.log"))
-			return nil, "", fmt.Errorf("prometheus not ready after 15s:\n%s", b)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func freePort() (int, error) {

@@ -2,12 +2,13 @@ package monitor
 
 import (
 	"context"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gantry-dev/gantry/spec"
+
+	"github.com/gantry-dev/gantry/reconcile/monitor/promtest"
 )
 
 // fakeHistory answers the monitor's Git questions with fixed values.
@@ -31,19 +32,12 @@ func TestRolloutAnalysisPrometheus(t *testing.T) {
 	if promURL == "" {
 		t.Skip("prometheus not installed (-short)")
 	}
-	bin, _ := exec.LookPath("prometheus")
-	cmd, url, err := startPrometheus(bin, t.TempDir(), exporterAddr)
+	srv, err := promtest.Start(t.TempDir(), exporterAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	p, err := NewProm(url)
+	t.Cleanup(srv.Stop)
+	p, err := NewProm(srv.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,11 +146,7 @@ func TestRolloutAnalysisPrometheus(t *testing.T) {
 	})
 
 	t.Run("prometheus stopped: pause, no decision", func(t *testing.T) {
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		_ = cmd.Wait()
-		stopped = true
+		srv.Stop()
 		rep, a := decide()
 		if a.Decision != RolloutPause || !strings.Contains(a.Reason, "prometheus is unavailable") || len(rep.Decisions) != 0 {
 			t.Errorf("%s: %s (decisions %+v)", a.Decision, a.Reason, rep.Decisions)
