@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -211,6 +212,21 @@ func Prepare(desired *spec.Config, observed Observed) *Prepared {
 			p.hostnames[n.Name] = n.Hostname
 		}
 	}
+	// A shard kept on a node placement no longer sees (not ready, say)
+	// stays pinned as it is.
+	for _, id := range p.liveIDs {
+		o := p.live[id]
+		node := shardNode(o)
+		if o.Kind != "Deployment" || node == "" {
+			continue
+		}
+		if _, ok := p.hostnames[node]; ok {
+			continue
+		}
+		if h := liveHostname(o); h != "" && h != node && !slices.ContainsFunc(observed.Nodes, func(n schedule.Node) bool { return n.Name == node }) {
+			p.hostnames[node] = h
+		}
+	}
 	for i := range cfg.Releases {
 		r := &cfg.Releases[i]
 		p.index[r.Name] = i
@@ -317,6 +333,13 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 
 	in := RenderInput{Release: r, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, Model: model,
 		Placement: rp.Placement, RuntimeDigest: p.observed.Images[r.Runtime.Image], Hostnames: p.hostnames}
+	if r.Rollout == nil {
+		in.Placement, rp.Moving = p.keepWhileMoving(r.Name, rp.Placement)
+		if len(rp.Moving) > 0 {
+			warnings = append(warnings, fmt.Sprintf("release %s: the shards on %s stay until the replicas replacing them are available",
+				r.Name, strings.Join(rp.Moving, ", ")))
+		}
+	}
 	if r.Rollout != nil {
 		// Rollouts are few, and their state moves with the shards'
 		// availability: planned in full, never memoised.

@@ -88,6 +88,9 @@ type ReleasePlan struct {
 	// Held counts object changes left out of the plan because the release
 	// cannot be fully placed and they would lower what serves now.
 	Held int `json:"held,omitempty"`
+	// Moving are the nodes whose shards stay, beyond Placement, until the
+	// replicas replacing them are available (make before break).
+	Moving []string `json:"moving,omitempty"`
 	// Rollout is set for a release with a rollout block.
 	Rollout *RolloutState `json:"rollout,omitempty"`
 }

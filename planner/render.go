@@ -221,6 +221,9 @@ func placementString(r ReleasePlan) string {
 	if r.Unplaced != nil {
 		s += fmt.Sprintf(" (%d unplaced)", r.Unplaced.Count)
 	}
+	if len(r.Moving) > 0 {
+		s += " (kept until replaced: " + strings.Join(r.Moving, ", ") + ")"
+	}
 	return s
 }
 

@@ -23,6 +23,7 @@ type rolloutWorld struct {
 	// images: node -> digests it holds (the kubelet's status.images)
 	images   map[string]map[string]int64
 	prestage bool
+	gone     map[string]bool // nodes observe no longer reports (cordoned, not ready)
 }
 
 func newRolloutWorld(t *testing.T) *rolloutWorld {
@@ -62,9 +63,12 @@ func threeSteps() *spec.Rollout {
 }
 
 func (w *rolloutWorld) observed(cfg *spec.Config) Observed {
-	obs := Observed{Nodes: StaticNodes(cfg), Artifacts: map[string]Artifact{}, Prestage: w.prestage}
-	for i := range obs.Nodes {
-		obs.Nodes[i].Images = w.images[obs.Nodes[i].Name]
+	obs := Observed{Artifacts: map[string]Artifact{}, Prestage: w.prestage}
+	for _, n := range StaticNodes(cfg) {
+		if !w.gone[n.Name] {
+			n.Images = w.images[n.Name]
+			obs.Nodes = append(obs.Nodes, n)
+		}
 	}
 	for ref, d := range w.digests {
 		obs.Artifacts[ref] = Artifact{Ref: ref, Digest: d}
@@ -577,5 +581,44 @@ func TestRolloutsManyAtOnce(t *testing.T) {
 	}
 	if p := plan(v2); !p.Empty() {
 		t.Fatalf("30 canaries at step 1 did not settle: %d actions", len(p.Actions))
+	}
+}
+
+// TestMovesMakeBeforeBreak: without a rollout block, a node that leaves
+// placement (cordoned, tainted, not ready) keeps its shard until the
+// replicas replacing it serve; what serves never drops below 4.
+func TestMovesMakeBeforeBreak(t *testing.T) {
+	w := newRolloutWorld(t)
+	w.gone = map[string]bool{}
+	cfg := rolloutConfig(t, 1, nil)
+	w.converge(cfg, 0)
+	// A fifth node, so that a replica has somewhere to go.
+	for _, gone := range []string{"gpu-0", "gpu-1"} {
+		w.gone = map[string]bool{gone: true}
+		cfg5 := rolloutConfig(t, 1, nil)
+		cfg5.Nodes = append(cfg5.Nodes, spec.Node{Name: "gpu-9", Pool: "a", GPUs: 2, GPUMemory: 80 << 30})
+		p := w.plan(cfg5)
+		if s := deploymentSummary(p); s.Add != 1 || s.Destroy != 0 {
+			t.Fatalf("%s gone: %+v, want the replacement created and nothing deleted: %+v", gone, s, p.Actions)
+		}
+		if m := p.Releases[0].Moving; len(m) != 1 || m[0] != gone {
+			t.Fatalf("moving %v", m)
+		}
+		w.apply(p)
+		if got := total(w.serving()); got != 4 {
+			t.Fatalf("%s gone: %d serve", gone, got)
+		}
+		// Nothing goes while the replacement does not serve.
+		if p := w.plan(cfg5); deploymentSummary(p).Destroy != 0 {
+			t.Fatalf("deleted before the replacement serves: %+v", p.Actions)
+		}
+		w.converge(cfg5, 4)
+		for _, o := range w.objs {
+			if o.Kind == "Deployment" && shardNode(o) == gone {
+				t.Fatalf("the shard on %s stayed after its replacement served", gone)
+			}
+		}
+		w.gone = nil
+		cfg = cfg5
 	}
 }

@@ -406,6 +406,12 @@ func unplacedReason(rp planner.ReleasePlan) string {
 // the target does not have what the specs ask. A failure or a gate block
 // says more and stays.
 func markUnplaced(st *ReleaseStatus, rp planner.ReleasePlan, reason string) {
+	if len(rp.Moving) > 0 && reason == "" && (st.State == StateSynced || st.State == StateProgressing) {
+		// Make before break: say which shards wait on their replacements.
+		st.State = StateProgressing
+		st.Reason = fmt.Sprintf("moving: the shards on %s stay until the replicas replacing them are available; %s",
+			strings.Join(rp.Moving, ", "), st.Reason)
+	}
 	if reason == "" {
 		return
 	}
