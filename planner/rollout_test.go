@@ -622,3 +622,31 @@ func TestMovesMakeBeforeBreak(t *testing.T) {
 		cfg = cfg5
 	}
 }
+
+// TestMoveThatCannotBePlacedKeepsTheShard: a node goes NotReady and the
+// release cannot place its replica anywhere else: the shard on that node
+// stays (and the plan says why), whatever its availability.
+func TestMoveThatCannotBePlacedKeepsTheShard(t *testing.T) {
+	for _, avail := range []bool{true, false} {
+		w := newRolloutWorld(t)
+		cfg := rolloutConfig(t, 1, nil)
+		w.converge(cfg, 0)
+		if !avail {
+			for id, o := range w.objs {
+				zero := 0
+				o.Available = &zero
+				w.objs[id] = o
+			}
+		}
+		w.gone = map[string]bool{"gpu-2": true}
+		p := w.plan(cfg)
+		for _, a := range p.Actions {
+			if a.Type == Delete || (a.Type == Update && lowersReplicas(a)) {
+				t.Errorf("available=%v: %s %s although the replica fits nowhere else", avail, a.Type, a.Subject)
+			}
+		}
+		if p.Releases[0].Unplaced == nil || !strings.Contains(strings.Join(p.Warnings, "\n"), "held") {
+			t.Errorf("available=%v: unplaced %+v, warnings %q", avail, p.Releases[0].Unplaced, p.Warnings)
+		}
+	}
+}
