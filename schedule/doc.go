@@ -34,6 +34,10 @@
 // A node is feasible for one more replica of a Request when, checked in this
 // order (an unplaced replica reports each node's first failure):
 //
+//  0. its Unusable is nil. An unusable node (cordoned, not ready, …) is
+//     infeasible for every request: it keeps no replica, takes none, and
+//     none of its GPUs, load or images count anywhere; it appears only
+//     in unplaced requests' rejections, with its Unusable reason;
 //  1. its pool is in Request.Pools, or Request.Pools is empty;
 //  2. its GPUMemory is at least Request.GPUMemory (skipped for CPU-only
 //     replicas, GPUs == 0, for which memory per GPU means nothing);
@@ -58,7 +62,7 @@
 // release's new replicas cannot take the GPUs another release's running
 // replicas sit on:
 //
-//   - Current replicas on nodes that no longer exist, or that fail the pool
+//   - Current replicas on nodes that no longer exist or are unusable, or that fail the pool
 //     or memory rule, are dropped; a count above MaxPerNode is cut to it.
 //     What is left counts as load from here on.
 //   - Then, request by request in slice order: replicas that no longer fit
@@ -88,6 +92,7 @@
 // Result.Unplaced says how many and, for every node, why it was rejected,
 // as of the moment that release's placement gave up (later requests may
 // still take what is left); Unplaced.String summarises it like the
-// kube-scheduler: "0/5 nodes are available: 3 Insufficient nvidia.com/gpu,
-// 2 node(s) not in allowed pools".
+// kube-scheduler, counting every node, unusable ones included: "0/5 nodes
+// are available: 3 node(s) were unschedulable, 1 Insufficient
+// nvidia.com/gpu, 1 node(s) had untolerated taint {dedicated: train}".
 package schedule

@@ -65,6 +65,10 @@ type state struct {
 	cnt     []int
 	touched []int32
 
+	// unusable are the rejections of the nodes with Node.Unusable set,
+	// sorted by node name; no other part of the state knows them.
+	unusable []Rejection
+
 	// locality is Problem.ImageLocality, clamped; holders maps each
 	// requested image digest to the nodes holding it and the fraction of
 	// their score holding it takes off (see Problem.ImageLocality).
@@ -109,6 +113,22 @@ func newState(p Problem) *state {
 	// duplicate names independent of the caller's order.
 	slices.SortFunc(in, compareNodes)
 	in = slices.CompactFunc(in, func(a, b Node) bool { return a.Name == b.Name })
+	// Unusable nodes are not nodes to place on: they only appear in the
+	// rejections of unplaced requests. Left out of nodes, byName and the
+	// pools, they hold no capacity, no score and no image, and a current
+	// replica on one is dropped as on a node that no longer exists.
+	var unusable []Rejection
+	if slices.ContainsFunc(in, func(n Node) bool { return n.Unusable != nil }) {
+		usable := make([]Node, 0, len(in))
+		for _, n := range in {
+			if n.Unusable != nil {
+				unusable = append(unusable, Rejection{Node: n.Name, Reason: n.Unusable})
+			} else {
+				usable = append(usable, n)
+			}
+		}
+		in = usable
+	}
 
 	s := &state{
 		nodes:       make([]node, len(in)),
@@ -117,6 +137,7 @@ func newState(p Problem) *state {
 		replicaLoad: rl,
 		classes:     map[classKey]*heapOf[entry]{},
 		cnt:         make([]int, len(in)),
+		unusable:    unusable,
 	}
 	for i, n := range in {
 		weight, reserve := 1.0, 0
@@ -152,6 +173,9 @@ func newState(p Problem) *state {
 func compareNodes(a, b Node) int {
 	return cmp.Or(
 		strings.Compare(a.Name, b.Name),
+		// Of two Nodes with one name, an unusable one wins: a node some
+		// report says is no use is not filled on the word of another.
+		compareUnusable(a.Unusable, b.Unusable),
 		strings.Compare(a.Pool, b.Pool),
 		cmp.Compare(a.GPUs, b.GPUs),
 		cmp.Compare(a.Used, b.Used),
@@ -159,6 +183,20 @@ func compareNodes(a, b Node) int {
 		strings.Compare(a.Product, b.Product),
 		cmp.Compare(a.Connections, b.Connections),
 	)
+}
+
+// compareUnusable orders unusable before usable, then by kind and text.
+// Texts are only made for two unusable Nodes of one name.
+func compareUnusable(a, b Reason) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return 1
+	case b == nil:
+		return -1
+	}
+	return cmp.Or(strings.Compare(reasonKind(a), reasonKind(b)), strings.Compare(a.Message(), b.Message()))
 }
 
 func (n *node) rescore(replicaLoad float64) {
@@ -627,11 +665,17 @@ func (s *state) localNodes(r *request, pl Placement) []string {
 
 // rejections says, for every node, why it cannot take one more replica of
 // r, checking pool, memory, max_per_node and GPUs in that order so each node
-// gets its most fundamental reason.
+// gets its most fundamental reason. Unusable nodes give their Unusable
+// reason, merged in by name.
 func (s *state) rejections(r *request) []Rejection {
-	out := make([]Rejection, 0, len(s.nodes))
+	out := make([]Rejection, 0, len(s.nodes)+len(s.unusable))
+	un := s.unusable
 	for x := range s.nodes {
 		n := &s.nodes[x]
+		for len(un) > 0 && un[0].Node < n.name {
+			out = append(out, un[0])
+			un = un[1:]
+		}
 		var why Reason
 		switch {
 		case !r.allows(n.pool):
@@ -653,7 +697,7 @@ func (s *state) rejections(r *request) []Rejection {
 		}
 		out = append(out, Rejection{Node: n.name, Reason: why})
 	}
-	return out
+	return append(out, un...)
 }
 
 // heapOf is a binary min-heap ordered by less. It is used instead of

@@ -1,6 +1,7 @@
 package schedule
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -14,7 +15,10 @@ const GPUResource = "nvidia.com/gpu"
 
 // Reason is a typed rejection of one node for one replica. The concrete
 // types are InsufficientResource, InsufficientGPUMemory, PoolNotAllowed and
-// MaxPerNodeReached; callers that need more than the text type-switch on them.
+// MaxPerNodeReached, which Place finds, and the node reasons
+// NodeUnschedulable, NodeNotReady, UntoleratedTaint, NoAllocatableGPUs and
+// NoMatchingPool, which the caller sets as Node.Unusable; callers that need
+// more than the text type-switch on them.
 type Reason interface{ Message() string }
 
 // InsufficientResource: the node has too few free GPUs for one replica.
@@ -89,6 +93,103 @@ func (r MaxPerNodeReached) Message() string {
 
 func (r MaxPerNodeReached) String() string { return r.Message() }
 
+// The node reasons say why a node is no use to any replica, whatever it
+// asks for. An observer (the kube target) sets them as Node.Unusable; Place
+// reports them as the node's rejection. Their summaries in Unplaced.String
+// read like kube-scheduler's, e.g. "3 node(s) were unschedulable".
+
+// NodeUnschedulable: the node is cordoned (spec.unschedulable).
+type NodeUnschedulable struct{}
+
+// Message is kube-scheduler's "node(s) were unschedulable".
+func (NodeUnschedulable) Message() string { return "node(s) were unschedulable" }
+
+func (r NodeUnschedulable) String() string { return r.Message() }
+
+// NodeNotReady: the node's Ready condition is not True.
+type NodeNotReady struct{}
+
+// Message is "node(s) were not ready".
+func (NodeNotReady) Message() string { return "node(s) were not ready" }
+
+func (r NodeNotReady) String() string { return r.Message() }
+
+// UntoleratedTaint: the node has a NoSchedule or NoExecute taint that
+// Gantry's pods do not tolerate (the first such taint).
+type UntoleratedTaint struct {
+	Key    string
+	Value  string
+	Effect string // NoSchedule or NoExecute
+}
+
+// Message is e.g. "node has untolerated taint dedicated=train:NoSchedule",
+// the taint as kubectl prints it.
+func (r UntoleratedTaint) Message() string {
+	t := r.Key
+	if r.Value != "" {
+		t += "=" + r.Value
+	}
+	return "node has untolerated taint " + t + ":" + r.Effect
+}
+
+func (r UntoleratedTaint) String() string { return r.Message() }
+
+// NoAllocatableGPUs: the node looks like a GPU node (it has the resource in
+// its capacity, or GPU feature discovery labels it) but has no allocatable
+// GPUs. Reported is the GPU count something else reports (GPU feature
+// discovery's label), "" when nothing does.
+type NoAllocatableGPUs struct {
+	Reported string
+}
+
+// Message is e.g. `node has no allocatable nvidia.com/gpu (GPU feature
+// discovery reports "4" GPUs; is the device plugin running?)`.
+func (r NoAllocatableGPUs) Message() string {
+	if r.Reported == "" {
+		return "node has no allocatable " + GPUResource
+	}
+	return fmt.Sprintf("node has no allocatable %s (GPU feature discovery reports %q GPUs; is the device plugin running?)",
+		GPUResource, r.Reported)
+}
+
+func (r NoAllocatableGPUs) String() string { return r.Message() }
+
+// NoMatchingPool: node pools are declared and the node matches none of
+// their selectors, so it is not Gantry's to use.
+type NoMatchingPool struct{}
+
+// Message is "node matches no node_pool selector".
+func (NoMatchingPool) Message() string { return "node matches no node_pool selector" }
+
+func (r NoMatchingPool) String() string { return r.Message() }
+
+// nodeReasonJSON is how a node reason is written when a Node is marshalled
+// (planner.Observed.Digest): its kind and text, so that two reasons without
+// fields still differ.
+type nodeReasonJSON struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
+func marshalNodeReason(r Reason) ([]byte, error) {
+	return json.Marshal(nodeReasonJSON{Kind: reasonKind(r), Message: r.Message()})
+}
+
+// MarshalJSON writes {"kind", "message"}.
+func (r NodeUnschedulable) MarshalJSON() ([]byte, error) { return marshalNodeReason(r) }
+
+// MarshalJSON writes {"kind", "message"}.
+func (r NodeNotReady) MarshalJSON() ([]byte, error) { return marshalNodeReason(r) }
+
+// MarshalJSON writes {"kind", "message"}.
+func (r UntoleratedTaint) MarshalJSON() ([]byte, error) { return marshalNodeReason(r) }
+
+// MarshalJSON writes {"kind", "message"}.
+func (r NoAllocatableGPUs) MarshalJSON() ([]byte, error) { return marshalNodeReason(r) }
+
+// MarshalJSON writes {"kind", "message"}.
+func (r NoMatchingPool) MarshalJSON() ([]byte, error) { return marshalNodeReason(r) }
+
 // String is "node: message".
 func (r Rejection) String() string {
 	if r.Reason == nil {
@@ -98,10 +199,12 @@ func (r Rejection) String() string {
 }
 
 // String summarises the rejections the way the kube-scheduler's FitError
-// does, e.g. "0/5 nodes are available: 3 Insufficient nvidia.com/gpu, 2
-// node(s) not in allowed pools". Reasons are counted per kind, most frequent
-// first, ties by text, so the line is stable. Every node is a rejected node:
-// a replica stays unplaced only when no node can take it.
+// does, e.g. "0/5 nodes are available: 3 node(s) were unschedulable, 1
+// Insufficient nvidia.com/gpu, 1 node(s) had untolerated taint {dedicated:
+// train}". Reasons are counted per kind (untolerated taints per distinct
+// key and value), most frequent first, ties by text, so the line is stable.
+// Every node is a rejected node, unusable ones included: a replica stays
+// unplaced only when no node can take it.
 func (u Unplaced) String() string {
 	if len(u.Rejected) == 0 {
 		return "0/0 nodes are available: no nodes"
@@ -145,6 +248,15 @@ func reasonSummary(r Reason) string {
 		return "node(s) not in allowed pools"
 	case MaxPerNodeReached:
 		return "node(s) at max_per_node for the release"
+	case NodeUnschedulable, NodeNotReady:
+		return r.Message()
+	case UntoleratedTaint:
+		// kube-scheduler's wording: key and value, not the effect.
+		return "node(s) had untolerated taint {" + r.Key + ": " + r.Value + "}"
+	case NoAllocatableGPUs:
+		return "node(s) had no allocatable " + GPUResource
+	case NoMatchingPool:
+		return "node(s) matched no node_pool selector"
 	case Recorded:
 		if r.Summary != "" {
 			return r.Summary

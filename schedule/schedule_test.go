@@ -552,6 +552,8 @@ func checkInvariants(t *testing.T, name string, p Problem, res Result) {
 			switch {
 			case !ok:
 				t.Fatalf("%s: %s on unknown node %s", name, r.Release, node)
+			case nd.Unusable != nil:
+				t.Fatalf("%s: %s on unusable node %s (%s)", name, r.Release, node, nd.Unusable.Message())
 			case c <= 0:
 				t.Fatalf("%s: %s has %d on %s", name, r.Release, c, node)
 			case len(r.Pools) > 0 && !contains(r.Pools, nd.Pool):
@@ -577,6 +579,11 @@ func checkInvariants(t *testing.T, name string, p Problem, res Result) {
 	for _, u := range res.Unplaced {
 		if len(u.Rejected) != len(byName) {
 			t.Fatalf("%s: %s rejected %d of %d nodes", name, u.Release, len(u.Rejected), len(byName))
+		}
+		for _, rj := range u.Rejected {
+			if why := byName[rj.Node].Unusable; why != nil && rj.Reason != why {
+				t.Fatalf("%s: %s: unusable node %s rejected for %v, want %v", name, u.Release, rj.Node, rj.Reason, why)
+			}
 		}
 	}
 }
@@ -634,6 +641,11 @@ func randomProblem(rng *rand.Rand) Problem {
 		}
 	}
 	nodes := 1 + rng.IntN(15)
+	// Most nodes usable; the others for one of the node reasons, two of
+	// them taints that count apart.
+	unusable := []Reason{nil, nil, nil, nil, nil, nil, nil, nil, NodeUnschedulable{}, NodeNotReady{},
+		UntoleratedTaint{"dedicated", "train", "NoSchedule"}, UntoleratedTaint{"gpu-broken", "", "NoExecute"},
+		NoAllocatableGPUs{Reported: "4"}, NoMatchingPool{}}
 	var names []string
 	for i := range nodes {
 		name := fmt.Sprintf("n%02d", i)
@@ -649,6 +661,7 @@ func randomProblem(rng *rand.Rand) Problem {
 			Used:        rng.IntN(4),
 			GPUMemory:   mems[rng.IntN(len(mems))],
 			Connections: float64(rng.IntN(6)),
+			Unusable:    unusable[rng.IntN(len(unusable))],
 		})
 	}
 	names = append(names, "gone")

@@ -21,6 +21,13 @@ type Node struct {
 	// node.status.images), by digest ("sha256:…"), with their size in
 	// bytes (0 = unknown). See Problem.ImageLocality.
 	Images map[string]int64 `json:",omitempty"`
+	// Unusable, when set, says why placement may not use the node at all
+	// (cordoned, not Ready, an untolerated taint, …; see NodeUnschedulable
+	// and the other node reasons). Place never keeps or puts a replica on
+	// it, counts none of its GPUs, and reports the reason as the node's
+	// rejection for every request left unplaced, so that "0/N nodes" counts
+	// every GPU node. nil: the node is usable.
+	Unusable Reason `json:",omitempty"`
 }
 
 // Pool holds per-pool settings.
@@ -164,6 +171,16 @@ func reasonKind(r Reason) string {
 		return "PoolNotAllowed"
 	case MaxPerNodeReached:
 		return "MaxPerNodeReached"
+	case NodeUnschedulable:
+		return "NodeUnschedulable"
+	case NodeNotReady:
+		return "NodeNotReady"
+	case UntoleratedTaint:
+		return "UntoleratedTaint"
+	case NoAllocatableGPUs:
+		return "NoAllocatableGPUs"
+	case NoMatchingPool:
+		return "NoMatchingPool"
 	case Recorded:
 		return v.Kind
 	}
