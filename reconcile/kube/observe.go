@@ -39,19 +39,24 @@ type Observation struct {
 	// status.availableReplicas (0 when the status does not say), and
 	// Version its resourceVersion.
 	Objects []planner.Object
-	// Nodes are the GPU nodes placement may use, sorted by name.
+	// Nodes are the GPU nodes, sorted by name. Those placement may not
+	// use have Unusable set (schedule.NodeUnschedulable, …): placement
+	// puts nothing on them and names them, with the reason, in an
+	// unplaced release's message ("0/5 nodes are available: 3 node(s)
+	// were unschedulable, …"). Nodes without GPUs are not listed.
 	Nodes []schedule.Node
-	// Skipped are the GPU nodes placement may not use, with the reason,
-	// sorted by name. Nodes without GPUs are not listed.
+	// Skipped are the nodes of Nodes with Unusable set, with the reason's
+	// text, sorted by name.
 	Skipped []SkippedNode
 	// Shards is the rollout state of every managed Deployment, by name.
 	Shards []ShardStatus
 }
 
-// SkippedNode is a GPU node Observe left out of Nodes.
+// SkippedNode is a GPU node placement may not use.
 type SkippedNode struct {
 	Name   string
-	Reason string
+	Reason string // Why's message
+	Why    schedule.Reason
 }
 
 // Observe reads the GPU nodes, the pods that hold GPUs, and the managed
@@ -67,9 +72,11 @@ type SkippedNode struct {
 // pending pods bound to the node that Gantry does not manage in namespace;
 // pods that Gantry manages in other namespaces count as used too.
 //
-// A node is skipped when it is cordoned, not Ready, has a NoSchedule or
+// A node is unusable (Node.Unusable, and listed in Skipped) when it is
+// cordoned, not Ready, has no allocatable GPU, has a NoSchedule or
 // NoExecute taint that shards do not tolerate (they tolerate only
-// nvidia.com/gpu), has no allocatable GPU, or matches no pool. Pools: a node
+// nvidia.com/gpu), or matches no pool: the first of these, in this order.
+// Pools: a node
 // belongs to the first pool, by name, whose selector labels it all carries
 // (a pool without a selector takes every GPU node). When pools is empty,
 // every GPU node is usable with Pool "". When pools is not empty, a node
@@ -208,7 +215,9 @@ func containerGPUs(c *corev1.Container) int64 {
 	return 0
 }
 
-// gpuNodes turns Node objects into placement's view. Pure; see Observe.
+// gpuNodes turns Node objects into placement's view: every GPU node,
+// those placement may not use with Unusable set, and those again as
+// skipped. Pure; see Observe.
 func gpuNodes(nodes []corev1.Node, used map[string]int, pools []spec.NodePool) ([]schedule.Node, []SkippedNode) {
 	sorted := append([]spec.NodePool(nil), pools...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
@@ -222,37 +231,34 @@ func gpuNodes(nodes []corev1.Node, used map[string]int, pools []spec.NodePool) (
 		if !hasAlloc && !hasCap && !hasCount {
 			continue // not a GPU node
 		}
-		skip := func(reason string) { skipped = append(skipped, SkippedNode{Name: n.Name, Reason: reason}) }
 		gpus := int(alloc.Value())
-		switch {
+		pool, inPool := poolOf(n.Labels, sorted)
+		var why schedule.Reason
+		switch t, tainted := untoleratedTaint(n.Spec.Taints); {
 		case n.Spec.Unschedulable:
-			skip("cordoned (spec.unschedulable)")
-			continue
+			why = schedule.NodeUnschedulable{}
 		case !nodeReady(n):
-			skip("not Ready")
-			continue
+			why = schedule.NodeNotReady{}
 		case gpus <= 0:
-			skip(fmt.Sprintf("no allocatable %s (GPU feature discovery reports %q GPUs; is the device plugin running?)", planner.GPUResource, count))
-			continue
+			why = schedule.NoAllocatableGPUs{Reported: count}
+		case tainted:
+			why = schedule.UntoleratedTaint{Key: t.Key, Value: t.Value, Effect: string(t.Effect)}
+		case !inPool:
+			why = schedule.NoMatchingPool{}
 		}
-		if t, ok := untoleratedTaint(n.Spec.Taints); ok {
-			skip(fmt.Sprintf("taint %s that shards do not tolerate", taintString(t)))
-			continue
-		}
-		pool, ok := poolOf(n.Labels, sorted)
-		if !ok {
-			skip("matches no node_pool selector")
-			continue
+		if why != nil {
+			skipped = append(skipped, SkippedNode{Name: n.Name, Reason: why.Message(), Why: why})
 		}
 		out = append(out, schedule.Node{
 			Name:      n.Name,
 			Pool:      pool,
-			GPUs:      gpus,
+			GPUs:      max(gpus, 0),
 			Used:      used[n.Name],
 			GPUMemory: gpuMemory(n.Labels[LabelGPUMemory]),
 			Product:   n.Labels[LabelGPUProduct],
 			Hostname:  hostname(n),
 			Images:    nodeImages(n),
+			Unusable:  why,
 		})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -282,13 +288,6 @@ func untoleratedTaint(taints []corev1.Taint) (corev1.Taint, bool) {
 		return t, true
 	}
 	return corev1.Taint{}, false
-}
-
-func taintString(t corev1.Taint) string {
-	if t.Value == "" {
-		return t.Key + ":" + string(t.Effect)
-	}
-	return t.Key + "=" + t.Value + ":" + string(t.Effect)
 }
 
 // poolOf returns the first pool (pools are sorted by name) whose selector

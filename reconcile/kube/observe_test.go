@@ -2,6 +2,8 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -68,6 +70,19 @@ func node(name string, labels map[string]string, gpus int, mut ...func(*corev1.N
 	return n
 }
 
+// usableNodes are the nodes placement may use: the control plane is
+// shared, and the nodes of other tests are there too, unusable (they match
+// none of this test's pools).
+func usableNodes(nodes []schedule.Node) []schedule.Node {
+	var out []schedule.Node
+	for _, n := range nodes {
+		if n.Unusable == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 func TestGPUNodes(t *testing.T) {
 	a100 := map[string]string{LabelGPUProduct: "NVIDIA-A100-SXM4-80GB", LabelGPUMemory: "81920"}
 	l4 := map[string]string{LabelGPUProduct: "NVIDIA-L4", LabelGPUMemory: "23034"}
@@ -107,11 +122,20 @@ func TestGPUNodes(t *testing.T) {
 	}
 	used := map[string]int{"z-a100": 3, "elsewhere": 1}
 	got, skipped := gpuNodes(nodes, used, pools)
+	a100Node := func(name string, why schedule.Reason) schedule.Node {
+		return schedule.Node{Name: name, Pool: "a100", GPUs: 8, GPUMemory: 80 << 30, Product: "NVIDIA-A100-SXM4-80GB", Unusable: why}
+	}
 	want := []schedule.Node{
 		{Name: "bad-memory", Pool: "l4", GPUs: 2, Product: "NVIDIA-L4"},
 		{Name: "both", Pool: "a100", GPUs: 8, GPUMemory: 80 << 30, Product: "NVIDIA-A100-SXM4-80GB"},
+		a100Node("cordoned", schedule.NodeUnschedulable{}),
 		{Name: "gpu-tainted", Pool: "l4", GPUs: 4, GPUMemory: 23034 << 20, Product: "NVIDIA-L4"},
 		{Name: "l4-1", Pool: "l4", GPUs: 4, GPUMemory: 23034 << 20, Product: "NVIDIA-L4", Images: map[string]int64{"sha256:aaaa": 5 << 30}},
+		{Name: "nopool", GPUs: 8, Product: "NVIDIA-H100", Unusable: schedule.NoMatchingPool{}},
+		a100Node("noready", schedule.NodeNotReady{}),
+		a100Node("notready", schedule.NodeNotReady{}),
+		{Name: "plugin-down", Pool: "l4", Product: "NVIDIA-L4", Unusable: schedule.NoAllocatableGPUs{Reported: "4"}},
+		a100Node("training", schedule.UntoleratedTaint{Key: "dedicated", Value: "training", Effect: "NoSchedule"}),
 		{Name: "z-a100", Pool: "a100", GPUs: 8, Used: 3, GPUMemory: 80 << 30, Product: "NVIDIA-A100-SXM4-80GB"},
 	}
 	if d := cmp.Diff(want, got); d != "" {
@@ -120,33 +144,35 @@ func TestGPUNodes(t *testing.T) {
 	reasons := map[string]string{}
 	for _, s := range skipped {
 		reasons[s.Name] = s.Reason
-	}
-	wantReasons := map[string]string{
-		"cordoned":    "cordoned",
-		"noready":     "not Ready",
-		"nopool":      "matches no node_pool",
-		"notready":    "not Ready",
-		"plugin-down": `no allocatable nvidia.com/gpu (GPU feature discovery reports "4" GPUs`,
-		"training":    "taint dedicated=training:NoSchedule",
-	}
-	if len(reasons) != len(wantReasons) {
-		t.Errorf("skipped %v, want %v", reasons, wantReasons)
-	}
-	for name, want := range wantReasons {
-		if !strings.Contains(reasons[name], want) {
-			t.Errorf("%s skipped for %q, want %q", name, reasons[name], want)
+		if s.Why == nil || s.Why.Message() != s.Reason {
+			t.Errorf("skipped %s: reason %q, why %v", s.Name, s.Reason, s.Why)
 		}
 	}
-
-	// Without pools every usable GPU node is in pool "".
-	got, _ = gpuNodes(nodes, nil, nil)
-	if len(got) != 6 {
-		t.Errorf("no pools: %d nodes, want 6 (the 5 above and nopool)", len(got))
+	wantReasons := map[string]string{
+		"cordoned":    "node(s) were unschedulable",
+		"noready":     "node(s) were not ready",
+		"nopool":      "node matches no node_pool selector",
+		"notready":    "node(s) were not ready",
+		"plugin-down": `node has no allocatable nvidia.com/gpu (GPU feature discovery reports "4" GPUs; is the device plugin running?)`,
+		"training":    "node has untolerated taint dedicated=training:NoSchedule",
 	}
+	if d := cmp.Diff(wantReasons, reasons); d != "" {
+		t.Errorf("skipped (-want +got):\n%s", d)
+	}
+
+	// Without pools every GPU node is in pool "", and nopool is usable.
+	got, _ = gpuNodes(nodes, nil, nil)
+	usable := 0
 	for _, n := range got {
 		if n.Pool != "" {
 			t.Errorf("no pools: %s in pool %q", n.Name, n.Pool)
 		}
+		if n.Unusable == nil {
+			usable++
+		}
+	}
+	if len(got) != 11 || usable != 6 {
+		t.Errorf("no pools: %d nodes, %d usable, want 11 and 6 (the 5 above and nopool)", len(got), usable)
 	}
 }
 
@@ -215,9 +241,21 @@ func TestObserveNodesAndPods(t *testing.T) {
 	want := []schedule.Node{
 		// training 2 + queued 1 + other-gantry 1
 		{Name: a1, Pool: "a100", GPUs: 8, Used: 4, GPUMemory: 80 << 30, Product: "NVIDIA-A100-SXM4-80GB"},
+		{Name: ns + "-cordoned", Pool: "l4", GPUs: 4, Product: "NVIDIA-L4", Unusable: schedule.NodeUnschedulable{}},
+		{Name: ns + "-down", Pool: "l4", GPUs: 4, Product: "NVIDIA-L4", Unusable: schedule.NodeNotReady{}},
 		{Name: ns + "-l1", Pool: "l4", GPUs: 4, GPUMemory: 23034 << 20, Product: "NVIDIA-L4"},
 	}
-	if d := cmp.Diff(want, obs.Nodes); d != "" {
+	// The control plane is shared: other tests' nodes match none of
+	// these pools and are there too, as unusable.
+	var mineNodes []schedule.Node
+	for _, n := range obs.Nodes {
+		if strings.HasPrefix(n.Name, ns+"-") {
+			mineNodes = append(mineNodes, n)
+		} else if n.Unusable == nil {
+			t.Errorf("another test's node %s is usable", n.Name)
+		}
+	}
+	if d := cmp.Diff(want, mineNodes); d != "" {
 		t.Errorf("nodes (-want +got):\n%s", d)
 	}
 	skipped := map[string]string{}
@@ -226,10 +264,83 @@ func TestObserveNodesAndPods(t *testing.T) {
 			skipped[strings.TrimPrefix(s.Name, ns+"-")] = s.Reason
 		}
 	}
-	if d := cmp.Diff(map[string]string{"cordoned": "cordoned (spec.unschedulable)", "down": "not Ready"}, skipped); d != "" {
+	if d := cmp.Diff(map[string]string{"cordoned": "node(s) were unschedulable", "down": "node(s) were not ready"}, skipped); d != "" {
 		t.Errorf("skipped (-want +got):\n%s", d)
 	}
 	if len(obs.Objects) != 0 {
 		t.Errorf("objects %v in a namespace Gantry has not applied to", obs.Objects)
+	}
+}
+
+// TestUnplacedNamesUnusableNodes: the nodes placement may not use count in
+// an unplaced release's message, each for its reason, the way
+// kube-scheduler counts them, in the plan's warning and its JSON.
+func TestUnplacedNamesUnusableNodes(t *testing.T) {
+	c := cluster(t)
+	ns := namespaceName(t)
+	mine := map[string]string{"gantry.test/cluster": ns}
+	l4 := func(name string) gpuNode {
+		return gpuNode{name: ns + "-" + name, labels: mine, gpus: 4, product: "NVIDIA-L4", memMiB: 23034}
+	}
+	cordoned, tainted, down := l4("cordoned"), l4("tainted"), l4("down")
+	cordoned.unschedulable = true
+	tainted.taints = []corev1.Taint{{Key: "dedicated", Value: "train", Effect: corev1.TaintEffectNoSchedule}}
+	down.notReady = true
+	createNodes(t, l4("n1"), l4("n2"), cordoned, tainted, down)
+	// 5 replicas of 1 GPU, at most 2 a node: n1 and n2 take 4.
+	cfg := specs(t, ns, map[string]int{"chat": 5})
+
+	obs, err := c.Observe(context.Background(), ns, cfg.Pools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Other tests' nodes are in the shared control plane too (unusable:
+	// they match no pool of this test); leave them out so the counts are
+	// this test's.
+	var nodes []schedule.Node
+	for _, n := range obs.Nodes {
+		if strings.HasPrefix(n.Name, ns+"-") {
+			nodes = append(nodes, n)
+		}
+	}
+	p, err := planner.Build(*cfg, planner.Observed{Objects: obs.Objects, Nodes: nodes, Artifacts: artifacts(cfg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const why = "0/5 nodes are available: 2 node(s) at max_per_node for the release, " +
+		"1 node(s) had untolerated taint {dedicated: train}, 1 node(s) were not ready, 1 node(s) were unschedulable"
+	if want := "release chat: 1 of 5 replicas cannot be placed: " + why; !slices.Contains(p.Warnings, want) {
+		t.Errorf("warnings %q, want %q", p.Warnings, want)
+	}
+	if len(p.Releases) != 1 || p.Releases[0].Unplaced == nil {
+		t.Fatalf("releases %+v: want chat unplaced", p.Releases)
+	}
+	rp := p.Releases[0]
+	if got := rp.Unplaced.String(); got != why {
+		t.Errorf("Unplaced.String() = %q, want %q", got, why)
+	}
+	if d := cmp.Diff(schedule.Placement{ns + "-n1": 2, ns + "-n2": 2}, rp.Placement); d != "" {
+		t.Errorf("placement (-want +got):\n%s", d)
+	}
+	// The JSON plan names each node's reason; read back, it counts alike.
+	b, err := json.Marshal(rp.Unplaced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, frag := range []string{
+		`{"node":"` + ns + `-cordoned","kind":"NodeUnschedulable","message":"node(s) were unschedulable","summary":"node(s) were unschedulable"}`,
+		`{"node":"` + ns + `-down","kind":"NodeNotReady","message":"node(s) were not ready","summary":"node(s) were not ready"}`,
+		`{"node":"` + ns + `-tainted","kind":"UntoleratedTaint","message":"node has untolerated taint dedicated=train:NoSchedule","summary":"node(s) had untolerated taint {dedicated: train}"}`,
+	} {
+		if !strings.Contains(string(b), frag) {
+			t.Errorf("unplaced JSON %s\nlacks %s", b, frag)
+		}
+	}
+	var back schedule.Unplaced
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if got := back.String(); got != why {
+		t.Errorf("read back: %q, want %q", got, why)
 	}
 }
