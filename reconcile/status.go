@@ -113,6 +113,10 @@ type NodeUse struct {
 	GPUs     int            `json:"gpus"`
 	Used     int            `json:"used"`     // by others
 	Releases map[string]int `json:"releases"` // release -> GPUs
+	// Unusable says why placement may not use the node (cordoned, not
+	// ready, …; schedule.Node.Unusable); "" when it may. None of an
+	// unusable node's GPUs are free.
+	Unusable string `json:"unusable,omitempty"`
 }
 
 // Status is what the engine last did, for the status page and /api/status.
@@ -188,6 +192,9 @@ func nodeUse(nodes []schedule.Node, releases []planner.ReleasePlan, cfg *spec.Co
 	out := make([]NodeUse, 0, len(nodes))
 	for _, n := range nodes {
 		u := NodeUse{Name: n.Name, Pool: n.Pool, GPUs: n.GPUs, Used: n.Used, Releases: map[string]int{}}
+		if n.Unusable != nil {
+			u.Unusable = n.Unusable.Message()
+		}
 		for _, r := range releases {
 			if c := r.Placement[n.Name]; c > 0 {
 				u.Releases[r.Name] = c * gpus[r.Name]

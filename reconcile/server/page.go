@@ -140,6 +140,7 @@ type gridRow struct {
 	Rest       int // GPUs of Gantry releases without a column
 	Hosted     []hosted
 	Free       int
+	Unusable   string // why placement may not use the node; "" if it may
 }
 
 type hosted struct {
@@ -171,7 +172,9 @@ func makePools(nodes []reconcile.NodeUse) []poolRow {
 		p.GPUs += n.GPUs
 		p.Gantry += g
 		p.Other += n.Used
-		p.Free += n.GPUs - n.Used - g
+		if n.Unusable == "" { // an unusable node's GPUs are no one's to take
+			p.Free += n.GPUs - n.Used - g
+		}
 	}
 	out := make([]poolRow, 0, len(byPool))
 	for _, k := range slices.Sorted(maps.Keys(byPool)) {
@@ -190,7 +193,7 @@ func makeGrid(nodes []reconcile.NodeUse, columns []string, inView map[string]boo
 		}
 	}
 	for _, n := range nodes {
-		row := gridRow{Node: n.Name, Pool: n.Pool, GPUs: n.GPUs, Used: n.Used, Free: n.GPUs - n.Used}
+		row := gridRow{Node: n.Name, Pool: n.Pool, GPUs: n.GPUs, Used: n.Used, Free: n.GPUs - n.Used, Unusable: n.Unusable}
 		for _, r := range g.Releases {
 			row.Cells = append(row.Cells, n.Releases[r])
 		}
@@ -202,6 +205,9 @@ func makeGrid(nodes []reconcile.NodeUse, columns []string, inView map[string]boo
 			} else if !col[r] {
 				row.Rest += c
 			}
+		}
+		if row.Unusable != "" {
+			row.Free = 0
 		}
 		g.Rest = g.Rest || row.Rest > 0
 		g.Rows = append(g.Rows, row)
