@@ -355,7 +355,7 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 			case o.Kind == "Deployment" && versionOf(o) != ro.version:
 				return fmt.Sprintf("version %s of %s gave its last replicas on node %s to version %s", versionOf(o), r.Name, shardNode(o), ro.version)
 			case o.Kind == "Deployment":
-				return fmt.Sprintf("node %s no longer holds replicas of %s", shardNode(o), r.Name)
+				return p.leaveReason(o, r.Name)
 			}
 			return fmt.Sprintf("%s no longer wants %s %s", r.Name, o.Kind, o.Name)
 		})
@@ -379,7 +379,7 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 		return rp, nil, nil, err
 	}
 	changes, warnings := p.objectChanges(i, &rp, objs, warnings, func(o Object) string {
-		return fmt.Sprintf("node %s no longer holds replicas of %s", shardNode(o), r.Name)
+		return p.leaveReason(o, r.Name)
 	})
 	p.Memo.remember(r.Name, inputs, live, len(changes) == 0 && rp.Unplaced == nil)
 	return rp, changes, warnings, nil

@@ -1,6 +1,7 @@
 package planner
 
 import (
+	"fmt"
 	"sort"
 
 	"github.com/gantry-dev/gantry/schedule"
@@ -89,4 +90,21 @@ func liveHostname(o Object) string {
 	sel, _ := ps["nodeSelector"].(map[string]any)
 	h, _ := sel["kubernetes.io/hostname"].(string)
 	return h
+}
+
+// leaveReason says why a release's shard on a node goes: the node's
+// reason when placement may not use it, or that the node is gone, or
+// that placement moved the replicas.
+func (p *Prepared) leaveReason(o Object, release string) string {
+	node := shardNode(o)
+	for _, n := range p.observed.Nodes {
+		if n.Name != node {
+			continue
+		}
+		if n.Unusable != nil {
+			return fmt.Sprintf("node %s no longer holds replicas of %s: %s", node, release, n.Unusable.Message())
+		}
+		return fmt.Sprintf("node %s no longer holds replicas of %s: placement moved them", node, release)
+	}
+	return fmt.Sprintf("node %s no longer holds replicas of %s: the node is gone", node, release)
 }

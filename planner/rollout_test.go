@@ -612,6 +612,19 @@ func TestMovesMakeBeforeBreak(t *testing.T) {
 		if p := w.plan(cfg5); deploymentSummary(p).Destroy != 0 {
 			t.Fatalf("deleted before the replacement serves: %+v", p.Actions)
 		}
+		w.ready()
+		del := false
+		for _, a := range w.plan(cfg5).Actions {
+			if a.Type == Delete {
+				del = true
+				if !strings.HasSuffix(a.Reason, ": the node is gone") {
+					t.Errorf("delete reason %q", a.Reason)
+				}
+			}
+		}
+		if !del {
+			t.Errorf("%s gone: no delete once the replacement serves", gone)
+		}
 		w.converge(cfg5, 4)
 		for _, o := range w.objs {
 			if o.Kind == "Deployment" && shardNode(o) == gone {
