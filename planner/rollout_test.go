@@ -35,14 +35,23 @@ func newRolloutWorld(t *testing.T) *rolloutWorld {
 // rollout block set directly (its HCL decoding is spec's concern).
 func rolloutConfig(t *testing.T, digestByte byte, ro *spec.Rollout) *spec.Config {
 	t.Helper()
-	root := t.TempDir()
 	var b strings.Builder
 	b.WriteString("gantry {\n  namespace = \"llm\"\n}\nnode_pool \"a\" {\n  selector = { p = \"a\" }\n  reserve = 1\n}\n")
 	for i := 0; i < 4; i++ {
 		fmt.Fprintf(&b, "node \"gpu-%d\" {\n  pool = \"a\"\n  gpus = 2\n  gpu_memory = \"80Gi\"\n}\n", i)
 	}
 	fmt.Fprintf(&b, "release \"chat\" {\n  model {\n    source = \"m.gguf\"\n    format = \"gguf\"\n    digest = \"sha256:%064x\"\n  }\n  runtime {\n    image = \"llama:server\"\n    port = 8080\n  }\n  replicas = 4\n  resources {\n    gpus = 1\n  }\n  placement {\n    max_per_node = 1\n  }\n}\n", digestByte)
-	if err := os.WriteFile(filepath.Join(root, "main.hcl"), []byte(b.String()), 0o644); err != nil {
+	cfg := loadSpecs(t, b.String())
+	cfg.Releases[0].Rollout = ro
+	return cfg
+}
+
+// loadSpecs loads src as the one spec file of a repository whose model
+// file is m.gguf.
+func loadSpecs(t *testing.T, src string) *spec.Config {
+	t.Helper()
+	root := t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, "main.hcl"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(root, "m.gguf"), []byte("GGUF\x03\x00\x00\x00"), 0o644); err != nil {
@@ -52,7 +61,6 @@ func rolloutConfig(t *testing.T, digestByte byte, ro *spec.Rollout) *spec.Config
 	if diags.HasErrors() {
 		t.Fatal(diags.Error())
 	}
-	cfg.Releases[0].Rollout = ro
 	return cfg
 }
 
@@ -118,21 +126,13 @@ func (w *rolloutWorld) apply(p Plan) {
 
 // deploymentSummary counts the plan's Deployment changes.
 func deploymentSummary(p Plan) Summary {
-	var s Summary
+	var only Plan
 	for _, a := range p.Actions {
-		if a.Object == nil || a.Object.Kind != "Deployment" {
-			continue
-		}
-		switch a.Type {
-		case Create:
-			s.Add++
-		case Update:
-			s.Change++
-		case Delete:
-			s.Destroy++
+		if a.Object != nil && a.Object.Kind == "Deployment" {
+			only.Actions = append(only.Actions, a)
 		}
 	}
-	return s
+	return only.Summary()
 }
 
 func templateChanged(a Action) bool {
@@ -514,7 +514,6 @@ func TestRolloutImpossibleCanaryKeepsServing(t *testing.T) {
 // each gets its own canary, and none drops below its replicas.
 func TestRolloutsManyAtOnce(t *testing.T) {
 	mk := func(digest byte) *spec.Config {
-		root := t.TempDir()
 		var b strings.Builder
 		b.WriteString("gantry {\n  namespace = \"llm\"\n}\nnode_pool \"a\" {\n  selector = { p = \"a\" }\n  reserve = 2\n}\n")
 		for i := 0; i < 12; i++ {
@@ -523,17 +522,7 @@ func TestRolloutsManyAtOnce(t *testing.T) {
 		for i := 0; i < 30; i++ {
 			fmt.Fprintf(&b, "release \"r-%02d\" {\n  model {\n    source = \"m.gguf\"\n    format = \"gguf\"\n    digest = \"sha256:%062x%02x\"\n  }\n  runtime {\n    image = \"llama:server\"\n  }\n  replicas = %d\n  resources {\n    gpus = 1\n  }\n  rollout {\n    steps = [{ percent = 50, pause = \"1m\" }, { percent = 100 }]\n  }\n}\n", i, digest, i, 2+i%3)
 		}
-		if err := os.WriteFile(filepath.Join(root, "main.hcl"), []byte(b.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(root, "m.gguf"), []byte("GGUF\x03\x00\x00\x00"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cfg, diags := spec.Load(context.Background(), root, spec.LoadOptions{NoEnv: true})
-		if diags.HasErrors() {
-			t.Fatal(diags.Error())
-		}
-		return cfg
+		return loadSpecs(t, b.String())
 	}
 	w := newRolloutWorld(t)
 	v1, v2 := mk(1), mk(2)
