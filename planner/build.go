@@ -142,6 +142,8 @@ type Prepared struct {
 	// object only if no earlier release wants that ID.
 	owner map[string]int
 	index map[string]int // release name -> index in cfg.Releases
+	// rollouts are the rollout plans of the releases with a rollout block.
+	rollouts map[string]*rolloutPlan
 
 	// Memo, if set, lets Build skip rendering and diffing the releases
 	// it vouches for, and learns from every release Build plans. Set it
@@ -154,7 +156,7 @@ type Prepared struct {
 func Prepare(desired *spec.Config, observed Observed) *Prepared {
 	cfg := desired
 	p := &Prepared{cfg: cfg, observed: observed, live: map[string]Object{}, byRelease: map[string][]string{},
-		unplaced: map[string]schedule.Unplaced{}, hostnames: map[string]string{}, owner: map[string]int{}, index: map[string]int{}}
+		unplaced: map[string]schedule.Unplaced{}, hostnames: map[string]string{}, owner: map[string]int{}, index: map[string]int{}, rollouts: map[string]*rolloutPlan{}}
 
 	// Where replicas run now, from the live shard Deployments.
 	current := map[string]schedule.Placement{}
@@ -232,7 +234,9 @@ func Prepare(desired *spec.Config, observed Observed) *Prepared {
 		p.index[r.Name] = i
 		ids := renderedIDs(r.Name, cfg.Settings.Namespace, p.placement(r.Name))
 		if r.Rollout != nil {
-			ids = p.rolloutIDs(r)
+			ro := p.planRollout(r, p.placement(r.Name))
+			p.rollouts[r.Name] = ro
+			ids = p.rolloutIDs(r, ro)
 		}
 		for _, id := range ids {
 			if _, ok := p.owner[id]; !ok {
@@ -333,17 +337,10 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 
 	in := RenderInput{Release: r, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, Model: model,
 		Placement: rp.Placement, RuntimeDigest: p.observed.Images[r.Runtime.Image], Hostnames: p.hostnames}
-	if r.Rollout == nil {
-		in.Placement, rp.Moving = p.keepWhileMoving(r.Name, rp.Placement)
-		if len(rp.Moving) > 0 {
-			warnings = append(warnings, fmt.Sprintf("release %s: the shards on %s stay until the replicas replacing them are available",
-				r.Name, strings.Join(rp.Moving, ", ")))
-		}
-	}
 	if r.Rollout != nil {
 		// Rollouts are few, and their state moves with the shards'
 		// availability: planned in full, never memoised.
-		ro := p.planRollout(r, rp.Placement)
+		ro := p.rollouts[r.Name]
 		objs, prestage, err := p.renderRollout(in, ro)
 		if err != nil {
 			return rp, nil, nil, err
@@ -363,6 +360,11 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 			changes = append([]Action{*prestage}, changes...)
 		}
 		return rp, changes, warnings, nil
+	}
+	in.Placement, rp.Moving = p.keepWhileMoving(r.Name, rp.Placement)
+	if len(rp.Moving) > 0 {
+		warnings = append(warnings, fmt.Sprintf("release %s: the shards on %s stay until the replicas replacing them are available",
+			r.Name, strings.Join(rp.Moving, ", ")))
 	}
 	var (
 		inputs string

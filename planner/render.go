@@ -84,16 +84,8 @@ func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
 			fmt.Fprintf(&b, "  %-*s  %s\n", width, r.Name, placementString(r))
 		}
 	}
-	rolloutHead := false
-	for _, r := range p.Releases {
-		lines := rolloutText(r)
-		if len(lines) == 0 {
-			continue
-		}
-		if !rolloutHead {
-			b.WriteString("\nRollouts:\n")
-			rolloutHead = true
-		}
+	if lines := rolloutsText(p); len(lines) > 0 {
+		b.WriteString("\nRollouts:\n")
 		for _, l := range lines {
 			fmt.Fprintf(&b, "  %s\n", l)
 		}

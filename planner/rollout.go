@@ -464,20 +464,13 @@ func (p *Prepared) renderRoute(in RenderInput, rp *rolloutPlan, labels, annotati
 	}
 	w := rp.state.Weight
 	backends := []gatewayv1.HTTPBackendRef{ref(canarySvc, w)}
-	if rp.stable != "" && w < 100 {
-		stableSvc := r.Name
-		labelled := false
-		for _, s := range rp.others {
-			if s.version == rp.stable && s.obj.Label(LabelVersion) == rp.stable && podLabel(s.obj, LabelVersion) == rp.stable {
-				labelled = true
-			}
-		}
-		if labelled {
-			if stableSvc, err = mk(rp.stable); err != nil {
+	if backend, own := rp.stableBackend(r.Name); backend != "" {
+		if own {
+			if _, err := mk(rp.stable); err != nil {
 				return Object{}, nil, err
 			}
 		}
-		backends = append(backends, ref(stableSvc, 100-w))
+		backends = append(backends, ref(backend, 100-w))
 	}
 	gw := r.Rollout.Gateway
 	parent := gatewayv1.ParentReference{Name: gatewayv1.ObjectName(gw)}
@@ -495,6 +488,21 @@ func (p *Prepared) renderRoute(in RenderInput, rp *rolloutPlan, labels, annotati
 	}
 	o, err := toObject(route)
 	return o, svcs, err
+}
+
+// stableBackend is the Service the HTTPRoute sends the stable version's
+// share to ("" when it gets none): its own Service when its pods carry the
+// version label (own), else the release's.
+func (rp *rolloutPlan) stableBackend(release string) (name string, own bool) {
+	if rp.stable == "" || rp.state.Weight >= 100 {
+		return "", false
+	}
+	for _, s := range rp.others {
+		if s.version == rp.stable && s.obj.Label(LabelVersion) == rp.stable && podLabel(s.obj, LabelVersion) == rp.stable {
+			return VersionServiceName(release, rp.stable), true
+		}
+	}
+	return release, false
 }
 
 // podLabel is a label of a Deployment's pod template.
@@ -566,10 +574,10 @@ func stepText(s spec.RolloutStep) string {
 	return plural(s.Replicas, "replica")
 }
 
-// rolloutIDs are the IDs of the objects renderRollout returns for r.
-func (p *Prepared) rolloutIDs(r *spec.Release) []string {
+// rolloutIDs are the IDs of the objects renderRollout returns for r and
+// its rollout plan rp.
+func (p *Prepared) rolloutIDs(r *spec.Release, rp *rolloutPlan) []string {
 	ns := p.cfg.Settings.Namespace
-	rp := p.planRollout(r, p.placement(r.Name))
 	id := func(kind, name string) string { return Object{Kind: kind, Namespace: ns, Name: name}.ID() }
 	ids := []string{id("Service", r.Name)}
 	for _, n := range sortedKeys(rp.canary) {
@@ -582,11 +590,21 @@ func (p *Prepared) rolloutIDs(r *spec.Release) []string {
 	}
 	if r.Rollout.Traffic == "gateway" {
 		ids = append(ids, id("Service", VersionServiceName(r.Name, rp.version)), id("HTTPRoute", r.Name))
-		if rp.stable != "" {
-			ids = append(ids, id("Service", VersionServiceName(r.Name, rp.stable)))
+		if backend, own := rp.stableBackend(r.Name); own {
+			ids = append(ids, id("Service", backend))
 		}
 	}
 	return ids
+}
+
+// rolloutsText is the plan's "Rollouts" section: rolloutText of every
+// release with a rollout, in plan order (nil when none has one).
+func rolloutsText(p *Plan) []string {
+	var out []string
+	for _, r := range p.Releases {
+		out = append(out, rolloutText(r)...)
+	}
+	return out
 }
 
 // rolloutText is the plan's account of a rollout: which shards run which
@@ -602,20 +620,13 @@ func rolloutText(r ReleasePlan) []string {
 		head = st.Phase
 	}
 	out = append(out, fmt.Sprintf("%s: %s", r.Name, head))
-	out = append(out, fmt.Sprintf("  version %s: %s (%s) %s", st.Canary, plural(st.CanaryReplicas, "replica"),
-		availText(st.CanaryAvailable), strings.Join(st.CanaryShards, ", ")))
+	out = append(out, fmt.Sprintf("  version %s: %s (%d available) %s", st.Canary, plural(st.CanaryReplicas, "replica"),
+		st.CanaryAvailable, strings.Join(st.CanaryShards, ", ")))
 	if st.Stable != "" {
-		out = append(out, fmt.Sprintf("  version %s: %s after the step (%s now) %s", st.Stable, plural(st.StableReplicas, "replica"),
-			availText(st.StableAvailable), strings.Join(st.StableShards, ", ")))
+		out = append(out, fmt.Sprintf("  version %s: %s after the step (%d available now) %s", st.Stable, plural(st.StableReplicas, "replica"),
+			st.StableAvailable, strings.Join(st.StableShards, ", ")))
 		out = append(out, fmt.Sprintf("  traffic to version %s: %d%%", st.Canary, st.Weight))
 	}
 	out = append(out, "  next: "+st.Next)
 	return out
-}
-
-func availText(n int) string {
-	if n < 0 {
-		return "availability unknown"
-	}
-	return fmt.Sprintf("%d available", n)
 }

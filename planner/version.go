@@ -102,8 +102,8 @@ type RolloutState struct {
 	Step  int `json:"step"`
 	Steps int `json:"steps"`
 	// CanaryReplicas and StableReplicas are what the step wants;
-	// CanaryAvailable and StableAvailable what serves (-1: the target
-	// cannot say).
+	// CanaryAvailable and StableAvailable what serves (a target that
+	// cannot say, a directory, counts every replica as serving).
 	CanaryReplicas  int `json:"canary_replicas"`
 	StableReplicas  int `json:"stable_replicas"`
 	CanaryAvailable int `json:"canary_available"`

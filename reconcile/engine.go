@@ -406,13 +406,8 @@ func unplacedReason(rp planner.ReleasePlan) string {
 // the target does not have what the specs ask. A failure or a gate block
 // says more and stays.
 func markUnplaced(st *ReleaseStatus, rp planner.ReleasePlan, reason string) {
-	if len(rp.Moving) > 0 && reason == "" && (st.State == StateSynced || st.State == StateProgressing) {
-		// Make before break: say which shards wait on their replacements.
-		st.State = StateProgressing
-		st.Reason = fmt.Sprintf("moving: the shards on %s stay until the replicas replacing them are available; %s",
-			strings.Join(rp.Moving, ", "), st.Reason)
-	}
 	if reason == "" {
+		markMoving(st, rp)
 		return
 	}
 	if st.State == StateFailed || st.State == StateBlocked {
@@ -430,6 +425,18 @@ func markUnplaced(st *ReleaseStatus, rp planner.ReleasePlan, reason string) {
 		st.State = StateUnplaceable
 	}
 	st.Reason = reason
+}
+
+// markMoving says, of a release that is fully placed and well, which
+// shards stay until the replicas replacing them are available (make
+// before break): it is progressing, not synced.
+func markMoving(st *ReleaseStatus, rp planner.ReleasePlan) {
+	if len(rp.Moving) == 0 || (st.State != StateSynced && st.State != StateProgressing) {
+		return
+	}
+	st.State = StateProgressing
+	st.Reason = fmt.Sprintf("moving: the shards on %s stay until the replicas replacing them are available; %s",
+		strings.Join(rp.Moving, ", "), st.Reason)
 }
 
 // runRelease builds, gates and pushes the release's model when the
