@@ -105,6 +105,28 @@ func ObjectFromManifest(m map[string]any) (Object, error) {
 	return o, nil
 }
 
+// CopyManifest deep-copies a JSON-shaped manifest (maps, slices and
+// scalars), so that the copy can be changed without touching m.
+func CopyManifest(m map[string]any) map[string]any { return copyJSON(m).(map[string]any) }
+
+func copyJSON(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			out[k] = copyJSON(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = copyJSON(e)
+		}
+		return out
+	}
+	return v
+}
+
 // Model describes the model image one release's pods mount.
 type Model struct {
 	Ref    string // repository:tag

@@ -393,7 +393,7 @@ func (p *Prepared) renderRollout(in RenderInput, rp *rolloutPlan) (objs []Object
 // manifest as it lives, minus what the server owns, so that the update
 // changes replicas and nothing else.
 func keptShard(live Object, replicas int) Object {
-	m := deepCopy(live.Manifest).(map[string]any)
+	m := CopyManifest(live.Manifest)
 	if md, ok := m["metadata"].(map[string]any); ok {
 		for _, k := range []string{"uid", "creationTimestamp", "generation", "resourceVersion", "managedFields", "selfLink"} {
 			delete(md, k)
@@ -409,24 +409,6 @@ func keptShard(live Object, replicas int) Object {
 	o := live
 	o.Manifest, o.Version, o.Available = m, "", nil
 	return o
-}
-
-func deepCopy(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, e := range t {
-			out[k] = deepCopy(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(t))
-		for i, e := range t {
-			out[i] = deepCopy(e)
-		}
-		return out
-	}
-	return v
 }
 
 // VersionServiceName names the Service over one version's pods.

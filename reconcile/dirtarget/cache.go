@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/yaml"
 
+	"github.com/gantry-dev/gantry/planner"
 	"github.com/gantry-dev/gantry/spec"
 )
 
@@ -146,7 +147,7 @@ func (c *manifestCache) decode(dir, name string, data []byte) (map[string]any, p
 		return nil, p, nil
 	}
 	// A copy: the caller may change what it observed.
-	return deepCopy(p.manifest).(map[string]any), p, nil
+	return planner.CopyManifest(p.manifest), p, nil
 }
 
 // keep replaces what is cached for dir with the files an Observe saw, so
@@ -230,25 +231,6 @@ func (c *manifestCache) save(dir, file string) error {
 		return fmt.Errorf("save %s: %w", file, err)
 	}
 	return nil
-}
-
-// deepCopy copies JSON-shaped data.
-func deepCopy(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(t))
-		for k, e := range t {
-			m[k] = deepCopy(e)
-		}
-		return m
-	case []any:
-		l := make([]any, len(t))
-		for i, e := range t {
-			l[i] = deepCopy(e)
-		}
-		return l
-	}
-	return v
 }
 
 // parallel calls f(0) … f(n-1), at most GOMAXPROCS at once, and returns
