@@ -54,15 +54,7 @@ func (v *validator) warnf(subject hcl.Range, summary, format string, args ...any
 // attr returns the range of the value of attribute name inside the block
 // defined at def, or def itself when there is no such attribute.
 func (v *validator) attr(def hcl.Range, name string) hcl.Range {
-	f := v.cfg.Files[def.Filename]
-	if f == nil {
-		return def
-	}
-	body, ok := f.Body.(*hclsyntax.Body)
-	if !ok {
-		return def
-	}
-	if b := v.block(def.Filename, body, def); b != nil {
+	if b := v.syntaxBlock(def); b != nil {
 		if a, ok := b.Body.Attributes[name]; ok {
 			return a.Expr.Range()
 		}
