@@ -65,14 +65,7 @@ func (v *validator) rollout(r *Release) {
 	case ro.Gateway != "" && ro.Traffic == "service":
 		v.errorf(v.attr(ro.DefRange, "gateway"), "gateway without gateway traffic", "gateway is the Gateway of traffic = \"gateway\", but this rollout's traffic is \"service\"; set traffic = \"gateway\" or remove gateway.")
 	}
-	ro.PrestageTimeout = DefaultPrestageTimeout
-	if ro.PrestageTimeoutRaw != "" {
-		d, err := ParseDuration(ro.PrestageTimeoutRaw)
-		if err != nil {
-			v.errorf(v.attr(ro.DefRange, "prestage_timeout"), "Invalid duration", "prestage_timeout: %s", sentence(err))
-		}
-		ro.PrestageTimeout = d
-	}
+	ro.PrestageTimeout = v.duration(ro.DefRange, "prestage_timeout", ro.PrestageTimeoutRaw, DefaultPrestageTimeout)
 	if ro.Analysis != nil {
 		v.analysis(ro.Analysis)
 	}

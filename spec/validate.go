@@ -595,14 +595,7 @@ func (v *validator) autoscale(r *Release) {
 	if strings.TrimSpace(a.Query) == "" {
 		v.errorf(v.attr(a.DefRange, "query"), "Empty query", "autoscale needs a PromQL query.")
 	}
-	a.Cooldown = defaultCooldown
-	if a.CooldownRaw != "" {
-		d, err := ParseDuration(a.CooldownRaw)
-		if err != nil {
-			v.errorf(v.attr(a.DefRange, "cooldown"), "Invalid duration", "cooldown: %s", sentence(err))
-		}
-		a.Cooldown = d
-	}
+	a.Cooldown = v.duration(a.DefRange, "cooldown", a.CooldownRaw, defaultCooldown)
 	a.ScaleDownWindow = defaultScaleDownWindow
 	for _, w := range []struct {
 		name string
@@ -616,11 +609,7 @@ func (v *validator) autoscale(r *Release) {
 			*w.dst = 0 // no stabilization: a window may be zero
 			continue
 		}
-		d, err := ParseDuration(w.raw)
-		if err != nil {
-			v.errorf(v.attr(a.DefRange, w.name), "Invalid duration", "%s: %s", w.name, sentence(err))
-		}
-		*w.dst = d
+		*w.dst = v.duration(a.DefRange, w.name, w.raw, *w.dst)
 	}
 	if t := a.Tolerance; t != nil && (*t < 0 || *t >= 1) {
 		v.errorf(v.attr(a.DefRange, "tolerance"), "Invalid tolerance", "tolerance is a fraction of the target in [0, 1), such as 0.1 for ±10%%; got %g.", *t)
@@ -631,6 +620,20 @@ func (v *validator) autoscale(r *Release) {
 	if n := r.ReplicaCount(); r.Replicas != nil && n >= 0 && a.Min <= a.Max && (n < a.Min || n > a.Max) {
 		v.warnf(v.attr(r.DefRange, "replicas"), "Replicas outside autoscale range", "replicas = %d is outside [%d, %d]; the autoscaler will move it into range.", n, a.Min, a.Max)
 	}
+}
+
+// duration is the duration attribute name of the block defined at def,
+// raw as written, or dflt when raw is empty. A raw that does not parse
+// is an error, and its duration is what ParseDuration gave.
+func (v *validator) duration(def hcl.Range, name, raw string, dflt time.Duration) time.Duration {
+	if raw == "" {
+		return dflt
+	}
+	d, err := ParseDuration(raw)
+	if err != nil {
+		v.errorf(v.attr(def, name), "Invalid duration", "%s: %s", name, sentence(err))
+	}
+	return d
 }
 
 // defaultCooldown is the quiet time after a change of replicas.
