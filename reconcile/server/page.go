@@ -48,8 +48,9 @@ var pageTmpl = template.Must(template.New("status.html.tmpl").Funcs(template.Fun
 		}
 		return time.Since(t).Round(time.Second).String() + " ago"
 	},
-	"chart": chartSVG,
-	"steps": stepBar,
+	"chart":  chartSVG,
+	"steps":  stepBar,
+	"paused": rolloutPaused,
 	"avail": func(n int) string {
 		if n < 0 {
 			return "?"
