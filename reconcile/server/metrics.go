@@ -153,7 +153,9 @@ func (m *Metrics) Releases(rs []reconcile.ReleaseStatus) {
 		}
 	}
 
-	m.rollouts = m.rollouts[:0]
+	// A new slice, not m.rollouts[:0]: a scrape may still be reading
+	// the last one outside the lock.
+	m.rollouts = nil
 	for _, r := range rs {
 		if r.Rollout != nil {
 			m.rollouts = append(m.rollouts, r)
