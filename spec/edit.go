@@ -131,10 +131,6 @@ func SetRolloutPosition(src []byte, release, version string, step int) ([]byte, 
 	if ro == nil {
 		return nil, fmt.Errorf("release %q: no rollout block", release)
 	}
-	type splice struct {
-		start, end int
-		text       []byte
-	}
 	var edits []splice
 	var added []string // absent attributes' lines, without indentation
 	for _, kv := range []struct {
@@ -197,14 +193,7 @@ func SetRolloutPosition(src []byte, release, version string, step int) ([]byte, 
 			edits = append(edits, splice{end, end, []byte(text)})
 		}
 	}
-	sort.SliceStable(edits, func(i, j int) bool { return edits[i].start < edits[j].start })
-	out := make([]byte, 0, len(src)+64)
-	at := 0
-	for _, e := range edits {
-		out = append(append(out, src[at:e.start]...), e.text...)
-		at = e.end
-	}
-	out = append(out, src[at:]...)
+	out := applySplices(src, edits)
 	if _, diags := hclsyntax.ParseConfig(out, "edited.hcl", hcl.InitialPos); diags.HasErrors() {
 		return nil, fmt.Errorf("release %q: edited file does not parse: %s", release, diags.Error())
 	}
@@ -292,10 +281,6 @@ func RestoreRelease(current, previous []byte, release string) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("release %q: not defined in the previous file", release)
 	}
-	type splice struct {
-		start, end int
-		text       []byte
-	}
 	var edits []splice
 	model := firstBlock(cur.Body, "model")
 	for _, typ := range RolloutBlocks {
@@ -316,13 +301,7 @@ func RestoreRelease(current, previous []byte, release string) ([]byte, error) {
 			return nil, fmt.Errorf("release %q: the current file has no model block to restore %s after", release, typ)
 		}
 	}
-	// Apply from the end so that earlier offsets stay valid.
-	out := append([]byte(nil), current...)
-	sort.Slice(edits, func(i, j int) bool { return edits[i].start < edits[j].start })
-	for i := len(edits) - 1; i >= 0; i-- {
-		e := edits[i]
-		out = append(out[:e.start:e.start], append(append([]byte(nil), e.text...), out[e.end:]...)...)
-	}
+	out := applySplices(current, edits)
 	if _, diags := hclsyntax.ParseConfig(out, "restored.hcl", hcl.InitialPos); diags.HasErrors() {
 		return nil, fmt.Errorf("release %q: restored file does not parse: %s", release, diags.Error())
 	}
@@ -345,6 +324,25 @@ func findRelease(src []byte, filename, release string) (*hclsyntax.Block, bool, 
 		}
 	}
 	return nil, false, nil
+}
+
+// splice replaces the bytes [start, end) of a source with text.
+type splice struct {
+	start, end int
+	text       []byte
+}
+
+// applySplices returns src with the edits made, in order of start (those
+// at one offset in the order given); the edits do not overlap.
+func applySplices(src []byte, edits []splice) []byte {
+	sort.SliceStable(edits, func(i, j int) bool { return edits[i].start < edits[j].start })
+	out := make([]byte, 0, len(src)+64)
+	at := 0
+	for _, e := range edits {
+		out = append(append(out, src[at:e.start]...), e.text...)
+		at = e.end
+	}
+	return append(out, src[at:]...)
 }
 
 func firstBlock(body *hclsyntax.Body, typ string) *hclsyntax.Block {
