@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -93,7 +94,7 @@ func TestUnusableNodesCounted(t *testing.T) {
 			for _, rj := range res.Unplaced[0].Rejected {
 				names = append(names, rj.Node)
 			}
-			if !slicesSorted(names) || len(names) != len(tc.nodes) {
+			if !slices.IsSorted(names) || len(names) != len(tc.nodes) {
 				t.Errorf("rejected nodes %v: want all %d, sorted", names, len(tc.nodes))
 			}
 			for _, rj := range res.Unplaced[0].Rejected {
@@ -105,15 +106,6 @@ func TestUnusableNodesCounted(t *testing.T) {
 			}
 		})
 	}
-}
-
-func slicesSorted(xs []string) bool {
-	for i := 1; i < len(xs); i++ {
-		if xs[i-1] > xs[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // TestUnusableNodeLosesItsReplicas: a live replica on a node that became

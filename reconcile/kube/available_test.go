@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"maps"
 	"testing"
 	"time"
 
@@ -73,7 +74,7 @@ func TestObserveAvailable(t *testing.T) {
 						t.Fatalf("%s: the cached Observe sent requests (it listed): %s", step, formatCounts(reqs))
 					}
 				}
-				if equalInts(got, want) {
+				if maps.Equal(got, want) {
 					break
 				}
 				if time.Now().After(deadline) {
@@ -103,18 +104,6 @@ func TestObserveAvailable(t *testing.T) {
 	}
 }
 
-func equalInts(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
-}
-
 // TestAssembleAvailable: a Deployment without status, or with a status
 // that lacks availableReplicas, is 0 available; a Service has none.
 func TestAssembleAvailable(t *testing.T) {
@@ -137,7 +126,7 @@ func TestAssembleAvailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := availableOf(t, obs)
-	if want := map[string]int{"none": 0, "empty": 0, "three": 3}; !equalInts(got, want) {
+	if want := map[string]int{"none": 0, "empty": 0, "three": 3}; !maps.Equal(got, want) {
 		t.Errorf("Available %v, want %v", got, want)
 	}
 	for _, o := range obs.Objects {
