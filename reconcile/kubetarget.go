@@ -82,8 +82,8 @@ func (t *KubeTarget) Prestage(ctx context.Context, namespace, release string, p 
 	r, err := t.Client.Prestage(ctx, namespace, release, p)
 	out := PrestageResult{Ready: r.Ready, TimedOut: r.TimedOut, Failed: r.Failed}
 	if err == nil {
-		t.log().Info("prestaged", "release", release, "version", p.Version,
-			"ready", len(out.Ready), "timed_out", len(out.TimedOut), "failed", len(out.Failed))
+		// The engine logs the outcome ("prestaged"); only the failures
+		// are worth a warning of their own.
 		for n, why := range out.Failed {
 			t.log().Warn("prestage failed", "release", release, "version", p.Version, "node", n, "reason", why)
 		}
