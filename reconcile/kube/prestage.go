@@ -124,7 +124,7 @@ func (c *Client) Prestage(ctx context.Context, namespace, release string, p plan
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	log := slog.With("release", release, "version", p.Version, "namespace", namespace)
-	log.Debug("prestage: pulling", "image", maskImage(p.Image), "nodes", len(nodes), "timeout", timeout)
+	log.Debug("prestage: pulling", "image", maskText(p.Image), "nodes", len(nodes), "timeout", timeout)
 
 	pods := c.typed.CoreV1().Pods(namespace)
 	// Create every pod, a few at a time. One that exists is used as it
@@ -415,9 +415,6 @@ func maskText(s string) string {
 	s = spec.MaskURLCredentials(s)
 	return imageUserinfo.ReplaceAllString(s, "${1}"+spec.MaskedUserinfo+"@${3}")
 }
-
-// maskImage is an image reference fit for logs.
-func maskImage(ref string) string { return maskText(ref) }
 
 // maskedError is an API error whose text has credentials masked (a
 // validation error quotes the image); errors.Is and As see the original.
