@@ -391,10 +391,7 @@ func (m *Monitor) rollout(ctx context.Context, ns string, r *spec.Release, view 
 	}
 	var series [][2][]Sample
 	if an := ro.Analysis; an != nil {
-		interval := an.Interval
-		if interval <= 0 {
-			interval = DefaultAnalysisInterval
-		}
+		interval := analysisInterval(an)
 		start := now.Add(-chartSpan)
 		if in.StepStart.Before(start) {
 			start = in.StepStart

@@ -141,11 +141,14 @@ type RolloutAnalysis struct {
 	Metrics                []MetricResult
 }
 
-// Defaults of the analysis block.
-const (
-	DefaultAnalysisInterval = time.Minute
-	DefaultFailureLimit     = 1
-)
+// analysisInterval is an's interval, spec.DefaultAnalysisInterval when
+// unset (spec.Load sets it; a literal Analysis may not).
+func analysisInterval(an *spec.Analysis) time.Duration {
+	if an.Interval <= 0 {
+		return spec.DefaultAnalysisInterval
+	}
+	return an.Interval
+}
 
 // DecideRollout decides a rollout step. It is a pure function: same input,
 // same decision.
@@ -196,13 +199,10 @@ func DecideRollout(in RolloutInput) RolloutAnalysis {
 	}
 
 	an := in.Analysis
-	a.Interval = an.Interval
-	if a.Interval <= 0 {
-		a.Interval = DefaultAnalysisInterval
-	}
+	a.Interval = analysisInterval(an)
 	a.FailureLimit = an.FailureLimit
 	if a.FailureLimit <= 0 {
-		a.FailureLimit = DefaultFailureLimit
+		a.FailureLimit = spec.DefaultFailureLimit
 	}
 	needed := 0
 	if step.Pause > 0 {
