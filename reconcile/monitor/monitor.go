@@ -407,7 +407,7 @@ func (m *Monitor) rollout(ctx context.Context, ns string, r *spec.Release, view 
 				return nil, *down
 			case who == "stable" && view.Stable == "":
 				return nil, errors.New("no stable version serves to compare with")
-			case len(vars.Pods) == 0 || vars.Pods == PodsRegex(nil):
+			case vars.Pods == PodsRegex(nil):
 				return nil, fmt.Errorf("the %s version has no shards yet", who)
 			}
 			q, err := Render(tmpl, vars)
