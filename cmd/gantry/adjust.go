@@ -318,10 +318,6 @@ func checkAborts(ctx context.Context, dir string, hist *gitsource.History, vars 
 // restored from revision previous: the edit is made in the checkout at
 // dir, loaded, and undone.
 func restoredVersion(ctx context.Context, dir string, hist *gitsource.History, vars map[string]string, release, previous string) (string, error) {
-	_, prev, err := hist.FileAt(previous, release)
-	if err != nil {
-		return "", err
-	}
 	file, err := spec.ReleaseFile(dir, release)
 	if err != nil {
 		return "", err
@@ -330,7 +326,7 @@ func restoredVersion(ctx context.Context, dir string, hist *gitsource.History, v
 	if err != nil {
 		return "", err
 	}
-	next, err := spec.RestoreRelease(cur, prev, release)
+	next, err := hist.Restore(cur, previous, release)
 	if err != nil {
 		return "", err
 	}

@@ -359,10 +359,7 @@ func (w *WriteBack) apply(repo *git.Repository, ch Change) (*edited, error) {
 	case "promote":
 		next, err = spec.SetRolloutPosition(cur, ch.Release, ch.Version, ch.Step)
 	case "rollback", "abort":
-		var prev []byte
-		if _, prev, err = fileAt(repo, ch.Restore, ch.Release); err == nil {
-			next, err = spec.RestoreRelease(cur, prev, ch.Release)
-		}
+		next, err = restore(repo, cur, ch.Restore, ch.Release)
 	default:
 		err = fmt.Errorf("unknown adjustment %q", ch.Kind)
 	}

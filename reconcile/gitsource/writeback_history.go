@@ -259,11 +259,19 @@ func isSpecFile(name string) bool {
 	return true
 }
 
-// FileAt returns the path (relative to the repository) and content of
-// the file that defines release at revision: what a rollback or an abort
-// restores the release's blocks from.
-func (h *History) FileAt(revision, release string) (string, []byte, error) {
-	return fileAt(h.repo, revision, release)
+// Restore is cur, the content of the file that defines release, with the
+// release's model, runtime and quantize blocks as they were at revision:
+// the edit of a rollback or an abort.
+func (h *History) Restore(cur []byte, revision, release string) ([]byte, error) {
+	return restore(h.repo, cur, revision, release)
+}
+
+func restore(repo *git.Repository, cur []byte, revision, release string) ([]byte, error) {
+	_, prev, err := fileAt(repo, revision, release)
+	if err != nil {
+		return nil, err
+	}
+	return spec.RestoreRelease(cur, prev, release)
 }
 
 // fileAt returns the file of commit rev that defines release, and its
