@@ -3,11 +3,15 @@ package schedule
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // Node is an immutable snapshot of one GPU node.
 type Node struct {
-	Name        string
+	Name string
+	// Cluster is the cluster the node belongs to in a fleet; "" outside
+	// one. A node's identity is (Cluster, Name): see ID.
+	Cluster     string
 	Pool        string  // "" = belongs to no pool
 	GPUs        int     // allocatable GPUs on the node
 	Used        int     // GPUs used by workloads this Problem does not place (unmanaged pods); free for us = GPUs - Used - pool reserve - what we place
@@ -30,6 +34,24 @@ type Node struct {
 	Unusable Reason `json:",omitempty"`
 }
 
+// ID is the node's identity, which placements are keyed by: its name,
+// or "CLUSTER/NAME" for a node of a fleet's cluster.
+func (n Node) ID() string {
+	if n.Cluster == "" {
+		return n.Name
+	}
+	return n.Cluster + "/" + n.Name
+}
+
+// SplitID is the inverse of Node.ID: the cluster ("" outside a fleet)
+// and the node name of a placement key.
+func SplitID(id string) (cluster, name string) {
+	if i := strings.IndexByte(id, '/'); i >= 0 {
+		return id[:i], id[i+1:]
+	}
+	return "", id
+}
+
 // Pool holds per-pool settings.
 type Pool struct {
 	Weight  float64 // > 0; higher weight = takes proportionally more load. 0 or unset means 1.
@@ -49,9 +71,18 @@ type Request struct {
 	// from (the model image); "" = none known. Nodes that hold it are
 	// preferred within Problem.ImageLocality.
 	Image string
+	// Clusters, when set, are the only clusters (Node.Cluster) whose
+	// nodes may hold the replicas; empty: any node. MinPerCluster and
+	// MaxPerCluster (0: no bound) bound the replicas on each of those
+	// clusters: the minimum is placed first, cluster by cluster, and a
+	// cluster that cannot hold its minimum is reported in Result.Short
+	// while its replicas go where they fit.
+	Clusters      []string
+	MinPerCluster int
+	MaxPerCluster int
 }
 
-// Placement maps node name -> replicas of one release on it.
+// Placement maps node ID (Node.ID) -> replicas of one release on it.
 type Placement map[string]int
 
 // Total is the number of replicas in the placement.
@@ -77,6 +108,9 @@ type Problem struct {
 	// kube-scheduler's ImageLocality does: a small image is cheap to pull
 	// anywhere. 0 or less turns locality off; it is capped at MaxImageLocality.
 	ImageLocality float64
+	// ClusterWeights scales the weight of every node of a cluster (by
+	// Node.Cluster), on top of its pool's weight; absent or 0 means 1.
+	ClusterWeights map[string]float64
 }
 
 // LocalityFullSize is the image size from which a node holding the
@@ -105,6 +139,18 @@ type Result struct {
 	// placement that hold the image already, sorted: its replicas there
 	// start without a pull.
 	ImageLocal map[string][]string
+	// Short lists the clusters that hold fewer of a release's replicas
+	// than its MinPerCluster, sorted by release then cluster.
+	Short []ClusterShort
+}
+
+// ClusterShort says that Cluster holds Placed of the Min replicas of
+// Release its MinPerCluster asks for.
+type ClusterShort struct {
+	Release string `json:"release"`
+	Cluster string `json:"cluster"`
+	Min     int    `json:"min"`
+	Placed  int    `json:"placed"`
 }
 
 // Unplaced says why Count replicas of Release could not be placed.

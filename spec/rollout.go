@@ -13,7 +13,7 @@ import (
 type Rollout struct {
 	// StepsExpr is the steps attribute as written; Load decodes it into
 	// Steps, with each step's range for diagnostics.
-	StepsExpr hcl.Expression `hcl:"steps" json:"-"`
+	StepsExpr hcl.Expression `hcl:"steps,optional" json:"-"`
 	Steps     []RolloutStep  `json:"steps"`
 	// Traffic is "service" (default: both versions behind the release's
 	// Service, so traffic follows the replica ratio) or "gateway" (a
@@ -29,6 +29,19 @@ type Rollout struct {
 	PrestageTimeout    time.Duration `json:"-"`
 	Analysis           *Analysis     `hcl:"analysis,block" json:"analysis,omitempty"`
 
+	// WavesExpr is the waves attribute as written (a list of lists of
+	// cluster names); Load decodes it into Waves. With waves, a new
+	// version goes wave by wave: the clusters of a wave run the steps
+	// (or one step of every replica when steps is absent), and the next
+	// wave starts once the analysis of the wave's last step passed.
+	// Clusters of the release in no wave come last, as a wave of their own.
+	WavesExpr hcl.Expression `hcl:"waves,optional" json:"-"`
+	Waves     [][]string     `json:"waves,omitempty"`
+	// WavePauseRaw is how long a wave's analysis runs when there are no
+	// steps (default 10m): the pause of the implicit step.
+	WavePauseRaw string        `hcl:"wave_pause,optional" json:"wave_pause,omitempty"`
+	WavePause    time.Duration `json:"-"`
+
 	// Step and Version are the rollout's position, which Gantry's
 	// promotion commits edit (and a person may): the canary of version
 	// Version is at step Step (1-based). A position whose Version is not
@@ -36,6 +49,9 @@ type Rollout struct {
 	// version starts at step 1.
 	Step    *int   `hcl:"step,optional" json:"step,omitempty"`
 	Version string `hcl:"version,optional" json:"version,omitempty"`
+	// Wave is the wave the rollout of Version is in (1-based; with waves
+	// only). Gantry's wave promotions edit it with step.
+	Wave *int `hcl:"wave,optional" json:"wave,omitempty"`
 
 	DefRange hcl.Range `hcl:",def_range" json:"-"`
 }

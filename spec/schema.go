@@ -20,6 +20,8 @@ type Config struct {
 	Pools       []NodePool `json:"node_pools"` // sorted by name
 	Nodes       []Node     `json:"nodes"`      // sorted by name
 	Releases    []Release  `json:"releases"`   // sorted by name
+	// Clusters are the cluster blocks, sorted by name; none: one target.
+	Clusters []Cluster `json:"clusters,omitempty"`
 	// Files holds every parsed file by the name used in diagnostics, for
 	// hcl.NewDiagnosticTextWriter.
 	Files map[string]*hcl.File `json:"-"`
@@ -56,6 +58,10 @@ type Settings struct {
 	// "dir:PATH". Empty lets the command line decide.
 	Target    string     `hcl:"target,optional" json:"target,omitempty"`
 	WriteBack *WriteBack `hcl:"write_back,block" json:"write_back,omitempty"`
+	// LeaseCluster names the cluster block whose API holds the leader
+	// election Lease of a fleet's daemon; "" is the cluster the daemon
+	// runs in (or the one its kubeconfig names).
+	LeaseCluster string `hcl:"lease_cluster,optional" json:"lease_cluster,omitempty"`
 
 	DefRange hcl.Range `hcl:",def_range" json:"-"`
 }
@@ -111,6 +117,20 @@ type Release struct {
 	Autoscale *Autoscale `hcl:"autoscale,block" json:"autoscale,omitempty"`
 	Rollback  *Rollback  `hcl:"rollback,block" json:"rollback,omitempty"`
 	Rollout   *Rollout   `hcl:"rollout,block" json:"rollout,omitempty"`
+
+	// Clusters names the clusters the release runs in, or
+	// ClusterSelector picks them by label; neither: every cluster. Both
+	// apply only with cluster blocks. See Config.ClustersOf.
+	Clusters        []string          `hcl:"clusters,optional" json:"clusters,omitempty"`
+	ClusterSelector map[string]string `hcl:"cluster_selector,optional" json:"cluster_selector,omitempty"`
+	// ReplicasPerCluster places that many replicas in each of the
+	// release's clusters (instead of replicas). Else replicas is a total,
+	// spread by weighted least connections over the nodes of all its
+	// clusters, with at least MinPerCluster and at most MaxPerCluster (0:
+	// no bound) in each.
+	ReplicasPerCluster *int `hcl:"replicas_per_cluster,optional" json:"replicas_per_cluster,omitempty"`
+	MinPerCluster      int  `hcl:"min_per_cluster,optional" json:"min_per_cluster,omitempty"`
+	MaxPerCluster      int  `hcl:"max_per_cluster,optional" json:"max_per_cluster,omitempty"`
 
 	DefRange hcl.Range `hcl:",def_range" json:"-"`
 }
