@@ -82,6 +82,19 @@ type Engine struct {
 	// it plans, applies and prunes only the releases Shard owns, and
 	// counts other shards' GPUs as used. See Shard.
 	Shard *Shard
+	// ClusterTarget, for specs with cluster blocks (a fleet), makes the
+	// Target of one cluster. It is called once per distinct cluster block
+	// and its Target kept while the block stays the same; an error makes
+	// that cluster unreachable for the reconcile (and it is called again
+	// on the next). Target is then unused.
+	ClusterTarget func(ctx context.Context, c spec.Cluster) (Target, error)
+	// ClusterJobs bounds how many clusters are observed, and applied to,
+	// at once; default 4.
+	ClusterJobs int
+	// MirrorFor makes the store of a cluster's registry_mirror (a
+	// repository prefix), which model images are copied into by digest;
+	// nil: a registry.Remote. Called once per mirror; the store is kept.
+	MirrorFor func(mirror string) registry.Store
 
 	mu        sync.Mutex
 	status    Status

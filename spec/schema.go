@@ -98,6 +98,9 @@ type Node struct {
 	GPUMemoryRaw string  `hcl:"gpu_memory" json:"gpu_memory"`
 	GPUProduct   string  `hcl:"gpu_product,optional" json:"gpu_product,omitempty"`
 	Connections  float64 `hcl:"connections,optional" json:"connections"`
+	// Cluster is the cluster block the node belongs to (a fleet's static
+	// inventory); required when there are cluster blocks.
+	Cluster string `hcl:"cluster,optional" json:"cluster,omitempty"`
 
 	// GPUMemory is GPUMemoryRaw in bytes, per GPU.
 	GPUMemory int64     `json:"-"`
