@@ -35,6 +35,10 @@ type Observed struct {
 	// before their shards change (a cluster): rollouts plan prestage
 	// actions.
 	Prestage bool `json:"prestage,omitempty"`
+	// Unreachable, in a fleet, are the clusters that could not be
+	// observed, with why: Objects and Nodes hold nothing of them, and the
+	// plan changes nothing there.
+	Unreachable map[string]string `json:"unreachable,omitempty"`
 }
 
 // Artifact is a model image the registry has.
@@ -46,10 +50,15 @@ type Artifact struct {
 // Digest fingerprints the observed state for a saved plan's staleness check.
 func (o Observed) Digest() string {
 	objs := append([]Object(nil), o.Objects...)
-	sort.Slice(objs, func(i, j int) bool { return objs[i].ID() < objs[j].ID() })
+	sort.Slice(objs, func(i, j int) bool {
+		if objs[i].Cluster != objs[j].Cluster {
+			return objs[i].Cluster < objs[j].Cluster
+		}
+		return objs[i].ID() < objs[j].ID()
+	})
 	nodes := append([]schedule.Node(nil), o.Nodes...)
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-	b, err := json.Marshal(Observed{Objects: objs, Nodes: nodes, Artifacts: o.Artifacts, Images: o.Images, Prestage: o.Prestage})
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].ID() < nodes[j].ID() })
+	b, err := json.Marshal(Observed{Objects: objs, Nodes: nodes, Artifacts: o.Artifacts, Images: o.Images, Prestage: o.Prestage, Unreachable: o.Unreachable})
 	if err != nil {
 		panic("planner: marshal observed: " + err.Error()) // plain data; cannot fail
 	}
@@ -63,7 +72,7 @@ func StaticNodes(cfg *spec.Config) []schedule.Node {
 	out := make([]schedule.Node, 0, len(cfg.Nodes))
 	for _, n := range cfg.Nodes {
 		out = append(out, schedule.Node{
-			Name: n.Name, Pool: n.Pool, GPUs: n.GPUs, GPUMemory: n.GPUMemory,
+			Name: n.Name, Cluster: n.Cluster, Pool: n.Pool, GPUs: n.GPUs, GPUMemory: n.GPUMemory,
 			Product: n.GPUProduct, Connections: n.Connections,
 		})
 	}
@@ -144,6 +153,21 @@ type Prepared struct {
 	index map[string]int // release name -> index in cfg.Releases
 	// rollouts are the rollout plans of the releases with a rollout block.
 	rollouts map[string]*rolloutPlan
+	// waves and restoring are set on a fleet's per-cluster plans: where
+	// the cluster's wave stands in each release's rollout, and the
+	// releases whose rollout restores the stable version in every
+	// cluster (an abort seen in any one of them).
+	waves     map[string]waveMode
+	restoring map[string]bool
+	// held are the releases whose changes hold what serves (see
+	// holdServing) although this plan places them fully: in a fleet, the
+	// releases the fleet's placement cannot place fully.
+	held map[string]bool
+	// memoKey prefixes the release names the memo is keyed by: a fleet's
+	// per-cluster plans share its memo, each under its cluster's name.
+	memoKey string
+	// fleet is set on the plan of a fleet (specs with cluster blocks).
+	fleet *fleetPlan
 
 	// Memo, if set, lets Build skip rendering and diffing the releases
 	// it vouches for, and learns from every release Build plans. Set it
@@ -154,12 +178,19 @@ type Prepared struct {
 // Prepare indexes observed and places the replicas of desired. desired
 // is read, never changed, and must not change while the result is used.
 func Prepare(desired *spec.Config, observed Observed) *Prepared {
-	cfg := desired
+	if desired.Fleet() {
+		return prepareFleet(desired, observed)
+	}
+	p := newPrepared(desired, observed)
+	p.placed = schedule.Place(p.problem(p.current()))
+	p.finish()
+	return p
+}
+
+// newPrepared indexes the live objects of observed.
+func newPrepared(cfg *spec.Config, observed Observed) *Prepared {
 	p := &Prepared{cfg: cfg, observed: observed, live: map[string]Object{}, byRelease: map[string][]string{},
 		unplaced: map[string]schedule.Unplaced{}, hostnames: map[string]string{}, owner: map[string]int{}, index: map[string]int{}, rollouts: map[string]*rolloutPlan{}}
-
-	// Where replicas run now, from the live shard Deployments.
-	current := map[string]schedule.Placement{}
 	for _, o := range observed.Objects {
 		if o.Label(LabelManagedBy) != ManagedBy {
 			continue // never plan against objects Gantry does not manage
@@ -169,10 +200,22 @@ func Prepare(desired *spec.Config, observed Observed) *Prepared {
 			p.liveIDs = append(p.liveIDs, id)
 		}
 		p.live[id] = o
-		rel, node := o.Label(LabelRelease), o.Annotation(AnnotationNode)
-		if node == "" {
-			node = o.Label(LabelNode)
-		}
+	}
+	sort.Strings(p.liveIDs)
+	for _, id := range p.liveIDs {
+		rel := p.live[id].Label(LabelRelease)
+		p.byRelease[rel] = append(p.byRelease[rel], id)
+	}
+	return p
+}
+
+// current is where replicas run now, from the live shard Deployments:
+// release -> node -> replicas.
+func (p *Prepared) current() map[string]schedule.Placement {
+	current := map[string]schedule.Placement{}
+	for _, id := range p.liveIDs {
+		o := p.live[id]
+		rel, node := o.Label(LabelRelease), shardNode(o)
 		if o.Kind == "Deployment" && rel != "" && node != "" {
 			if current[rel] == nil {
 				current[rel] = schedule.Placement{}
@@ -180,12 +223,13 @@ func Prepare(desired *spec.Config, observed Observed) *Prepared {
 			current[rel][node] += o.Replicas()
 		}
 	}
-	sort.Strings(p.liveIDs)
-	for _, id := range p.liveIDs {
-		rel := p.live[id].Label(LabelRelease)
-		p.byRelease[rel] = append(p.byRelease[rel], id)
-	}
+	return current
+}
 
+// problem is the placement problem of the specs' releases over the
+// observed nodes, given where replicas run now.
+func (p *Prepared) problem(current map[string]schedule.Placement) schedule.Problem {
+	cfg, observed := p.cfg, p.observed
 	problem := schedule.Problem{Nodes: observed.Nodes, Pools: map[string]schedule.Pool{}, Current: current, ImageLocality: ImageLocality}
 	for _, pool := range cfg.Pools {
 		w := 1.0
@@ -205,7 +249,13 @@ func Prepare(desired *spec.Config, observed Observed) *Prepared {
 		}
 		problem.Requests = append(problem.Requests, req)
 	}
-	p.placed = schedule.Place(problem)
+	return problem
+}
+
+// finish derives, once p.placed is set, the unplaced replicas, the
+// nodes' hostnames, the rollouts and which release owns each object ID.
+func (p *Prepared) finish() {
+	cfg, observed := p.cfg, p.observed
 	for _, u := range p.placed.Unplaced {
 		p.unplaced[u.Release] = u
 	}
@@ -244,7 +294,6 @@ func Prepare(desired *spec.Config, observed Observed) *Prepared {
 			}
 		}
 	}
-	return p
 }
 
 // placement is where Place put release's replicas; never nil.
@@ -259,6 +308,9 @@ func (p *Prepared) placement(release string) schedule.Placement {
 // (when the registry lacks its image) and object changes, then the
 // prunes of objects of releases that left the repository.
 func (p *Prepared) Build() (Plan, error) {
+	if p.fleet != nil {
+		return p.buildFleet()
+	}
 	cfg := p.cfg
 	plan := Plan{FormatVersion: FormatVersion, Revision: cfg.Revision, Uncommitted: cfg.Uncommitted, ObservedDigest: p.observed.Digest(), Releases: []ReleasePlan{}, Actions: []Action{}}
 	for i := range cfg.Releases {
@@ -310,6 +362,9 @@ func (p *Prepared) ReleaseActions(name, digest string) ([]Action, error) {
 	i, ok := p.index[name]
 	if !ok {
 		return nil, fmt.Errorf("release %s is not in the specs", name)
+	}
+	if p.fleet != nil {
+		return p.fleetReleaseActions(i, digest)
 	}
 	r := &p.cfg.Releases[i]
 	model := Model{Ref: ImageRef(p.cfg, r), Digest: digest, Key: ContentKey(r)}
@@ -372,7 +427,7 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 	)
 	if p.Memo != nil {
 		inputs, live = inputsHash(in), p.liveVersions(r.Name, renderedIDs(r.Name, cfg.Settings.Namespace, rp.Placement))
-		if rp.Unplaced == nil && p.Memo.inSync(r.Name, inputs, live) {
+		if rp.Unplaced == nil && !p.held[r.Name] && p.Memo.inSync(p.memoKey+r.Name, inputs, live) {
 			return rp, nil, warnings, nil
 		}
 	}
@@ -383,7 +438,7 @@ func (p *Prepared) release(i int, model Model) (ReleasePlan, []Action, []string,
 	changes, warnings := p.objectChanges(i, &rp, objs, warnings, func(o Object) string {
 		return p.leaveReason(o, r.Name)
 	})
-	p.Memo.remember(r.Name, inputs, live, len(changes) == 0 && rp.Unplaced == nil)
+	p.Memo.remember(p.memoKey+r.Name, inputs, live, len(changes) == 0 && rp.Unplaced == nil && !p.held[r.Name])
 	return rp, changes, warnings, nil
 }
 
@@ -415,7 +470,7 @@ func (p *Prepared) objectChanges(i int, rp *ReleasePlan, objs []Object, warnings
 		deletes = append(deletes, Action{Type: Delete, Release: r.Name, Subject: subject(o), Object: ptr(o), Reason: why(o)})
 	}
 	changes = append(changes, deletes...)
-	if rp.Unplaced != nil && hasLive {
+	if (rp.Unplaced != nil || p.held[r.Name]) && hasLive {
 		var held []Action
 		changes, held = holdServing(changes)
 		rp.Held = len(held)

@@ -50,6 +50,9 @@ type Object struct {
 	Namespace  string         `json:"namespace,omitempty"`
 	Name       string         `json:"name"`
 	Manifest   map[string]any `json:"manifest"`
+	// Cluster is the cluster the object lives in, in a fleet ("" for
+	// the single target).
+	Cluster string `json:"cluster,omitempty"`
 	// Version is the target's version of a live object: its
 	// resourceVersion in a cluster, a hash of its file's bytes in a
 	// directory; "" when unknown (and always for a desired object). Any

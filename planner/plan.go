@@ -6,7 +6,11 @@ import (
 
 // FormatVersion is the version of the JSON plan schema. It changes only
 // when a field is removed or changes meaning; adding fields keeps it.
-const FormatVersion = "1"
+//
+// Version 2: in a fleet (specs with cluster blocks) a release's
+// placement is keyed by "CLUSTER/NODE" and object actions carry the
+// cluster; releases gain clusters, and actions the mirror type.
+const FormatVersion = "2"
 
 // QuantizerVersion is part of every content key. Bump it whenever the
 // quantizer's output for the same input changes, so that every model is
@@ -24,6 +28,9 @@ const (
 	Create   ActionType = "create"
 	Update   ActionType = "update"
 	Delete   ActionType = "delete"
+	// Mirror copies a model image, by digest, into a cluster's registry
+	// mirror.
+	Mirror ActionType = "mirror"
 )
 
 // Symbol is the one-character mark the text view uses, as Terraform does.
@@ -41,12 +48,17 @@ func (a ActionType) Symbol() string {
 
 // IsBuild reports whether the action builds an artifact rather than
 // changing an object.
-func (a ActionType) IsBuild() bool { return a == Quantize || a == Gate || a == Push || a == Prestage }
+func (a ActionType) IsBuild() bool {
+	return a == Quantize || a == Gate || a == Push || a == Prestage || a == Mirror
+}
 
 // Action is one step of a plan.
 type Action struct {
 	Type    ActionType `json:"action"`
 	Release string     `json:"release"`
+	// Cluster is the cluster an object, prestage or mirror action acts
+	// in, in a fleet; "" for builds and for the single target.
+	Cluster string `json:"cluster,omitempty"`
 	// Subject is what the action acts on: "Deployment gantry/llama-a1" or
 	// a model image reference.
 	Subject string `json:"subject"`
@@ -61,6 +73,8 @@ type Action struct {
 	Changes []FieldChange `json:"changes,omitempty"`
 	// Prestage is set on a prestage action.
 	Prestage *PrestageSpec `json:"prestage,omitempty"`
+	// Mirror is set on a mirror action.
+	Mirror *MirrorSpec `json:"mirror,omitempty"`
 }
 
 // FieldChange is one field of an update. Old is absent when the field is
@@ -93,6 +107,9 @@ type ReleasePlan struct {
 	Moving []string `json:"moving,omitempty"`
 	// Rollout is set for a release with a rollout block.
 	Rollout *RolloutState `json:"rollout,omitempty"`
+	// Clusters, in a fleet, are the release's part in each cluster it
+	// runs in or has objects in, sorted by name.
+	Clusters []ClusterPlan `json:"clusters,omitempty"`
 }
 
 // Plan is the outcome of Build. Actions are in execution order.

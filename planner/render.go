@@ -65,8 +65,12 @@ func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
 		}
 		b.WriteString(":\n")
 		b.WriteString("  (" + c.paint(ansiCyan, "*") + " build, " + c.paint(ansiGreen, "+") + " create, " + c.paint(ansiYellow, "~") + " update, " + c.paint(ansiRed, "-") + " destroy)\n")
-		release := "\x00"
-		for _, a := range p.Actions {
+		release, cluster := "\x00", ""
+		for _, a := range byCluster(p.Actions) {
+			if a.Cluster != cluster {
+				cluster, release = a.Cluster, "\x00"
+				fmt.Fprintf(&b, "\n  %s\n", c.paint(ansiBold, "## cluster "+a.Cluster))
+			}
 			if a.Release != release {
 				release = a.Release
 				fmt.Fprintf(&b, "\n  %s\n", c.paint(ansiBold, "# release "+a.Release))
@@ -82,6 +86,9 @@ func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
 		}
 		for _, r := range p.Releases {
 			fmt.Fprintf(&b, "  %-*s  %s\n", width, r.Name, placementString(r))
+			for _, cp := range r.Clusters {
+				fmt.Fprintf(&b, "  %-*s    %s\n", width, "", clusterPlacementString(cp))
+			}
 		}
 	}
 	if lines := rolloutsText(p); len(lines) > 0 {
@@ -215,6 +222,39 @@ func placementString(r ReleasePlan) string {
 	}
 	if len(r.Moving) > 0 {
 		s += " (kept until replaced: " + strings.Join(r.Moving, ", ") + ")"
+	}
+	return s
+}
+
+// byCluster orders a fleet plan's actions for reading: the builds (no
+// cluster) first, then cluster by cluster, each in plan order (release
+// by release). A plan without clusters stays as it is.
+func byCluster(actions []Action) []Action {
+	out := slices.Clone(actions)
+	slices.SortStableFunc(out, func(a, b Action) int { return strings.Compare(a.Cluster, b.Cluster) })
+	return out
+}
+
+// clusterPlacementString is one cluster's line under a release's
+// placement in a fleet.
+func clusterPlacementString(cp ClusterPlan) string {
+	if cp.Unreachable != "" {
+		return fmt.Sprintf("%s: unreachable (%s); left as it is", cp.Name, cp.Unreachable)
+	}
+	var parts []string
+	for _, n := range sortedKeys(cp.Placement) {
+		parts = append(parts, fmt.Sprintf("%s×%d", n, cp.Placement[n]))
+	}
+	s := fmt.Sprintf("%s: %s", cp.Name, plural(cp.Replicas, "replica"))
+	if len(parts) > 0 {
+		s += " on " + strings.Join(parts, ", ")
+	}
+	if cp.Wave > 0 {
+		s += fmt.Sprintf(" (wave %d", cp.Wave)
+		if cp.Rollout != nil {
+			s += ", " + cp.Rollout.Phase
+		}
+		s += ")"
 	}
 	return s
 }

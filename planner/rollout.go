@@ -145,11 +145,19 @@ func (p *Prepared) planRollout(r *spec.Release, placement schedule.Placement) *r
 	st.Stable = rp.stable
 
 	want := total // canary replicas this step
+	wave := p.waves[r.Name]
 	switch {
 	case len(rp.others) == 0:
 		st.Phase, st.Step = RolloutComplete, steps
-	case restoring:
+	case restoring, p.restoring[r.Name]:
 		st.Phase, st.Step = RolloutRestoring, steps
+	case wave == waveDone:
+		// A cluster of an earlier wave: the version has every replica.
+		st.Phase, st.Step = RolloutComplete, steps
+	case wave == waveLater:
+		// A cluster of a later wave: the other versions keep serving
+		// until its wave starts.
+		st.Phase, st.Step, want = RolloutWaiting, 0, 0
 	default:
 		st.Step = 1
 		if ro.Step != nil && ro.Version == v {
@@ -523,6 +531,8 @@ func (rp *rolloutPlan) weight(ro *spec.Rollout, want, total, avail int) int {
 // comes.
 func rolloutNext(ro *spec.Rollout, st *RolloutState) string {
 	switch st.Phase {
+	case RolloutWaiting:
+		return fmt.Sprintf("step 1 (%s) once the wave of this cluster starts", stepText(ro.Steps[0]))
 	case RolloutRestoring:
 		return fmt.Sprintf("none: the specs restored version %s; the shards of version %s go once it serves every replica", st.Canary, st.Stable)
 	case RolloutComplete:
@@ -600,6 +610,9 @@ func rolloutText(r ReleasePlan) []string {
 	head := fmt.Sprintf("step %d/%d, %s", st.Step, st.Steps, st.Phase)
 	if st.Phase == RolloutComplete && st.Stable == "" {
 		head = st.Phase
+	}
+	if st.Waves > 0 {
+		head = fmt.Sprintf("wave %d/%d (%s), %s", st.Wave, st.Waves, strings.Join(st.WaveClusters, ", "), head)
 	}
 	out = append(out, fmt.Sprintf("%s: %s", r.Name, head))
 	out = append(out, fmt.Sprintf("  version %s: %s (%d available) %s", st.Canary, plural(st.CanaryReplicas, "replica"),

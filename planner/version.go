@@ -88,6 +88,9 @@ const (
 	// RolloutComplete: the new version has every replica; the old
 	// version's shards go once the new ones serve.
 	RolloutComplete = "complete"
+	// RolloutWaiting: in a fleet, the cluster's wave has not started; the
+	// version it replaces keeps every replica there.
+	RolloutWaiting = "waiting"
 )
 
 // RolloutState is where a release's rollout is, as the planner derived it
@@ -123,4 +126,10 @@ type RolloutState struct {
 	Pause time.Duration `json:"pause_ns,omitempty"`
 	// Next says in words when and on what condition the next step comes.
 	Next string `json:"next"`
+	// Wave is the wave the rollout is in (1-based) of Waves, and
+	// WaveClusters its clusters, for a fleet's rollout with waves; 0
+	// otherwise.
+	Wave         int      `json:"wave,omitempty"`
+	Waves        int      `json:"waves,omitempty"`
+	WaveClusters []string `json:"wave_clusters,omitempty"`
 }
