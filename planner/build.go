@@ -121,6 +121,16 @@ func ImageRef(cfg *spec.Config, r *spec.Release) string {
 	return ImageRepository(cfg, r.Name) + ":" + ImageTag(ContentKey(r))
 }
 
+// ClusterImageRef is the model image reference release r's pods use in
+// the named cluster: its copy in the cluster's registry_mirror (the same
+// tag under the mirror's prefix), else ImageRef.
+func ClusterImageRef(cfg *spec.Config, cluster string, r *spec.Release) string {
+	if cl, ok := cfg.Cluster(cluster); ok && cl.RegistryMirror != "" {
+		return strings.TrimSuffix(cl.RegistryMirror, "/") + "/" + r.Name + ":" + ImageTag(ContentKey(r))
+	}
+	return ImageRef(cfg, r)
+}
+
 // Build compares desired with observed and returns the plan.
 func Build(desired spec.Config, observed Observed) (Plan, error) {
 	return Prepare(&desired, observed).Build()

@@ -192,9 +192,6 @@ func prepareFleet(cfg *spec.Config, observed Observed) *Prepared {
 		}
 		cc := &spec.Config{Root: cfg.Root, Revision: cfg.Revision, Uncommitted: cfg.Uncommitted, Settings: cfg.Settings, Pools: cfg.Pools, Files: cfg.Files}
 		cc.Settings.Namespace = cfg.ClusterNamespace(c)
-		if cl, _ := cfg.Cluster(c); cl.RegistryMirror != "" {
-			cc.Settings.Registry = cl.RegistryMirror // the cluster's pods pull the mirror's copy
-		}
 		sub.cfg = cc
 		sub.placed = schedule.Result{Placements: map[string]schedule.Placement{}, ImageLocal: map[string][]string{}}
 		sub.waves, sub.restoring, sub.held = map[string]waveMode{}, map[string]bool{}, map[string]bool{}
@@ -394,7 +391,7 @@ func (p *Prepared) fleetRelease(i int, model Model) (ReleasePlan, []Action, []st
 		}
 		sub := f.sub[c]
 		j := sub.index[r.Name]
-		local := Model{Ref: ImageRef(sub.cfg, &sub.cfg.Releases[j]), Digest: model.Digest, Key: model.Key}
+		local := Model{Ref: ClusterImageRef(cfg, c, r), Digest: model.Digest, Key: model.Key}
 		if local.Ref != model.Ref {
 			if a, ok := p.observed.Artifacts[local.Ref]; !ok || model.Digest == UnknownDigest || a.Digest != model.Digest {
 				ms := &MirrorSpec{From: model.Ref, To: local.Ref}

@@ -73,9 +73,10 @@ func (w *fleetWorld) observed(cfg *spec.Config) Observed {
 // plan plans with the release's image pushed.
 func (w *fleetWorld) plan(cfg *spec.Config) Plan {
 	w.t.Helper()
-	ref := ImageRef(cfg, &cfg.Releases[0])
-	if _, ok := w.digests[ref]; !ok {
-		w.digests[ref] = "sha256:" + ContentKey(&cfg.Releases[0])
+	for i := range cfg.Releases {
+		if ref := ImageRef(cfg, &cfg.Releases[i]); w.digests[ref] == "" {
+			w.digests[ref] = "sha256:" + ContentKey(&cfg.Releases[i])
+		}
 	}
 	p, err := Build(*cfg, w.observed(cfg))
 	if err != nil {
@@ -298,7 +299,7 @@ func TestFleetMirror(t *testing.T) {
 		}
 		if a.Type == Create && a.Object.Kind == "Deployment" {
 			refs := fmt.Sprint(a.Object.Manifest["spec"])
-			if a.Cluster == "eu-2" != strings.Contains(refs, "mirror.eu-2:5000/models/chat@sha256:") {
+			if a.Cluster == "eu-2" != strings.Contains(refs, "mirror.eu-2:5000/models/chat:ck-") {
 				t.Errorf("cluster %s shard's image refs: %s", a.Cluster, refs)
 			}
 		}
