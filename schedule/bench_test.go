@@ -1,6 +1,7 @@
 package schedule
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -12,8 +13,9 @@ import (
 // placeNaive is the reference: the rules of the package doc applied by
 // linear scans over all nodes for every replica, O(replicas × nodes), with no
 // heaps and no shared classes. It serves as the benchmark baseline and as
-// the oracle TestPlaceMatchesNaive compares Place against. It shares only the
-// node sort order and the Reason types with the real implementation.
+// the oracle TestPlaceMatchesNaive and TestFleetMatchesNaive compare Place
+// against. It shares only the node sort order and the Reason types with the
+// real implementation, and knows nothing of image locality.
 func placeNaive(p Problem) Result {
 	rl := p.ReplicaLoad
 	if !(rl > 0) || math.IsInf(rl, 1) {
@@ -21,7 +23,7 @@ func placeNaive(p Problem) Result {
 	}
 	in := slices.Clone(p.Nodes)
 	slices.SortFunc(in, compareNodes)
-	in = slices.CompactFunc(in, func(a, b Node) bool { return a.Name == b.Name })
+	in = slices.CompactFunc(in, func(a, b Node) bool { return a.ID() == b.ID() })
 
 	type nd struct {
 		Node
@@ -32,6 +34,7 @@ func placeNaive(p Problem) Result {
 	}
 	nodes := make([]nd, len(in))
 	index := map[string]int{}
+	var clusters []string // every node's cluster, sorted
 	for i, n := range in {
 		d := nd{Node: n, weight: 1}
 		if pool, ok := p.Pools[n.Pool]; ok && n.Pool != "" {
@@ -40,21 +43,28 @@ func placeNaive(p Problem) Result {
 			}
 			d.reserve = max(pool.Reserve, 0)
 		}
+		if cw := p.ClusterWeights[n.Cluster]; cw > 0 && !math.IsInf(cw, 1) {
+			d.weight = min(d.weight*cw, math.MaxFloat64)
+		}
 		if math.IsNaN(d.Connections) {
 			d.Connections = math.Inf(1)
 		}
 		d.GPUs, d.Used = max(d.GPUs, 0), max(d.Used, 0)
 		d.free = d.GPUs - d.Used - d.reserve
 		nodes[i] = d
-		index[n.Name] = i
+		index[n.ID()] = i
+		clusters = append(clusters, n.Cluster)
 	}
+	clusters = slices.Compact(slices.Sorted(slices.Values(clusters)))
 	score := func(i int) float64 {
 		return (nodes[i].Connections + rl*float64(nodes[i].replicas)) / nodes[i].weight
 	}
 
 	type rq struct {
 		Request
-		counts []int // per node
+		minPC   int      // MinPerCluster, at most MaxPerCluster when set
+		targets []string // clusters the minimum applies to
+		counts  []int    // per node
 	}
 	var reqs []*rq
 	seen := map[string]bool{}
@@ -64,6 +74,7 @@ func placeNaive(p Problem) Result {
 		}
 		seen[r.Release] = true
 		r.Replicas, r.GPUs, r.MaxPerNode = max(r.Replicas, 0), max(r.GPUs, 0), max(r.MaxPerNode, 0)
+		r.MinPerCluster, r.MaxPerCluster = max(r.MinPerCluster, 0), max(r.MaxPerCluster, 0)
 		r.GPUMemory = max(r.GPUMemory, 0)
 		if r.GPUs == 0 {
 			r.GPUMemory = 0
@@ -73,21 +84,88 @@ func placeNaive(p Problem) Result {
 		} else {
 			r.Pools = nil
 		}
-		reqs = append(reqs, &rq{Request: r, counts: make([]int, len(nodes))})
+		q := &rq{Request: r, minPC: r.MinPerCluster, counts: make([]int, len(nodes))}
+		if len(r.Clusters) > 0 {
+			q.Clusters = slices.Compact(slices.Sorted(slices.Values(r.Clusters)))
+			q.targets = q.Clusters
+		} else {
+			q.Clusters = nil
+			q.targets = clusters
+		}
+		if r.MaxPerCluster > 0 {
+			q.minPC = min(q.minPC, r.MaxPerCluster)
+		}
+		if r.MinPerCluster == 0 {
+			q.targets = nil
+		}
+		reqs = append(reqs, q)
 	}
+	inCluster := func(r *rq, c string) bool { return r.Clusters == nil || slices.Contains(r.Clusters, c) }
 	// An unusable node stays in the list but is never allowed, so it
 	// keeps nothing, takes nothing and is rejected for its own reason.
 	allowed := func(r *rq, i int) bool {
-		return nodes[i].Unusable == nil && (r.Pools == nil || slices.Contains(r.Pools, nodes[i].Pool))
+		return nodes[i].Unusable == nil && inCluster(r, nodes[i].Cluster) &&
+			(r.Pools == nil || slices.Contains(r.Pools, nodes[i].Pool))
 	}
 	memOK := func(r *rq, i int) bool { return nodes[i].GPUMemory >= r.GPUMemory }
 	gpuOK := func(r *rq, i int) bool { return r.GPUs == 0 || nodes[i].free >= r.GPUs }
 	mpnOK := func(r *rq, i int) bool { return r.MaxPerNode == 0 || r.counts[i] < r.MaxPerNode }
+	inC := func(r *rq, c string) int {
+		n := 0
+		for i := range nodes {
+			if nodes[i].Cluster == c {
+				n += r.counts[i]
+			}
+		}
+		return n
+	}
+	mpcOK := func(r *rq, i int) bool { return r.MaxPerCluster == 0 || inC(r, nodes[i].Cluster) < r.MaxPerCluster }
+	// trimOne removes one replica of r from the node with the highest
+	// score among those ok allows (Spread: holding two or more first),
+	// ties to the later node, and reports whether there was one.
+	trimOne := func(r *rq, ok func(i int) bool) bool {
+		best := -1
+		for i := range nodes {
+			if r.counts[i] == 0 || !ok(i) {
+				continue
+			}
+			if best < 0 {
+				best = i
+				continue
+			}
+			bi, ii := r.counts[best] >= 2, r.counts[i] >= 2
+			if r.Spread && bi != ii {
+				if ii {
+					best = i
+				}
+				continue
+			}
+			if score(i) >= score(best) { // later node wins ties
+				best = i
+			}
+		}
+		if best < 0 {
+			return false
+		}
+		r.counts[best]--
+		nodes[best].replicas--
+		return true
+	}
+	aboveMin := func(r *rq) func(i int) bool {
+		return func(i int) bool { return inC(r, nodes[i].Cluster) > r.minPC }
+	}
+	total := func(r *rq) int {
+		t := 0
+		for _, c := range r.counts {
+			t += c
+		}
+		return t
+	}
 
 	// Keep: provisional load of everything statically feasible.
 	for _, r := range reqs {
-		for name, c := range p.Current[r.Release] {
-			i, ok := index[name]
+		for id, c := range p.Current[r.Release] {
+			i, ok := index[id]
 			if !ok || c <= 0 || !allowed(r, i) || !memOK(r, i) {
 				continue
 			}
@@ -99,7 +177,6 @@ func placeNaive(p Problem) Result {
 		}
 	}
 	for _, r := range reqs {
-		total := 0
 		for i := range nodes {
 			if r.GPUs > 0 && r.counts[i] > 0 {
 				if fit := max(nodes[i].free, 0) / r.GPUs; r.counts[i] > fit {
@@ -107,72 +184,104 @@ func placeNaive(p Problem) Result {
 					r.counts[i] = fit
 				}
 			}
-			total += r.counts[i]
 		}
-		for ; total > r.Replicas; total-- {
-			best := -1
-			for i := range nodes {
-				if r.counts[i] == 0 {
-					continue
-				}
-				if best < 0 {
-					best = i
-					continue
-				}
-				bi, ii := r.counts[best] >= 2, r.counts[i] >= 2
-				if r.Spread && bi != ii {
-					if ii {
-						best = i
-					}
-					continue
-				}
-				if score(i) >= score(best) { // later name wins ties
-					best = i
+		if r.MaxPerCluster > 0 {
+			for _, c := range clusters {
+				for inC(r, c) > r.MaxPerCluster {
+					trimOne(r, func(i int) bool { return nodes[i].Cluster == c })
 				}
 			}
-			r.counts[best]--
-			nodes[best].replicas--
+		}
+		for total(r) > r.Replicas {
+			if !trimOne(r, aboveMin(r)) {
+				trimOne(r, func(int) bool { return true })
+			}
 		}
 		for i := range nodes {
 			nodes[i].free -= r.counts[i] * r.GPUs
+		}
+	}
+	// Keep: make room for the minimums of clusters that have room.
+	for changed := true; changed; {
+		changed = false
+		for _, r := range reqs {
+			if r.minPC == 0 || r.Replicas == 0 {
+				continue
+			}
+			fit := 0
+			for _, c := range r.targets {
+				deficit, room := max(r.minPC-inC(r, c), 0), 0
+				for i := range nodes {
+					if nodes[i].Cluster != c || !allowed(r, i) || !memOK(r, i) {
+						continue
+					}
+					k := deficit
+					if r.GPUs > 0 {
+						k = min(k, max(nodes[i].free, 0)/r.GPUs)
+					}
+					if r.MaxPerNode > 0 {
+						k = min(k, r.MaxPerNode-r.counts[i])
+					}
+					room += max(k, 0)
+				}
+				fit += min(room, deficit)
+			}
+			for excess := total(r) - (r.Replicas - fit); excess > 0; excess-- {
+				before := slices.Clone(r.counts)
+				if !trimOne(r, aboveMin(r)) {
+					break
+				}
+				for i := range nodes {
+					nodes[i].free += (before[i] - r.counts[i]) * r.GPUs
+				}
+				changed = true
+			}
 		}
 	}
 
 	// Place.
 	res := Result{Placements: map[string]Placement{}}
 	for _, r := range reqs {
-		need := r.Replicas
-		for _, c := range r.counts {
-			need -= c
-		}
-		for ; need > 0; need-- {
-			best := -1
-			for i := range nodes {
-				if !allowed(r, i) || !memOK(r, i) || !mpnOK(r, i) || !gpuOK(r, i) {
-					continue
-				}
-				if best < 0 {
-					best = i
-					continue
-				}
-				bh, ih := r.counts[best] > 0, r.counts[i] > 0
-				if r.Spread && bh != ih {
-					if !ih {
+		need := r.Replicas - total(r)
+		// fill places up to n replicas on the nodes in reports usable.
+		fill := func(n int, in func(i int) bool) int {
+			placed := 0
+			for ; placed < n; placed++ {
+				best := -1
+				for i := range nodes {
+					if !in(i) || !allowed(r, i) || !memOK(r, i) || !mpcOK(r, i) || !mpnOK(r, i) || !gpuOK(r, i) {
+						continue
+					}
+					if best < 0 {
+						best = i
+						continue
+					}
+					bh, ih := r.counts[best] > 0, r.counts[i] > 0
+					if r.Spread && bh != ih {
+						if !ih {
+							best = i
+						}
+						continue
+					}
+					if score(i) < score(best) {
 						best = i
 					}
-					continue
 				}
-				if score(i) < score(best) {
-					best = i
+				if best < 0 {
+					break
 				}
+				r.counts[best]++
+				nodes[best].replicas++
+				nodes[best].free -= r.GPUs
 			}
-			if best < 0 {
-				break
-			}
-			r.counts[best]++
-			nodes[best].replicas++
-			nodes[best].free -= r.GPUs
+			return placed
 		}
+		for _, c := range r.targets {
+			if d := min(r.minPC-inC(r, c), need); d > 0 {
+				need -= fill(d, func(i int) bool { return nodes[i].Cluster == c })
+			}
+		}
+		need -= fill(need, func(int) bool { return true })
 		if need > 0 {
 			u := Unplaced{Release: r.Release, Count: need, Rejected: []Rejection{}}
 			for i, n := range nodes {
@@ -180,10 +289,14 @@ func placeNaive(p Problem) Result {
 				switch {
 				case n.Unusable != nil:
 					why = n.Unusable
+				case !inCluster(r, n.Cluster):
+					why = ClusterNotSelected{Cluster: n.Cluster}
 				case !allowed(r, i):
 					why = PoolNotAllowed{Pool: n.Pool, Allowed: r.Pools}
 				case !memOK(r, i):
 					why = InsufficientGPUMemory{Requested: r.GPUMemory, Capacity: n.GPUMemory}
+				case !mpcOK(r, i):
+					why = MaxPerClusterReached{Cluster: n.Cluster, Max: r.MaxPerCluster}
 				case !mpnOK(r, i):
 					why = MaxPerNodeReached{Max: r.MaxPerNode}
 				case !gpuOK(r, i):
@@ -192,19 +305,29 @@ func placeNaive(p Problem) Result {
 				default:
 					panic("feasible node left with unplaced replicas")
 				}
-				u.Rejected = append(u.Rejected, Rejection{Node: n.Name, Reason: why})
+				u.Rejected = append(u.Rejected, Rejection{Node: n.ID(), Reason: why})
 			}
 			res.Unplaced = append(res.Unplaced, u)
+		}
+		if r.Replicas > 0 {
+			for _, c := range r.targets {
+				if got := inC(r, c); got < r.MinPerCluster {
+					res.Short = append(res.Short, ClusterShort{Release: r.Release, Cluster: c, Min: r.MinPerCluster, Placed: got})
+				}
+			}
 		}
 		pl := Placement{}
 		for i, c := range r.counts {
 			if c > 0 {
-				pl[nodes[i].Name] = c
+				pl[nodes[i].ID()] = c
 			}
 		}
 		res.Placements[r.Release] = pl
 	}
 	slices.SortFunc(res.Unplaced, func(a, b Unplaced) int { return strings.Compare(a.Release, b.Release) })
+	slices.SortFunc(res.Short, func(a, b ClusterShort) int {
+		return cmp.Or(strings.Compare(a.Release, b.Release), strings.Compare(a.Cluster, b.Cluster))
+	})
 	return res
 }
 
@@ -348,4 +471,57 @@ func BenchmarkPlace100kOn10kSomeUnusable(b *testing.B) {
 		}
 	}
 	benchPlace(b, Place, p)
+}
+
+// fleetProblem is the fleet benchmark world: 3 clusters × 1,000 nodes of
+// bigProblem's pools (the same node names in every cluster), cluster
+// weights, and 300 releases of bigProblem's mix, a quarter each:
+//   - replicas per cluster: min = max = 10 in all three, 30 replicas;
+//   - two clusters, eu-1 and eu-2, 40 replicas, min 5, max 25;
+//   - any cluster, 30 replicas, min 3;
+//   - us-1 only, 20 replicas.
+//
+// 9,000 replicas on 3,000 nodes: everything places.
+func fleetProblem() Problem {
+	clusters := []string{"eu-1", "eu-2", "us-1"}
+	p := bigProblem(3_000, 300, 1)
+	for i := range p.Nodes {
+		p.Nodes[i].Cluster = clusters[i/1_000]
+		p.Nodes[i].Name = fmt.Sprintf("node-%04d", i%1_000)
+	}
+	p.ClusterWeights = map[string]float64{"eu-1": 1, "eu-2": 1.5, "us-1": 0.8}
+	for i := range p.Requests {
+		r := &p.Requests[i]
+		switch i % 4 {
+		case 0:
+			r.Replicas, r.MinPerCluster, r.MaxPerCluster, r.Clusters = 30, 10, 10, clusters
+		case 1:
+			r.Replicas, r.MinPerCluster, r.MaxPerCluster, r.Clusters = 40, 5, 25, clusters[:2]
+		case 2:
+			r.Replicas, r.MinPerCluster = 30, 3
+		case 3:
+			r.Replicas, r.Clusters = 20, clusters[2:]
+		}
+	}
+	return p
+}
+
+func benchFleet(b *testing.B, p Problem) {
+	b.Helper()
+	if res := Place(p); len(res.Short) > 0 {
+		b.Fatalf("short: %v", res.Short)
+	}
+	benchPlace(b, Place, p)
+}
+
+// 300 releases, 9,000 replicas on 3 clusters × 1,000 nodes.
+func BenchmarkPlaceFleet(b *testing.B) {
+	benchFleet(b, fleetProblem())
+}
+
+// Re-planning the fleet placement Place just made: everything is kept.
+func BenchmarkReplanUnchangedFleet(b *testing.B) {
+	p := fleetProblem()
+	p.Current = Place(p).Placements
+	benchFleet(b, p)
 }

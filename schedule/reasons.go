@@ -14,8 +14,9 @@ import (
 const GPUResource = "nvidia.com/gpu"
 
 // Reason is a typed rejection of one node for one replica. The concrete
-// types are InsufficientResource, InsufficientGPUMemory, PoolNotAllowed and
-// MaxPerNodeReached, which Place finds, and the node reasons
+// types are InsufficientResource, InsufficientGPUMemory, PoolNotAllowed,
+// MaxPerNodeReached, ClusterNotSelected and MaxPerClusterReached, which
+// Place finds, and the node reasons
 // NodeUnschedulable, NodeNotReady, UntoleratedTaint, NoAllocatableGPUs and
 // NoMatchingPool, which the caller sets as Node.Unusable; callers that need
 // more than the text type-switch on them.
@@ -92,6 +93,36 @@ func (r MaxPerNodeReached) Message() string {
 }
 
 func (r MaxPerNodeReached) String() string { return r.Message() }
+
+// ClusterNotSelected: the node's cluster is not one of Request.Clusters.
+// Cluster is "" for a node outside a fleet.
+type ClusterNotSelected struct {
+	Cluster string
+}
+
+// Message is e.g. `node is in cluster "us-1", which the release does not run in`.
+func (r ClusterNotSelected) Message() string {
+	if r.Cluster == "" {
+		return "node is in no cluster; the release runs only in named clusters"
+	}
+	return fmt.Sprintf("node is in cluster %q, which the release does not run in", r.Cluster)
+}
+
+func (r ClusterNotSelected) String() string { return r.Message() }
+
+// MaxPerClusterReached: the node's cluster already holds Max replicas of
+// the release (Request.MaxPerCluster).
+type MaxPerClusterReached struct {
+	Cluster string
+	Max     int
+}
+
+// Message is e.g. `cluster "eu-1" already has max_per_cluster (4) replicas of the release`.
+func (r MaxPerClusterReached) Message() string {
+	return fmt.Sprintf("cluster %q already has max_per_cluster (%d) replicas of the release", r.Cluster, r.Max)
+}
+
+func (r MaxPerClusterReached) String() string { return r.Message() }
 
 // The node reasons say why a node is no use to any replica, whatever it
 // asks for. An observer (the kube target) sets them as Node.Unusable; Place
@@ -248,6 +279,10 @@ func reasonSummary(r Reason) string {
 		return "node(s) not in allowed pools"
 	case MaxPerNodeReached:
 		return "node(s) at max_per_node for the release"
+	case ClusterNotSelected:
+		return "node(s) were in clusters the release does not run in"
+	case MaxPerClusterReached:
+		return "node(s) were in clusters at max_per_cluster for the release"
 	case NodeUnschedulable, NodeNotReady:
 		return r.Message()
 	case UntoleratedTaint:

@@ -526,10 +526,10 @@ func unplacedCounts(r Result) map[string]int {
 
 func checkInvariants(t *testing.T, name string, p Problem, res Result) {
 	t.Helper()
-	byName := map[string]Node{}
+	byName := map[string]Node{} // by ID
 	for _, nd := range p.Nodes {
-		if old, ok := byName[nd.Name]; !ok || compareNodes(nd, old) < 0 {
-			byName[nd.Name] = nd
+		if old, ok := byName[nd.ID()]; !ok || compareNodes(nd, old) < 0 {
+			byName[nd.ID()] = nd
 		}
 	}
 	gpus := map[string]int{}

@@ -10,8 +10,10 @@ import (
 type Node struct {
 	Name string
 	// Cluster is the cluster the node belongs to in a fleet; "" outside
-	// one. A node's identity is (Cluster, Name): see ID.
-	Cluster     string
+	// one. A node's identity is (Cluster, Name): see ID. Omitted from
+	// JSON when "", so that a Node outside a fleet marshals as before
+	// fleets (saved plans' observed digests stay valid).
+	Cluster     string  `json:",omitempty"`
 	Pool        string  // "" = belongs to no pool
 	GPUs        int     // allocatable GPUs on the node
 	Used        int     // GPUs used by workloads this Problem does not place (unmanaged pods); free for us = GPUs - Used - pool reserve - what we place
@@ -157,12 +159,12 @@ type ClusterShort struct {
 type Unplaced struct {
 	Release  string      `json:"release"`
 	Count    int         `json:"count"`
-	Rejected []Rejection `json:"rejected"` // one per rejected node, sorted by node name
+	Rejected []Rejection `json:"rejected"` // one per rejected node, sorted by node ID
 }
 
 // Rejection is why one node could not take a replica.
 type Rejection struct {
-	Node   string
+	Node   string // node ID (Node.ID)
 	Reason Reason
 }
 
@@ -217,6 +219,10 @@ func reasonKind(r Reason) string {
 		return "PoolNotAllowed"
 	case MaxPerNodeReached:
 		return "MaxPerNodeReached"
+	case ClusterNotSelected:
+		return "ClusterNotSelected"
+	case MaxPerClusterReached:
+		return "MaxPerClusterReached"
 	case NodeUnschedulable:
 		return "NodeUnschedulable"
 	case NodeNotReady:
