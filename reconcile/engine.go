@@ -108,6 +108,8 @@ type Engine struct {
 	analyses  map[string]*Analysis       // the monitor's last rollout analysis, by release (under mu)
 	prestaged map[string][2]string       // release -> the version last prestaged and how it went (under mu)
 	primed    *primed                    // what Prime loaded, for the next reconcile
+	clusters  map[string]clusterTarget   // ClusterTarget's, by cluster name (under mu)
+	mirrors   map[string]registry.Store  // MirrorFor's, by registry mirror (under mu)
 	cleanOnce sync.Once
 }
 
@@ -223,11 +225,17 @@ func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 	cfg, others := e.Shard.own(cfg)
 	e.rememberModels(snap.Dir, cfg)
 
-	objs, nodes, err := e.Target.Observe(ctx, cfg)
+	target := e.Target
+	var fleet *fleetTarget
+	if cfg.Fleet() {
+		fleet = e.fleet(ctx, cfg)
+		target = fleet
+	}
+	objs, nodes, err := target.Observe(ctx, cfg)
 	if err != nil {
 		return res, fmt.Errorf("observe target: %w", err)
 	}
-	if s, ok := e.Target.(Saver); ok {
+	if s, ok := target.(Saver); ok {
 		defer func() {
 			if err := s.Save(context.WithoutCancel(ctx)); err != nil {
 				e.log().Warn("target cache not saved; the next process decodes more", "err", err)
@@ -258,7 +266,14 @@ func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 		return res, err
 	}
 	observed := planner.Observed{Objects: objs, Nodes: nodes, Artifacts: artifacts}
-	_, observed.Prestage = e.Target.(Prestager)
+	_, observed.Prestage = target.(Prestager)
+	if fleet != nil {
+		observed.Unreachable = fleet.Unreachable()
+		observed.Prestage = fleet.canPrestage()
+		if err := e.observeMirrors(ctx, cfg, artifacts, observed.Unreachable); err != nil {
+			return res, err
+		}
+	}
 	if e.Resolver != nil {
 		observed.Images = ResolveImages(ctx, cfg, e.Resolver, e.log())
 	}
@@ -316,10 +331,14 @@ func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 		actions := byRelease[r.Name]
 		if len(actions) == 0 {
 			e.clearFailure(r.Name)
-			if hr, ok := e.Target.(HealthReporter); ok {
+			if hr, ok := target.(HealthReporter); ok {
 				if state, reason, known := hr.ReleaseHealth(r.Name); known {
 					st.State, st.Reason = state, reason
 				}
+			}
+			if fleet != nil {
+				st.Clusters = clusterCells(fleet, r, rp, nil)
+				foldCells(&st)
 			}
 			markUnplaced(&st, rp, unplaced)
 			statuses[i] = st
@@ -331,7 +350,7 @@ func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 			continue
 		}
 		g.Go(func() error {
-			n, err := e.runRelease(gctx, store, cfg, snap, r, observed, prepared, actions, &st)
+			n, err := e.runRelease(gctx, store, target, cfg, snap, r, observed, prepared, actions, &st)
 			executed[i] = n
 			if err != nil {
 				var gate *GateError
@@ -348,9 +367,13 @@ func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 			} else {
 				e.clearFailure(r.Name)
 				st.State = StateSynced
-				if _, ok := e.Target.(HealthReporter); ok && n > 0 {
+				if _, ok := target.(HealthReporter); ok && n > 0 {
 					st.State = StateProgressing // the pods roll out now; the next resync says how it went
 				}
+			}
+			if fleet != nil {
+				st.Clusters = clusterCells(fleet, r, rp, actionClusters(actions))
+				foldCells(&st)
 			}
 			markUnplaced(&st, rp, unplaced)
 			statuses[i] = st
@@ -365,12 +388,16 @@ func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 	e.mu.Lock()
 	e.status.Releases = statuses
 	e.status.Nodes = nodeUse(nodes, plan.Releases, cfg)
+	e.status.Clusters = nil
+	if fleet != nil {
+		e.status.Clusters = clusterStatuses(cfg, nodes, observed.Unreachable)
+	}
 	e.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
 	if len(prune) > 0 {
-		if err := e.Target.Apply(ctx, cfg.Settings.Namespace, prune); err != nil {
+		if err := target.Apply(ctx, cfg.Settings.Namespace, prune); err != nil {
 			return res, fmt.Errorf("prune: %w", err)
 		}
 		res.Executed += len(prune)
@@ -455,7 +482,7 @@ func markMoving(st *ReleaseStatus, rp planner.ReleasePlan) {
 // runRelease builds, gates and pushes the release's model when the
 // registry lacks it, then applies the release's objects rendered with the
 // pushed digest.
-func (e *Engine) runRelease(ctx context.Context, store registry.Store, cfg *spec.Config, snap Snapshot, r *spec.Release, observed planner.Observed, prepared *planner.Prepared, actions []planner.Action, st *ReleaseStatus) (n int, err error) {
+func (e *Engine) runRelease(ctx context.Context, store registry.Store, target Target, cfg *spec.Config, snap Snapshot, r *spec.Release, observed planner.Observed, prepared *planner.Prepared, actions []planner.Action, st *ReleaseStatus) (n int, err error) {
 	defer func() {
 		// No input may crash the daemon: a panic in one release's build is
 		// that release's failure, with the stack in the log.
@@ -505,9 +532,31 @@ func (e *Engine) runRelease(ctx context.Context, store registry.Store, cfg *spec
 		}
 	}
 	var objects []planner.Action
+	var mirrorErrs []error
+	failed := map[string]bool{} // clusters whose mirror copy failed: nothing is applied there
 	for _, a := range actions {
+		if a.Type == planner.Mirror {
+			if err := e.mirror(ctx, store, cfg, a); err != nil {
+				mirrorErrs = append(mirrorErrs, fmt.Errorf("cluster %s: %w", a.Cluster, err))
+				failed[a.Cluster] = true
+				continue
+			}
+			executed++
+		}
+	}
+	for _, a := range actions {
+		if failed[a.Cluster] {
+			continue
+		}
 		if a.Type == planner.Prestage && a.Prestage != nil {
-			note, err := e.prestage(ctx, cfg.Settings.Namespace, r.Name, *a.Prestage)
+			ns, ps := cfg.Settings.Namespace, Prestager(nil)
+			if f, ok := target.(*fleetTarget); ok {
+				ns = cfg.ClusterNamespace(a.Cluster)
+				ps, _ = f.prestager(a.Cluster)
+			} else {
+				ps, _ = target.(Prestager)
+			}
+			note, err := e.prestage(ctx, ps, ns, r.Name, *a.Prestage)
 			if err != nil {
 				return executed, fmt.Errorf("release %s: prestage: %w", r.Name, err)
 			}
@@ -525,11 +574,18 @@ func (e *Engine) runRelease(ctx context.Context, store registry.Store, cfg *spec
 	if executed > 0 {
 		st.Reason = "built and pushed the model"
 	}
+	mirrorErr := errors.Join(mirrorErrs...)
 	if len(objects) == 0 {
+		if mirrorErr != nil {
+			return executed, fmt.Errorf("release %s: %w", r.Name, mirrorErr)
+		}
 		return executed, nil
 	}
-	if err := e.Target.Apply(ctx, cfg.Settings.Namespace, e.Shard.label(objects)); err != nil {
-		return executed, fmt.Errorf("release %s: apply: %w", r.Name, err)
+	if err := target.Apply(ctx, cfg.Settings.Namespace, e.Shard.label(objects)); err != nil {
+		return executed, fmt.Errorf("release %s: apply: %w", r.Name, errors.Join(err, mirrorErr))
+	}
+	if mirrorErr != nil {
+		return executed + len(objects), fmt.Errorf("release %s: %w", r.Name, mirrorErr)
 	}
 	e.log().Info("applied", "release", r.Name, "changes", len(objects), "revision", cfg.Revision)
 	if executed > 0 {
@@ -550,7 +606,9 @@ func (e *Engine) overlayConnections(ctx context.Context, nodes []schedule.Node) 
 	}
 	out := append([]schedule.Node(nil), nodes...)
 	for i := range out {
-		if c, ok := conns[out[i].Name]; ok {
+		if c, ok := conns[out[i].ID()]; ok {
+			out[i].Connections = c
+		} else if c, ok := conns[out[i].Name]; ok {
 			out[i].Connections = c
 		}
 	}

@@ -14,9 +14,8 @@ import (
 // through the target, and says how it went. A pull that times out or
 // fails is not an error: the shards are applied anyway (their pods pull
 // the image themselves), and the note says so.
-func (e *Engine) prestage(ctx context.Context, namespace, release string, p planner.PrestageSpec) (string, error) {
-	ps, ok := e.Target.(Prestager)
-	if !ok {
+func (e *Engine) prestage(ctx context.Context, ps Prestager, namespace, release string, p planner.PrestageSpec) (string, error) {
+	if ps == nil {
 		return "", nil // planned against a target that can; nothing to do here
 	}
 	res, err := ps.Prestage(ctx, namespace, release, p)

@@ -54,6 +54,9 @@ type ReleaseStatus struct {
 	NextRetry      *time.Time         `json:"next_retry,omitempty"`
 	// Rollout is set for a release with a rollout block.
 	Rollout *RolloutStatus `json:"rollout,omitempty"`
+	// Clusters, in a fleet, are the release's state in each cluster it
+	// runs in: the row of the cluster × release grid.
+	Clusters []ClusterReleaseStatus `json:"clusters,omitempty"`
 }
 
 // RolloutStatus is a release's rollout: where the planner put it, how the
@@ -108,7 +111,9 @@ type Point struct {
 
 // NodeUse is one node's row of the node × release grid.
 type NodeUse struct {
+	// Name is the node's identity: its name, "CLUSTER/NAME" in a fleet.
 	Name     string         `json:"name"`
+	Cluster  string         `json:"cluster,omitempty"`
 	Pool     string         `json:"pool"`
 	GPUs     int            `json:"gpus"`
 	Used     int            `json:"used"`     // by others
@@ -137,6 +142,8 @@ type Status struct {
 	// Shard is which part of a sharded fleet this process is (gantry run
 	// --shard) and which releases it owns; nil when not sharded.
 	Shard *ShardStatus `json:"shard,omitempty"`
+	// Clusters are a fleet's clusters (specs with cluster blocks).
+	Clusters []ClusterStatus `json:"clusters,omitempty"`
 
 	reasons map[string]string
 }
@@ -191,12 +198,12 @@ func nodeUse(nodes []schedule.Node, releases []planner.ReleasePlan, cfg *spec.Co
 	}
 	out := make([]NodeUse, 0, len(nodes))
 	for _, n := range nodes {
-		u := NodeUse{Name: n.Name, Pool: n.Pool, GPUs: n.GPUs, Used: n.Used, Releases: map[string]int{}}
+		u := NodeUse{Name: n.ID(), Cluster: n.Cluster, Pool: n.Pool, GPUs: n.GPUs, Used: n.Used, Releases: map[string]int{}}
 		if n.Unusable != nil {
 			u.Unusable = n.Unusable.Message()
 		}
 		for _, r := range releases {
-			if c := r.Placement[n.Name]; c > 0 {
+			if c := r.Placement[n.ID()]; c > 0 {
 				u.Releases[r.Name] = c * gpus[r.Name]
 			}
 		}

@@ -179,6 +179,9 @@ func changesOf(ds []monitor.Decision) []gitsource.Change {
 			c.Replicas = d.To
 		case monitor.KindPromote, monitor.KindAbort:
 			c.Version, c.Step = d.Version, d.To // an abort's To is its step
+			if d.Kind == monitor.KindPromote {
+				c.Wave = d.Wave
+			}
 		}
 		if d.Rollout != nil {
 			c.Restore = d.Rollout.Previous
@@ -364,7 +367,7 @@ func rolloutViews(st reconcile.Status) map[string]monitor.RolloutView {
 		}
 		views[r.Name] = monitor.RolloutView{
 			Revision: st.Revision, Phase: ro.Phase, Canary: ro.Canary, Stable: ro.Stable,
-			Step: ro.Step, Steps: ro.Steps, Ready: ro.Ready,
+			Step: ro.Step, Steps: ro.Steps, Ready: ro.Ready, Wave: ro.Wave, Waves: ro.Waves,
 			CanaryShards: ro.CanaryShards, StableShards: ro.StableShards,
 		}
 	}

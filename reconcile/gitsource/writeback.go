@@ -83,6 +83,8 @@ type Change struct {
 	// step a promote sets or the step an abort stopped at.
 	Version string
 	Step    int
+	// Wave is the wave a promote sets, in a fleet with waves (0: none).
+	Wave int
 	// Message is the commit message without trailers.
 	Message string
 }
@@ -357,7 +359,11 @@ func (w *WriteBack) apply(repo *git.Repository, ch Change) (*edited, error) {
 	case "scale":
 		next, err = spec.SetReplicas(cur, ch.Release, ch.Replicas)
 	case "promote":
-		next, err = spec.SetRolloutPosition(cur, ch.Release, ch.Version, ch.Step)
+		if ch.Wave > 0 {
+			next, err = spec.SetRolloutWave(cur, ch.Release, ch.Version, ch.Wave, ch.Step)
+		} else {
+			next, err = spec.SetRolloutPosition(cur, ch.Release, ch.Version, ch.Step)
+		}
 	case "rollback", "abort":
 		next, err = restore(repo, cur, ch.Restore, ch.Release)
 	default:
@@ -392,6 +398,9 @@ func (w *WriteBack) message(ch Change, base string) string {
 		TrailerAdjustment, ch.Kind, TrailerRelease, ch.Release, TrailerRevision, base)
 	if ch.Kind == "promote" || ch.Kind == "abort" {
 		out += fmt.Sprintf("%s: %s\n%s: %d\n", TrailerVersion, ch.Version, TrailerStep, ch.Step)
+		if ch.Wave > 0 {
+			out += fmt.Sprintf("%s: %d\n", TrailerWave, ch.Wave)
+		}
 	}
 	return out
 }

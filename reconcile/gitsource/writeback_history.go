@@ -24,6 +24,9 @@ const (
 	// TrailerVersion the canary version it is about.
 	TrailerStep    = "Gantry-Step"
 	TrailerVersion = "Gantry-Version"
+	// TrailerWave is the wave a promote goes to (or stays in), in a
+	// fleet with waves.
+	TrailerWave = "Gantry-Wave"
 )
 
 // History answers questions about one release's past from the first-parent

@@ -59,6 +59,9 @@ type Decision struct {
 	// Version is the canary version a promote or an abort is about;
 	// From and To are then steps (To = From+1 for a promote).
 	Version string
+	// Wave, on a promote in a fleet with waves, is the wave it goes to
+	// (then To is 1) or stays in; FromWave the wave it was in.
+	Wave, FromWave int
 	// Analysis is the rollout analysis a promote or an abort stands on.
 	Analysis *RolloutAnalysis
 	Query    string
@@ -85,7 +88,11 @@ func (d Decision) Message() string {
 		fmt.Fprintf(&b, "window after %s changed the release's model, runtime or quantize blocks.\n", short(d.Rollout.Revision))
 		fmt.Fprintf(&b, "This restores those blocks as they were at %s.\n\nQuery: %s\n", short(d.Rollout.Previous), d.Query)
 	case KindPromote:
-		fmt.Fprintf(&b, "%s: promote %s step %d → %d\n\n", d.Release, d.Version, d.From, d.To)
+		if d.Wave != d.FromWave {
+			fmt.Fprintf(&b, "%s: promote %s wave %d → %d\n\n", d.Release, d.Version, d.FromWave, d.Wave)
+		} else {
+			fmt.Fprintf(&b, "%s: promote %s step %d → %d\n\n", d.Release, d.Version, d.From, d.To)
+		}
 		a := d.Analysis
 		if a == nil || a.Interval == 0 {
 			fmt.Fprintf(&b, "The step's %s pause is over and its replicas are available; the rollout\nhas no analysis block.\n", a.pause())
@@ -96,7 +103,11 @@ func (d Decision) Message() string {
 		for _, m := range a.Metrics {
 			fmt.Fprintf(&b, "  %s: canary %s, stable %s, bound %s (%d of %d samples)\n", m.Name, optNum(m.Canary), optNum(m.Stable), m.Bound, m.Samples, m.Needed)
 		}
-		fmt.Fprintf(&b, "\nThe canary goes to step %d of %d.\n", d.To, a.Steps)
+		if d.Wave != d.FromWave {
+			fmt.Fprintf(&b, "\nWave %d is done; wave %d starts at step 1.\n", d.FromWave, d.Wave)
+		} else {
+			fmt.Fprintf(&b, "\nThe canary goes to step %d of %d.\n", d.To, a.Steps)
+		}
 	case KindAbort:
 		fmt.Fprintf(&b, "%s: abort rollout of %s at step %d\n\n", d.Release, d.Version, d.From)
 		if a := d.Analysis; a != nil {
@@ -440,6 +451,10 @@ func (m *Monitor) rollout(ctx context.Context, ns string, r *spec.Release, view 
 	switch a.Decision {
 	case RolloutPromote:
 		d.Kind, d.To = KindPromote, view.Step+1
+		d.Wave, d.FromWave = view.Wave, view.Wave
+		if view.waveEnd() {
+			d.Wave, d.To = view.Wave+1, 1
+		}
 	case RolloutAbort:
 		last, err := hist.LastRollout(r.Name, time.Time{})
 		if err != nil {

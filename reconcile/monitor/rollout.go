@@ -62,7 +62,15 @@ type RolloutView struct {
 	// Ready: the step is fully in place (every canary replica available,
 	// the stable version down to its share).
 	Ready bool
+	// Wave is the wave the rollout is in (1-based) of Waves, in a fleet
+	// with waves (0 without). The last step of a wave that is not the
+	// last is analysed like any other; its promotion starts the next wave.
+	Wave, Waves int
 }
+
+// waveEnd reports whether the view is at the last step of a wave that
+// has a next one: promoting it starts that wave, at step 1.
+func (v RolloutView) waveEnd() bool { return v.Waves > 0 && v.Wave < v.Waves && v.Step == v.Steps }
 
 // MetricData is one analysis metric's samples over the step, at the
 // analysis interval, for the canary and the stable version. An error says
@@ -173,7 +181,7 @@ func DecideRollout(in RolloutInput) RolloutAnalysis {
 	case v.Step < 1 || v.Step > len(in.Steps):
 		a.Reason = fmt.Sprintf("step %d is not one of the %d steps", v.Step, len(in.Steps))
 		return a
-	case v.Step == len(in.Steps):
+	case v.Step == len(in.Steps) && !v.waveEnd():
 		a.Reason = fmt.Sprintf("step %d is the last: the rollout completes when its replicas serve", v.Step)
 		return a
 	}
@@ -182,6 +190,11 @@ func DecideRollout(in RolloutInput) RolloutAnalysis {
 	elapsed := in.Now.Sub(in.StepStart)
 	pauseEnds := in.StepStart.Add(step.Pause)
 	manual := fmt.Sprintf("waiting for a person to promote: set step = %d, version = %q", v.Step+1, v.Canary)
+	next := fmt.Sprintf("step %d", v.Step+1)
+	if v.waveEnd() {
+		manual = fmt.Sprintf("waiting for a person to start the next wave: set wave = %d, step = 1, version = %q", v.Wave+1, v.Canary)
+		next = fmt.Sprintf("wave %d", v.Wave+1)
+	}
 	notReady := "waiting for the step's replicas to become available"
 
 	if in.Analysis == nil {
@@ -193,7 +206,7 @@ func DecideRollout(in RolloutInput) RolloutAnalysis {
 		case elapsed < step.Pause:
 			a.Decision, a.Reason = RolloutHold, fmt.Sprintf("the %s pause ends at %s (%s left)", step.Pause, stamp(pauseEnds), (step.Pause-elapsed).Round(time.Second))
 		default:
-			a.Decision, a.Reason = RolloutPromote, fmt.Sprintf("the %s pause is over and the step's replicas are available (no analysis)", step.Pause)
+			a.Decision, a.Reason = RolloutPromote, fmt.Sprintf("the %s pause is over and the step's replicas are available (no analysis); promote to %s", step.Pause, next)
 		}
 		return a
 	}
@@ -336,8 +349,8 @@ func DecideRollout(in RolloutInput) RolloutAnalysis {
 		}
 	}
 	a.Decision = RolloutPromote
-	a.Reason = fmt.Sprintf("every metric was within bounds for the whole %s pause (%d evaluations each at a %s interval); promote to step %d",
-		step.Pause, needed, a.Interval, v.Step+1)
+	a.Reason = fmt.Sprintf("every metric was within bounds for the whole %s pause (%d evaluations each at a %s interval); promote to %s",
+		step.Pause, needed, a.Interval, next)
 	return a
 }
 

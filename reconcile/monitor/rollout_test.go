@@ -475,3 +475,43 @@ func TestMonitorRollouts(t *testing.T) {
 		}
 	})
 }
+
+// TestDecideRolloutWaves: in a fleet with waves, the last step of a wave
+// that has a next one is analysed like any other step, and its promotion
+// goes to the next wave; the last step of the last wave completes as
+// today.
+func TestDecideRolloutWaves(t *testing.T) {
+	steps := []spec.RolloutStep{{Replicas: 1, Pause: 10 * time.Minute}, {Percent: 100, Pause: 10 * time.Minute}}
+	analysis := &spec.Analysis{Interval: time.Minute, FailureLimit: 2, Metrics: []spec.AnalysisMetric{
+		{Name: "error_ratio", Query: "e", Max: fptr(0.01)},
+	}}
+	start := t0.Add(-12 * time.Minute)
+	good := []MetricData{{Canary: at(start, repeat(0.004, 13)...)}}
+	bad := []MetricData{{Canary: at(start, repeat(0.5, 13)...)}}
+	wave1End := RolloutView{Phase: PhaseProgressing, Canary: "3f2a1c9d", Stable: "00aa11bb", Step: 2, Steps: 2, Ready: true, Wave: 1, Waves: 3}
+	lastWave := wave1End
+	lastWave.Wave = 3
+
+	a := DecideRollout(RolloutInput{Steps: steps, Analysis: analysis, View: wave1End, StepStart: start, Now: t0, Metrics: good})
+	if a.Decision != RolloutPromote || !strings.Contains(a.Reason, "promote to wave 2") {
+		t.Errorf("end of wave 1, good data: %s: %s", a.Decision, a.Reason)
+	}
+	a = DecideRollout(RolloutInput{Steps: steps, Analysis: analysis, View: wave1End, StepStart: start, Now: t0, Metrics: bad})
+	if a.Decision != RolloutAbort {
+		t.Errorf("end of wave 1, bad data: %s: %s", a.Decision, a.Reason)
+	}
+	a = DecideRollout(RolloutInput{Steps: steps, Analysis: analysis, View: wave1End, StepStart: start, Now: t0, Metrics: []MetricData{{CanaryErr: ErrNoData}}})
+	if a.Decision != RolloutPause {
+		t.Errorf("end of wave 1, no data: %s: %s", a.Decision, a.Reason)
+	}
+	a = DecideRollout(RolloutInput{Steps: steps, Analysis: analysis, View: lastWave, StepStart: start, Now: t0, Metrics: good})
+	if a.Decision != "" || !strings.Contains(a.Reason, "is the last") {
+		t.Errorf("end of the last wave: %q: %s", a.Decision, a.Reason)
+	}
+	manual := wave1End
+	manualSteps := []spec.RolloutStep{{Replicas: 1, Pause: 10 * time.Minute}, {Percent: 100}}
+	a = DecideRollout(RolloutInput{Steps: manualSteps, View: manual, StepStart: start, Now: t0})
+	if a.Decision != RolloutHold || !strings.Contains(a.Reason, "set wave = 2, step = 1") {
+		t.Errorf("end of wave 1 without a pause: %s: %s", a.Decision, a.Reason)
+	}
+}
