@@ -460,3 +460,26 @@ func actionClusters(actions []planner.Action) map[string]bool {
 	}
 	return out
 }
+
+// ObserveFleet observes the clusters of cfg (specs with cluster blocks)
+// as a reconcile does, for a plan made outside the daemon (gantry plan):
+// through the Targets makeTarget makes, at most jobs clusters at once,
+// objects and nodes tagged with their cluster, the clusters that did
+// not answer in Unreachable, and the images of the clusters' registry
+// mirrors (through mirrorFor's stores) added to artifacts.
+func ObserveFleet(ctx context.Context, cfg *spec.Config, makeTarget func(context.Context, spec.Cluster) (Target, error), mirrorFor func(string) registry.Store, artifacts map[string]planner.Artifact) (planner.Observed, error) {
+	e := &Engine{ClusterTarget: makeTarget, MirrorFor: mirrorFor, Log: slog.Default()}
+	f := e.fleet(ctx, cfg)
+	objs, nodes, err := f.Observe(ctx, cfg)
+	if err != nil {
+		return planner.Observed{}, err
+	}
+	if artifacts == nil {
+		artifacts = map[string]planner.Artifact{}
+	}
+	obs := planner.Observed{Objects: objs, Nodes: nodes, Artifacts: artifacts, Unreachable: f.Unreachable(), Prestage: f.canPrestage()}
+	if err := e.observeMirrors(ctx, cfg, artifacts, obs.Unreachable); err != nil {
+		return obs, err
+	}
+	return obs, nil
+}

@@ -140,8 +140,13 @@ func admin(t *testing.T) kubernetes.Interface {
 // gpuNodes creates Ready GPU nodes with GPU feature discovery labels.
 func gpuNodes(t *testing.T, product string, gpus int, names ...string) {
 	t.Helper()
+	gpuNodesIn(t, admin(t), product, gpus, names...)
+}
+
+// gpuNodesIn is gpuNodes in the cluster cs reaches.
+func gpuNodesIn(t *testing.T, cs kubernetes.Interface, product string, gpus int, names ...string) {
+	t.Helper()
 	ctx := context.Background()
-	cs := admin(t)
 	for _, name := range names {
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
 			"kubernetes.io/hostname": name, "nvidia.com/gpu.product": product,
