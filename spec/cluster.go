@@ -80,9 +80,20 @@ func (c *Config) ClustersOf(r *Release) []string {
 		return nil
 	}
 	var out []string
+	var named map[string]bool // r.Clusters, when long enough for a set to pay
+	if len(r.Clusters) > 8 {
+		named = make(map[string]bool, len(r.Clusters))
+		for _, n := range r.Clusters {
+			named[n] = true
+		}
+	}
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]
 		switch {
+		case named != nil:
+			if !named[cl.Name] {
+				continue
+			}
 		case len(r.Clusters) > 0:
 			if !slices.Contains(r.Clusters, cl.Name) {
 				continue

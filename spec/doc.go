@@ -16,7 +16,11 @@
 //   - Format rewrites files canonically with hclwrite and keeps comments.
 //
 // The top-level blocks are gantry (settings, at most one), variable, locals,
-// node_pool, node and release. Expressions may use var.NAME, local.NAME and
+// node_pool, node, release and cluster. Without cluster blocks Gantry
+// drives one target and every fleet attribute (a node's cluster, a
+// release's clusters, cluster_selector and per-cluster replicas, a
+// rollout's waves) is an error; with them, each names the cluster blocks
+// it is about. Expressions may use var.NAME, local.NAME and
 // the common functions of the cty standard library (lower, format, merge,
 // concat, ...), as Terraform users expect. See the README for the reference.
 package spec

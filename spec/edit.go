@@ -51,10 +51,11 @@ type ReleaseParts struct {
 	// Rollout is the release's model, runtime and quantize blocks, each
 	// canonically formatted, so that a whitespace-only edit is no change.
 	Rollout string
-	// Position is the rollout block's step and version attributes, each
-	// canonically formatted (`step=2 version="3f2a1c9d"`), so that a
-	// walker of history sees when a promotion moved the rollout; "" when
-	// the release has no rollout block or neither attribute.
+	// Position is the rollout block's wave, step and version attributes,
+	// each canonically formatted (`step=2 version="3f2a1c9d"`, or
+	// `wave=2 step=1 version="3f2a1c9d"` with waves), so that a walker of
+	// history sees when a promotion moved the rollout; "" when the
+	// release has no rollout block or none of them.
 	Position string
 }
 
@@ -87,7 +88,7 @@ func rolloutPosition(src []byte, blk *hclsyntax.Block) string {
 		return ""
 	}
 	var fields []string
-	for _, name := range []string{"step", "version"} {
+	for _, name := range []string{"wave", "step", "version"} {
 		if a, ok := ro.Body.Attributes[name]; ok {
 			text := bytes.TrimSpace(hclwrite.Format(bytes.TrimSpace(a.Expr.Range().SliceBytes(src))))
 			fields = append(fields, name+"="+string(text))
@@ -105,12 +106,56 @@ func rolloutPosition(src []byte, blk *hclsyntax.Block) string {
 // byte, comments included, stays. step must be at least 1 and version
 // eight lowercase hex digits, as Load requires.
 func SetRolloutPosition(src []byte, release, version string, step int) ([]byte, error) {
+	if err := checkPosition(release, version, step); err != nil {
+		return nil, err
+	}
+	return setRolloutAttrs(src, release, []rolloutAttr{
+		{"step", cty.NumberIntVal(int64(step))},
+		{"version", cty.StringVal(version)},
+	})
+}
+
+// SetRolloutWave sets wave = wave, step = step and version = "version"
+// in the rollout block of the release's block in src, in one edit: the
+// position a wave promotion commit records (the rollout of version is
+// at step step of wave wave, both 1-based). It edits as
+// SetRolloutPosition does, and an absent attribute's line is added in
+// the order wave, step, version. wave and step must be at least 1.
+func SetRolloutWave(src []byte, release, version string, wave, step int) ([]byte, error) {
+	if wave < 1 {
+		return nil, fmt.Errorf("release %q: rollout wave must be at least 1, got %d", release, wave)
+	}
+	if err := checkPosition(release, version, step); err != nil {
+		return nil, err
+	}
+	return setRolloutAttrs(src, release, []rolloutAttr{
+		{"wave", cty.NumberIntVal(int64(wave))},
+		{"step", cty.NumberIntVal(int64(step))},
+		{"version", cty.StringVal(version)},
+	})
+}
+
+// checkPosition checks a position's step and version as Load does.
+func checkPosition(release, version string, step int) error {
 	if step < 1 {
-		return nil, fmt.Errorf("release %q: rollout step must be at least 1, got %d", release, step)
+		return fmt.Errorf("release %q: rollout step must be at least 1, got %d", release, step)
 	}
 	if !isRolloutVersion(version) {
-		return nil, fmt.Errorf("release %q: rollout version must be 8 lowercase hex digits, got %q", release, version)
+		return fmt.Errorf("release %q: rollout version must be 8 lowercase hex digits, got %q", release, version)
 	}
+	return nil
+}
+
+// rolloutAttr is an attribute of a rollout block and the value an edit
+// gives it.
+type rolloutAttr struct {
+	name  string
+	value cty.Value
+}
+
+// setRolloutAttrs sets attrs in the rollout block of the release's block
+// in src, as SetRolloutPosition describes.
+func setRolloutAttrs(src []byte, release string, attrs []rolloutAttr) ([]byte, error) {
 	blk, ok, err := findRelease(src, "spec.hcl", release)
 	if err != nil {
 		return nil, fmt.Errorf("release %q: %w", release, err)
@@ -133,13 +178,7 @@ func SetRolloutPosition(src []byte, release, version string, step int) ([]byte, 
 	}
 	var edits []splice
 	var added []string // absent attributes' lines, without indentation
-	for _, kv := range []struct {
-		name  string
-		value cty.Value
-	}{
-		{"step", cty.NumberIntVal(int64(step))},
-		{"version", cty.StringVal(version)},
-	} {
+	for _, kv := range attrs {
 		value := hclwrite.TokensForValue(kv.value).Bytes()
 		if a, ok := ro.Body.Attributes[kv.name]; ok {
 			r := a.Expr.Range()

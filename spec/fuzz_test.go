@@ -16,7 +16,8 @@ func FuzzLoad(f *testing.F) {
 	seeds = append(seeds, filepath.Join("..", "examples", "quickstart", "releases.hcl"))
 	rollouts, _ := filepath.Glob(filepath.Join("testdata", "rollout", "*.hcl"))
 	more, _ := filepath.Glob(filepath.Join("testdata", "rollout", "*", "*.hcl"))
-	seeds = append(append(seeds, rollouts...), more...)
+	fleets, _ := filepath.Glob(filepath.Join("testdata", "fleet", "*", "*.hcl"))
+	seeds = append(append(append(seeds, rollouts...), more...), fleets...)
 	for _, s := range seeds {
 		if b, err := os.ReadFile(s); err == nil {
 			f.Add(b)
@@ -41,6 +42,10 @@ func FuzzLoad(f *testing.F) {
     }
     step    = 2
     version = "3f2a1c9d"`)))
+	// A fleet with every cluster attribute, per-cluster bounds and waves
+	// written every way (literal, for expression, local), so that fuzzing
+	// reaches the fleet checks.
+	f.Add([]byte(fleetSeed()))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "main.hcl"), src, 0o644); err != nil {
@@ -77,4 +82,61 @@ func FuzzParseMemory(f *testing.F) {
 		}
 		_, _ = ParseCPU(s)
 	})
+}
+
+// fleetSeed is a valid fleet: every cluster attribute, per-cluster
+// bounds, and waves written as a literal and as a for expression.
+func fleetSeed() string {
+	return `locals {
+  prod = ["eu-1", "us-1"]
+}
+gantry {
+  lease_cluster = "staging"
+}
+cluster "staging" {
+  in_cluster = true
+  labels     = { tier = "staging" }
+}
+cluster "eu-1" {
+  kubeconfig      = "/etc/gantry/eu-1.kubeconfig"
+  context         = "admin"
+  weight          = 2
+  namespace       = "llm-eu"
+  registry_mirror = "mirror.eu.example.com/models"
+  labels          = { tier = "prod" }
+}
+cluster "us-1" {
+  kubeconfig = "/etc/gantry/us-1.kubeconfig"
+  labels     = { tier = "prod" }
+}
+node_pool "p" {}
+node "n" {
+  cluster    = "eu-1"
+  pool       = "p"
+  gpus       = 8
+  gpu_memory = "80Gi"
+}
+` + rolloutSrc(4, `  cluster_selector = { tier = "prod" }
+  min_per_cluster = 1
+  max_per_cluster = 3`, `    waves = [for c in local.prod : [c]]
+    wave_pause = "15m"
+    wave = 2
+    step = 1
+    version = "3f2a1c9d"`) + `
+release "r2" {
+  model {
+    source = "oci://registry.example.com/m@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+    format = "gguf"
+  }
+  runtime {
+    image = "x"
+  }
+  clusters = ["staging", "eu-1"]
+  replicas_per_cluster = 2
+  rollout {
+    steps = [{ replicas = 1, pause = "10m" }, { percent = 100, pause = "30m" }]
+    waves = [["staging"], ["eu-1"]]
+  }
+}
+`
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -40,6 +41,7 @@ var rootSchema = &hcl.BodySchema{
 		{Type: "node_pool", LabelNames: []string{"name"}},
 		{Type: "node", LabelNames: []string{"name"}},
 		{Type: "release", LabelNames: []string{"name"}},
+		{Type: "cluster", LabelNames: []string{"name"}},
 	},
 }
 
@@ -208,13 +210,14 @@ func load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diag
 	// Release blocks, the bulk of a big repository, are decoded in
 	// parallel; everything else, and the order of the results and of
 	// their diagnostics, stays as a sequential decode gives it.
+	fleet := slices.ContainsFunc(blocks, func(b *hcl.Block) bool { return b.Type == "cluster" })
 	decoded := make([]Release, len(blocks))
 	decodeDiags := make([]hcl.Diagnostics, len(blocks))
 	parallel(len(blocks), func(i int) {
 		if blocks[i].Type == "release" {
 			decodeDiags[i] = gohcl.DecodeBody(blocks[i].Body, evalCtx, &decoded[i])
 			if ro := decoded[i].Rollout; ro != nil {
-				decodeDiags[i] = append(decodeDiags[i], decodeRolloutSteps(ro, evalCtx)...)
+				decodeDiags[i] = append(decodeDiags[i], decodeRollout(ro, evalCtx, fleet)...)
 			}
 		}
 	})
@@ -237,8 +240,21 @@ func load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diag
 			var n Node
 			diags = append(diags, gohcl.DecodeBody(b.Body, evalCtx, &n)...)
 			n.Name, n.DefRange = b.Labels[0], b.DefRange
-			if !dup("node", n.Name, b.DefRange, b.LabelRanges[0].Ptr()) {
+			// A fleet's node is known by cluster and name: two clusters
+			// may each have a gpu-1.
+			key := n.Name
+			if n.Cluster != "" {
+				key = n.Cluster + "/" + n.Name
+			}
+			if !dup("node", key, b.DefRange, b.LabelRanges[0].Ptr()) {
 				cfg.Nodes = append(cfg.Nodes, n)
+			}
+		case "cluster":
+			var c Cluster
+			diags = append(diags, gohcl.DecodeBody(b.Body, evalCtx, &c)...)
+			c.Name, c.DefRange = b.Labels[0], b.DefRange
+			if !dup("cluster", c.Name, b.DefRange, b.LabelRanges[0].Ptr()) {
+				cfg.Clusters = append(cfg.Clusters, c)
 			}
 		case "release":
 			r := decoded[i]
@@ -253,8 +269,12 @@ func load(ctx context.Context, root string, opts LoadOptions) (*Config, hcl.Diag
 		return cfg, diags
 	}
 	sort.Slice(cfg.Pools, func(i, j int) bool { return cfg.Pools[i].Name < cfg.Pools[j].Name })
-	sort.Slice(cfg.Nodes, func(i, j int) bool { return cfg.Nodes[i].Name < cfg.Nodes[j].Name })
+	sort.Slice(cfg.Nodes, func(i, j int) bool {
+		a, b := &cfg.Nodes[i], &cfg.Nodes[j]
+		return a.Name < b.Name || (a.Name == b.Name && a.Cluster < b.Cluster)
+	})
 	sort.Slice(cfg.Releases, func(i, j int) bool { return cfg.Releases[i].Name < cfg.Releases[j].Name })
+	sort.Slice(cfg.Clusters, func(i, j int) bool { return cfg.Clusters[i].Name < cfg.Clusters[j].Name })
 
 	diags = append(diags, validate(cfg)...)
 	if diags.HasErrors() {

@@ -13,7 +13,9 @@ import (
 // worse by copying them into CI logs and pull-request comments. Two kinds of
 // value are masked wherever Gantry shows one: the value of anything whose
 // name looks secret (LooksSecret), and the user information of a URL
-// ("postgres://user:password@db/x"), whatever it is named.
+// ("postgres://user:password@db/x"), whatever it is named. A cluster's
+// kubeconfig is a path and shown, unless it holds what looks like a
+// kubeconfig's contents (KubeconfigContents).
 
 // urlUserinfo finds the user information of URLs inside any text: a scheme,
 // "://", then everything up to the last "@" before the host ends. The user
@@ -94,6 +96,19 @@ func maskSource(filename string, src []byte, body hcl.Body) []byte {
 			// Names of Kubernetes Secrets, not secrets: shown, and
 			// quoted by its diagnostics anyway.
 			i = valueEnd(toks, next+1)
+		case assign && name == "kubeconfig" && toks[i].Type == hclsyntax.TokenIdent:
+			// A cluster's kubeconfig is a path, shown; pasted contents
+			// (which Load refuses) are masked.
+			end := valueEnd(toks, next+1)
+			var text []byte
+			for _, t := range toks[next+1 : max(end, next+1)] {
+				if t.Type == hclsyntax.TokenQuotedLit || t.Type == hclsyntax.TokenStringLit {
+					text = append(text, t.Bytes...)
+				}
+			}
+			if end > next+1 && (KubeconfigContents(string(text)) || bytes.Contains(text, []byte(`\n`))) {
+				maskLits(toks[next+1].Range.Start.Byte, toks[end-1].Range.End.Byte)
+			}
 		case assign && LooksSecret(name):
 			if end := valueEnd(toks, next+1); end > next+1 {
 				maskLits(toks[next+1].Range.Start.Byte, toks[end-1].Range.End.Byte)

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"slices"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -12,7 +13,8 @@ import (
 // block a change rolls every shard at once, as a Deployment update does.
 type Rollout struct {
 	// StepsExpr is the steps attribute as written; Load decodes it into
-	// Steps, with each step's range for diagnostics.
+	// Steps, with each step's range for diagnostics. steps may be absent
+	// when waves is set (see ImplicitStep); a rollout needs one or both.
 	StepsExpr hcl.Expression `hcl:"steps,optional" json:"-"`
 	Steps     []RolloutStep  `json:"steps"`
 	// Traffic is "service" (default: both versions behind the release's
@@ -34,9 +36,19 @@ type Rollout struct {
 	// version goes wave by wave: the clusters of a wave run the steps
 	// (or one step of every replica when steps is absent), and the next
 	// wave starts once the analysis of the wave's last step passed.
-	// Clusters of the release in no wave come last, as a wave of their own.
+	// Clusters of the release in no wave come last, as a wave of their
+	// own; WaveList gives the waves a release goes through.
 	WavesExpr hcl.Expression `hcl:"waves,optional" json:"-"`
 	Waves     [][]string     `json:"waves,omitempty"`
+	// WaveRanges is where each wave of Waves is written, for
+	// diagnostics: the wave's list, or the whole waves expression when
+	// it is not a literal list.
+	WaveRanges []hcl.Range `json:"-"`
+	// ImplicitStep is set when steps is absent and waves is set: Steps
+	// is then the one step { percent = 100, pause = wave_pause }, so that
+	// each wave rolls all its replicas at once and its analysis runs for
+	// WavePause.
+	ImplicitStep bool `json:"-"`
 	// WavePauseRaw is how long a wave's analysis runs when there are no
 	// steps (default 10m): the pause of the implicit step.
 	WavePauseRaw string        `hcl:"wave_pause,optional" json:"wave_pause,omitempty"`
@@ -49,8 +61,10 @@ type Rollout struct {
 	// version starts at step 1.
 	Step    *int   `hcl:"step,optional" json:"step,omitempty"`
 	Version string `hcl:"version,optional" json:"version,omitempty"`
-	// Wave is the wave the rollout of Version is in (1-based; with waves
-	// only). Gantry's wave promotions edit it with step.
+	// Wave is the wave the rollout of Version is in (1-based, counting
+	// WaveList's waves; with waves only). Gantry's wave promotions
+	// (SetRolloutWave) write it with step and version, and with waves a
+	// position has all three.
 	Wave *int `hcl:"wave,optional" json:"wave,omitempty"`
 
 	DefRange hcl.Range `hcl:",def_range" json:"-"`
@@ -68,7 +82,9 @@ type RolloutStep struct {
 	Weight *int `json:"weight,omitempty"`
 	// Pause is how long every metric must stay within bounds before the
 	// next step. Zero on a step that is not the last: the rollout waits
-	// there until a person promotes it.
+	// there until a person promotes it. With waves, the last step's pause
+	// gates the next wave the same way (Load refuses it on the last step
+	// without waves: nothing follows).
 	PauseRaw string        `json:"pause,omitempty"`
 	Pause    time.Duration `json:"-"`
 
@@ -122,4 +138,43 @@ type AnalysisMetric struct {
 	MaxRatioToStable *float64 `hcl:"max_ratio_to_stable,optional" json:"max_ratio_to_stable,omitempty"`
 
 	DefRange hcl.Range `hcl:",def_range" json:"-"`
+}
+
+// WaveList is the waves a rollout of a release running in clusters goes
+// through, in order: each of Waves restricted to clusters, then the
+// clusters in no wave, sorted, as a last wave of their own. Empty waves
+// are dropped. nil when the rollout has no waves.
+func (ro *Rollout) WaveList(clusters []string) [][]string {
+	if len(ro.Waves) == 0 {
+		return nil
+	}
+	in := make(map[string]bool, len(clusters))
+	for _, c := range clusters {
+		in[c] = true
+	}
+	var out [][]string
+	placed := make(map[string]bool, len(clusters))
+	for _, w := range ro.Waves {
+		var wave []string
+		for _, c := range w {
+			if in[c] && !placed[c] {
+				placed[c] = true
+				wave = append(wave, c)
+			}
+		}
+		if len(wave) > 0 {
+			out = append(out, wave)
+		}
+	}
+	var rest []string
+	for c := range in {
+		if !placed[c] {
+			rest = append(rest, c)
+		}
+	}
+	if len(rest) > 0 {
+		slices.Sort(rest)
+		out = append(out, rest)
+	}
+	return out
 }

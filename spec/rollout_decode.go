@@ -21,21 +21,57 @@ const MaxRolloutSteps = 100
 // rolloutStepKeys are the keys a step object may have.
 var rolloutStepKeys = []string{"replicas", "percent", "weight", "pause"}
 
-// decodeRolloutSteps decodes ro.StepsExpr into ro.Steps with ctx, the
-// evaluation context of the rest of the release. The steps of a literal
-// tuple of objects are decoded item by item, so that each diagnostic
-// points at the key or value it is about; any other expression (a
-// variable, a local, a for expression) is evaluated whole, and its
-// diagnostics point at it.
-func decodeRolloutSteps(ro *Rollout, ctx *hcl.EvalContext) hcl.Diagnostics {
+// decodeRollout decodes ro's steps and waves with ctx, the evaluation
+// context of the rest of the release. fleet says whether the specs have
+// cluster blocks, which only the message for a rollout with neither
+// depends on. Without steps but with waves, Steps is the one implicit
+// step { percent = 100 } (its pause, wave_pause, is defaulted and
+// parsed by validation).
+func decodeRollout(ro *Rollout, ctx *hcl.EvalContext, fleet bool) hcl.Diagnostics {
+	ro.ImplicitStep = false
+	hasSteps, diags := decodeRolloutSteps(ro, ctx)
+	hasWaves, d := decodeRolloutWaves(ro, ctx)
+	diags = append(diags, d...)
+	switch {
+	case hasSteps:
+	case hasWaves:
+		ro.Steps = []RolloutStep{{Percent: 100, Range: ro.WavesExpr.Range()}}
+		ro.ImplicitStep = true
+	case !fleet:
+		// gohcl gives an absent expression attribute a null value, at
+		// the block's opening brace.
+		diags = append(diags, stepsDiag(exprRange(ro.StepsExpr, ro.DefRange), "Missing required argument",
+			"The argument \"steps\" is required: the rollout's steps, such as steps = [{ replicas = 1, pause = \"10m\" }, { percent = 100 }]."))
+	default:
+		diags = append(diags, stepsDiag(exprRange(ro.StepsExpr, ro.DefRange), "Missing rollout steps",
+			"A rollout block needs steps, waves or both: steps = [{ replicas = 1, pause = \"10m\" }, { percent = 100 }] runs a canary in each cluster, and waves = [[\"staging\"], [\"eu-1\", \"us-1\"]] rolls the clusters group by group."))
+	}
+	return diags
+}
+
+// exprRange is e's range, def when e is nil.
+func exprRange(e hcl.Expression, def hcl.Range) hcl.Range {
+	if e == nil {
+		return def
+	}
+	return e.Range()
+}
+
+// decodeRolloutSteps decodes ro.StepsExpr into ro.Steps with ctx and
+// reports whether steps is set (absent or null is not). The steps of a
+// literal tuple of objects are decoded item by item, so that each
+// diagnostic points at the key or value it is about; any other
+// expression (a variable, a local, a for expression) is evaluated whole,
+// and its diagnostics point at it.
+func decodeRolloutSteps(ro *Rollout, ctx *hcl.EvalContext) (bool, hcl.Diagnostics) {
 	ro.Steps = nil
 	if ro.StepsExpr == nil {
-		return nil
+		return false, nil
 	}
 	exprRange := ro.StepsExpr.Range()
 	if tup, ok := ro.StepsExpr.(*hclsyntax.TupleConsExpr); ok {
 		if n := len(tup.Exprs); n > MaxRolloutSteps {
-			return tooManySteps(n, exprRange)
+			return true, tooManySteps(n, exprRange)
 		}
 		var diags hcl.Diagnostics
 		for i, e := range tup.Exprs {
@@ -43,23 +79,21 @@ func decodeRolloutSteps(ro *Rollout, ctx *hcl.EvalContext) hcl.Diagnostics {
 			diags = append(diags, d...)
 			ro.Steps = append(ro.Steps, s)
 		}
-		return diags
+		return true, diags
 	}
 	val, diags := ro.StepsExpr.Value(ctx)
 	if diags.HasErrors() {
-		return diags
+		return true, diags
 	}
 	if val.IsNull() {
-		// gohcl gives an absent expression attribute a null value.
-		return hcl.Diagnostics{stepsDiag(exprRange, "Missing required argument",
-			"The argument \"steps\" is required: the rollout's steps, such as steps = [{ replicas = 1, pause = \"10m\" }, { percent = 100 }].")}
+		return false, diags
 	}
 	if !val.IsKnown() || !(val.Type().IsTupleType() || val.Type().IsListType()) {
-		return hcl.Diagnostics{stepsDiag(exprRange, "Invalid rollout steps",
+		return true, hcl.Diagnostics{stepsDiag(exprRange, "Invalid rollout steps",
 			"steps must be a list of step objects, such as [{ replicas = 1, pause = \"10m\" }, { percent = 100 }]; got %s.", typeName(val))}
 	}
 	if n := val.LengthInt(); n > MaxRolloutSteps {
-		return tooManySteps(n, exprRange)
+		return true, tooManySteps(n, exprRange)
 	}
 	for i, it := 0, val.ElementIterator(); it.Next(); i++ {
 		_, ev := it.Element()
@@ -67,7 +101,7 @@ func decodeRolloutSteps(ro *Rollout, ctx *hcl.EvalContext) hcl.Diagnostics {
 		diags = append(diags, d...)
 		ro.Steps = append(ro.Steps, s)
 	}
-	return diags
+	return true, diags
 }
 
 func tooManySteps(n int, r hcl.Range) hcl.Diagnostics {
@@ -249,4 +283,127 @@ func typeName(v cty.Value) string {
 		return "a list"
 	}
 	return t.FriendlyName()
+}
+
+// MaxRolloutWaves bounds the waves of one rollout, as MaxRolloutSteps
+// bounds its steps: each wave runs every step and its analysis, so a
+// longer list is a mistake, refused before any wave is decoded.
+const MaxRolloutWaves = 100
+
+// decodeRolloutWaves decodes ro.WavesExpr into ro.Waves and
+// ro.WaveRanges with ctx and reports whether waves is set (absent or
+// null is not); when it is, Waves is not nil, even for waves = []. A literal list of lists is decoded wave by wave and name
+// by name, so that each diagnostic points at its entry; any other
+// expression is evaluated whole.
+func decodeRolloutWaves(ro *Rollout, ctx *hcl.EvalContext) (bool, hcl.Diagnostics) {
+	ro.Waves, ro.WaveRanges = nil, nil
+	if ro.WavesExpr == nil {
+		return false, nil
+	}
+	r := ro.WavesExpr.Range()
+	if tup, ok := ro.WavesExpr.(*hclsyntax.TupleConsExpr); ok {
+		if n := len(tup.Exprs); n > MaxRolloutWaves {
+			return true, tooManyWaves(n, r)
+		}
+		ro.Waves = [][]string{} // set, if empty
+		var diags hcl.Diagnostics
+		for i, e := range tup.Exprs {
+			w, d := decodeRolloutWave(i+1, e, ctx)
+			diags = append(diags, d...)
+			ro.Waves = append(ro.Waves, w)
+			ro.WaveRanges = append(ro.WaveRanges, e.Range())
+		}
+		return true, diags
+	}
+	val, diags := ro.WavesExpr.Value(ctx)
+	if diags.HasErrors() {
+		return true, diags
+	}
+	if val.IsNull() {
+		return false, diags
+	}
+	if !isList(val) {
+		return true, hcl.Diagnostics{stepsDiag(r, "Invalid rollout waves",
+			"waves must be a list of lists of cluster names, such as [[\"staging\"], [\"eu-1\"], [\"eu-2\", \"us-1\"]]; got %s.", typeName(val))}
+	}
+	if n := val.LengthInt(); n > MaxRolloutWaves {
+		return true, tooManyWaves(n, r)
+	}
+	ro.Waves = [][]string{}
+	for i, it := 0, val.ElementIterator(); it.Next(); i++ {
+		_, ev := it.Element()
+		w, d := decodeRolloutWaveValue(i+1, ev, r)
+		diags = append(diags, d...)
+		ro.Waves = append(ro.Waves, w)
+		ro.WaveRanges = append(ro.WaveRanges, r)
+	}
+	return true, diags
+}
+
+func tooManyWaves(n int, r hcl.Range) hcl.Diagnostics {
+	return hcl.Diagnostics{stepsDiag(r, "Too many rollout waves",
+		"A rollout has at most %d waves, this one has %d. Each wave runs every step and its analysis; group the clusters into fewer waves.", MaxRolloutWaves, n)}
+}
+
+// isList reports whether v is a known, non-null list, tuple or set.
+func isList(v cty.Value) bool {
+	if !v.IsKnown() || v.IsNull() {
+		return false
+	}
+	t := v.Type()
+	return t.IsTupleType() || t.IsListType() || t.IsSetType()
+}
+
+// decodeRolloutWave decodes wave n (1-based) from its expression.
+func decodeRolloutWave(n int, e hclsyntax.Expression, ctx *hcl.EvalContext) ([]string, hcl.Diagnostics) {
+	tup, ok := e.(*hclsyntax.TupleConsExpr)
+	if !ok {
+		val, diags := e.Value(ctx)
+		if diags.HasErrors() {
+			return nil, diags
+		}
+		return decodeRolloutWaveValue(n, val, e.Range())
+	}
+	var diags hcl.Diagnostics
+	wave := make([]string, 0, len(tup.Exprs))
+	for j, ne := range tup.Exprs {
+		val, d := ne.Value(ctx)
+		diags = append(diags, d...)
+		if d.HasErrors() {
+			continue
+		}
+		name, d := waveName(n, j+1, val, ne.Range())
+		diags = append(diags, d...)
+		wave = append(wave, name)
+	}
+	return wave, diags
+}
+
+// decodeRolloutWaveValue decodes wave n from an evaluated value; every
+// diagnostic points at r.
+func decodeRolloutWaveValue(n int, val cty.Value, r hcl.Range) ([]string, hcl.Diagnostics) {
+	if !isList(val) {
+		return nil, hcl.Diagnostics{stepsDiag(r, "Invalid rollout wave",
+			"Wave %d must be a list of cluster names, such as [\"eu-1\", \"eu-2\"]; got %s.", n, typeName(val))}
+	}
+	var diags hcl.Diagnostics
+	wave := make([]string, 0, val.LengthInt())
+	for j, it := 0, val.ElementIterator(); it.Next(); j++ {
+		_, ev := it.Element()
+		name, d := waveName(n, j+1, ev, r)
+		diags = append(diags, d...)
+		wave = append(wave, name)
+	}
+	return wave, diags
+}
+
+// waveName is entry j of wave n: a cluster's name.
+func waveName(n, j int, val cty.Value, r hcl.Range) (string, hcl.Diagnostics) {
+	if val.IsKnown() && !val.IsNull() && val.Type().IsPrimitiveType() {
+		if s, err := convert.Convert(val, cty.String); err == nil {
+			return s.AsString(), nil
+		}
+	}
+	return "", hcl.Diagnostics{stepsDiag(r, "Invalid rollout wave",
+		"Wave %d: entry %d must be the name of a cluster block, a string; got %s.", n, j, typeName(val))}
 }

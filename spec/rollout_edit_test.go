@@ -40,56 +40,65 @@ func TestSetRolloutPositionGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden(t, filepath.Join(dir, "position-"+tc.release+".golden"), string(got))
-			if tc.changed != nil {
-				a, b := strings.Split(string(src), "\n"), strings.Split(string(got), "\n")
-				if len(a) != len(b) {
-					t.Fatalf("line count %d -> %d, want unchanged", len(a), len(b))
-				}
-				allowed := map[string]bool{}
-				for _, c := range tc.changed {
-					allowed[c] = true
-				}
-				for i := range a {
-					if a[i] != b[i] && !allowed[strings.TrimSpace(a[i])] {
-						t.Errorf("line %d changed: %q -> %q", i+1, a[i], b[i])
-					}
-				}
-			}
-			// Every comment of the input survives.
-			for _, c := range []string{"# canary first", "# no position yet", "// one pod", "# promoted by gantry", "/* the old canary */"} {
-				if !bytes.Contains(got, []byte(c)) {
-					t.Errorf("comment %q lost", c)
-				}
-			}
-			// The edit reads back as the position it wrote, and a second
-			// edit to the same position is no change.
-			p, ok, err := ReleasePartsOf(got, "x.hcl", tc.release)
-			if err != nil || !ok {
-				t.Fatalf("ReleasePartsOf: %v %v", ok, err)
-			}
 			want := "step=" + strconv.Itoa(tc.step) + ` version="` + tc.version + `"`
-			if p.Position != want {
-				t.Errorf("Position = %q, want %q", p.Position, want)
-			}
-			again, err := SetRolloutPosition(got, tc.release, tc.version, tc.step)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := cmp.Diff(string(got), string(again)); d != "" {
-				t.Errorf("second edit changed the file (-first +second):\n%s", d)
-			}
-			// Only the edited release changed.
-			for _, other := range []string{"fresh", "moving", "oneline", "half", "norollout"} {
-				if other == tc.release {
-					continue
-				}
-				before, _, _ := ReleasePartsOf(src, "x.hcl", other)
-				after, _, _ := ReleasePartsOf(got, "x.hcl", other)
-				if before != after {
-					t.Errorf("release %s changed: %+v -> %+v", other, before, after)
-				}
-			}
+			checkPositionEdit(t, src, got, tc.release, want, tc.changed,
+				[]string{"# canary first", "# no position yet", "// one pod", "# promoted by gantry", "/* the old canary */"},
+				[]string{"fresh", "moving", "oneline", "half", "norollout"},
+				func(b []byte) ([]byte, error) { return SetRolloutPosition(b, tc.release, tc.version, tc.step) })
 		})
+	}
+}
+
+// checkPositionEdit checks got, an edit of release's position in src:
+// only the changed lines (trimmed) differ when changed is not nil (nil:
+// lines were added), every one of comments survives, the position reads
+// back as want, making the edit again (redo) is no change, and no other
+// of releases changed.
+func checkPositionEdit(t *testing.T, src, got []byte, release, want string, changed, comments, releases []string, redo func([]byte) ([]byte, error)) {
+	t.Helper()
+	if changed != nil {
+		a, b := strings.Split(string(src), "\n"), strings.Split(string(got), "\n")
+		if len(a) != len(b) {
+			t.Fatalf("line count %d -> %d, want unchanged", len(a), len(b))
+		}
+		allowed := map[string]bool{}
+		for _, c := range changed {
+			allowed[c] = true
+		}
+		for i := range a {
+			if a[i] != b[i] && !allowed[strings.TrimSpace(a[i])] {
+				t.Errorf("line %d changed: %q -> %q", i+1, a[i], b[i])
+			}
+		}
+	}
+	for _, c := range comments {
+		if !bytes.Contains(got, []byte(c)) {
+			t.Errorf("comment %q lost", c)
+		}
+	}
+	p, ok, err := ReleasePartsOf(got, "x.hcl", release)
+	if err != nil || !ok {
+		t.Fatalf("ReleasePartsOf: %v %v", ok, err)
+	}
+	if p.Position != want {
+		t.Errorf("Position = %q, want %q", p.Position, want)
+	}
+	again, err := redo(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(string(got), string(again)); d != "" {
+		t.Errorf("second edit changed the file (-first +second):\n%s", d)
+	}
+	for _, other := range releases {
+		if other == release {
+			continue
+		}
+		before, _, _ := ReleasePartsOf(src, "x.hcl", other)
+		after, _, _ := ReleasePartsOf(got, "x.hcl", other)
+		if before != after {
+			t.Errorf("release %s changed: %+v -> %+v", other, before, after)
+		}
 	}
 }
 
@@ -199,20 +208,27 @@ func FuzzSetRolloutPosition(f *testing.F) {
 	f.Add([]byte("release \"x\" {\r\n\trollout {\r\n\t\tstep = 1 # c\r\n\t}\r\n}\r\n"), "x", 3)
 	f.Fuzz(func(t *testing.T, src []byte, release string, step int) {
 		out, err := SetRolloutPosition(src, release, "3f2a1c9d", step)
-		if err != nil {
-			return
-		}
-		p, ok, err := ReleasePartsOf(out, "out.hcl", release)
-		if err != nil || !ok {
-			t.Fatalf("edited file: %v %v", ok, err)
-		}
-		if want := "step=" + strconv.Itoa(step) + ` version="3f2a1c9d"`; p.Position != want {
-			t.Errorf("Position = %q, want %q", p.Position, want)
-		}
-		blk, _, _ := findRelease(src, "in.hcl", release)
-		ro := firstBlock(blk.Body, "rollout")
-		if at := ro.OpenBraceRange.End.Byte; !bytes.Equal(src[:at], out[:at]) {
-			t.Errorf("bytes before the rollout block changed")
+		if err == nil {
+			checkFuzzedEdit(t, src, out, release, "step="+strconv.Itoa(step)+` version="3f2a1c9d"`)
 		}
 	})
+}
+
+// checkFuzzedEdit checks out, a position edit of release in src that
+// succeeded: it reads back as the position want, and every byte before
+// the rollout block's opening brace stays.
+func checkFuzzedEdit(t *testing.T, src, out []byte, release, want string) {
+	t.Helper()
+	p, ok, err := ReleasePartsOf(out, "out.hcl", release)
+	if err != nil || !ok {
+		t.Fatalf("edited file: %v %v", ok, err)
+	}
+	if p.Position != want {
+		t.Errorf("Position = %q, want %q", p.Position, want)
+	}
+	blk, _, _ := findRelease(src, "in.hcl", release)
+	ro := firstBlock(blk.Body, "rollout")
+	if at := ro.OpenBraceRange.End.Byte; !bytes.Equal(src[:at], out[:at]) {
+		t.Errorf("bytes before the rollout block changed")
+	}
 }

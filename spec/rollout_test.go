@@ -137,16 +137,7 @@ func TestRolloutErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			src := rolloutSrc(tc.replicas, tc.extra, tc.body)
 			_, diags := loadRollout(t, src)
-			var got *hcl.Diagnostic
-			for _, d := range diags {
-				if d.Severity == hcl.DiagError && d.Summary == tc.summary && strings.Contains(d.Detail, tc.want) {
-					got = d
-					break
-				}
-			}
-			if got == nil {
-				t.Fatalf("no error %q with %q in:\n%s\nsource:\n%s", tc.summary, tc.want, diags.Error(), src)
-			}
+			got := findError(t, diags, tc.summary, tc.want, src)
 			before, after, ok := strings.Cut(tc.at, "|")
 			if !ok {
 				t.Fatalf("at %q has no |", tc.at)
@@ -170,6 +161,19 @@ func TestRolloutErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// findError is the first error of diags with the summary and want in its
+// detail; the test fails without one.
+func findError(t *testing.T, diags hcl.Diagnostics, summary, want, src string) *hcl.Diagnostic {
+	t.Helper()
+	for _, d := range diags {
+		if d.Severity == hcl.DiagError && d.Summary == summary && strings.Contains(d.Detail, want) {
+			return d
+		}
+	}
+	t.Fatalf("no error %q with %q in:\n%s\nsource:\n%s", summary, want, diags.Error(), src)
+	return nil
 }
 
 // Valid rollouts load, with the defaults filled in.
@@ -283,7 +287,7 @@ func TestRolloutDefaults(t *testing.T) {
 			r, _ := cfg.Release("r")
 			ignore := cmp.FilterPath(func(p cmp.Path) bool {
 				s := p.Last().String()
-				return strings.HasSuffix(s, "DefRange") || s == ".Range" || s == ".StepsExpr"
+				return strings.HasSuffix(s, "DefRange") || s == ".Range" || s == ".StepsExpr" || s == ".WavesExpr"
 			}, cmp.Ignore())
 			if d := cmp.Diff(&tc.want, r.Rollout, ignore); d != "" {
 				t.Errorf("rollout (-want +got):\n%s", d)

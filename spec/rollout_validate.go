@@ -27,6 +27,9 @@ const (
 	// MinAnalysisInterval is the shortest analysis interval: Prometheus
 	// scrapes no faster.
 	MinAnalysisInterval = time.Second
+	// DefaultWavePause is how long a wave's analysis runs when the
+	// rollout has waves and no steps (the pause of its implicit step).
+	DefaultWavePause = 10 * time.Minute
 )
 
 // QueryFields are the fields a metric query's template may use: the
@@ -69,8 +72,10 @@ func (v *validator) rollout(r *Release) {
 	if ro.Analysis != nil {
 		v.analysis(ro.Analysis)
 	}
+	waves := v.rolloutWaves(r)
 	v.rolloutSteps(r)
 	v.rolloutPosition(ro)
+	v.rolloutWavePosition(ro, waves)
 }
 
 // validGatewayRef reports whether s is "NAME" or "NAMESPACE/NAME".
@@ -92,6 +97,9 @@ func (v *validator) rolloutSteps(r *Release) {
 	}
 	autoscale := r.Autoscale != nil
 	total := r.ReplicaCount()
+	if v.cfg.Fleet() {
+		total = r.FleetReplicas(len(v.cfg.ClustersOf(r)))
+	}
 	var interval time.Duration
 	if a := ro.Analysis; a != nil {
 		interval = a.Interval
@@ -126,7 +134,8 @@ func (v *validator) rolloutSteps(r *Release) {
 		}
 		last := n == len(ro.Steps)
 		switch {
-		case last && s.Pause > 0:
+		case last && s.Pause > 0 && len(ro.Waves) == 0:
+			// With waves the last step's pause gates the next wave.
 			v.errorf(v.stepValue(ro, s, "pause"), "Pause on the last step", "Step %d is the last: nothing follows it, so there is nothing to pause for. Remove its pause.", n)
 		case s.Pause > 0 && interval > 0 && s.Pause < interval:
 			v.errorf(v.stepValue(ro, s, "pause"), "Pause shorter than the analysis interval", "Step %d pauses %s, shorter than the analysis interval of %s: no sample of the metrics could pass before the step ends. Pause for at least %s.", n, s.Pause, interval, interval)
@@ -140,6 +149,12 @@ func (v *validator) rolloutSteps(r *Release) {
 // stepValue is the range of key's value in step s, or the step's range
 // when the steps are not written as a literal list of objects.
 func (v *validator) stepValue(ro *Rollout, s RolloutStep, key string) hcl.Range {
+	if ro.ImplicitStep {
+		if key == "pause" {
+			return v.attr(ro.DefRange, "wave_pause")
+		}
+		return s.Range
+	}
 	b := v.syntaxBlock(ro.DefRange)
 	if b == nil {
 		return s.Range

@@ -18,7 +18,7 @@ type Config struct {
 	Uncommitted bool       `json:"-"`
 	Settings    Settings   `json:"settings"`
 	Pools       []NodePool `json:"node_pools"` // sorted by name
-	Nodes       []Node     `json:"nodes"`      // sorted by name
+	Nodes       []Node     `json:"nodes"`      // sorted by name, then cluster
 	Releases    []Release  `json:"releases"`   // sorted by name
 	// Clusters are the cluster blocks, sorted by name; none: one target.
 	Clusters []Cluster `json:"clusters,omitempty"`

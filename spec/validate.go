@@ -41,6 +41,8 @@ type validator struct {
 	rooms map[string]poolRoom
 	// blocks indexes each file's blocks by definition range, for attr.
 	blocks map[string]map[hcl.Range]*hclsyntax.Block
+	// clusterIdx is the cluster blocks by name.
+	clusterIdx map[string]*Cluster
 }
 
 func (v *validator) errorf(subject hcl.Range, summary, format string, args ...any) {
@@ -96,6 +98,7 @@ func indexBlocks(body *hclsyntax.Body, idx map[hcl.Range]*hclsyntax.Block) {
 func validate(cfg *Config) hcl.Diagnostics {
 	v := &validator{cfg: cfg}
 	v.settings()
+	v.clusters()
 	pools := map[string]*NodePool{}
 	for i := range cfg.Pools {
 		p := &cfg.Pools[i]
@@ -104,6 +107,7 @@ func validate(cfg *Config) hcl.Diagnostics {
 	}
 	for i := range cfg.Nodes {
 		v.node(&cfg.Nodes[i], pools)
+		v.nodeCluster(&cfg.Nodes[i])
 	}
 	for i := range cfg.Releases {
 		v.release(&cfg.Releases[i], pools)
@@ -196,6 +200,7 @@ func (v *validator) release(r *Release, pools map[string]*NodePool) {
 	v.runtime(r)
 	v.resources(r)
 	v.placement(r, pools)
+	v.releaseClusters(r)
 	v.autoscale(r)
 	v.rollout(r)
 	if rb := r.Rollback; rb != nil {
