@@ -482,6 +482,11 @@ func fleetRollout(r *spec.Release, w releaseWaves, waves bool, states []clusterR
 	case restoring:
 		st.Phase = RolloutRestoring
 		st.Next = fmt.Sprintf("none: the specs restored version %s in every cluster; the shards of version %s go once it serves every replica", st.Canary, st.Stable)
+	case allDone && st.Stable == "":
+		// No other version serves anywhere (a first release): there is
+		// nothing to roll wave by wave.
+		st.Phase = RolloutComplete
+		st.Next = "none: no rollout in progress"
 	case allDone && waves && w.wave < len(w.list):
 		// The wave's clusters run the version everywhere; the next wave
 		// starts once the analysis of its last step passed.

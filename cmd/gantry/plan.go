@@ -151,6 +151,24 @@ func defaultTarget(flag string, cfg *spec.Config, state string) string {
 func observe(ctx context.Context, cfg *spec.Config, target string, st stores) (planner.Observed, error) {
 	target = defaultTarget(target, cfg, st.state)
 	obs := planner.Observed{Nodes: planner.StaticNodes(cfg)}
+	if cfg.Fleet() && target != "none" {
+		mk, err := fleetTargets(target, st.state, false)
+		if err != nil {
+			return obs, err
+		}
+		arts, err := reconcile.ObserveArtifacts(ctx, cfg, st.store(cfg))
+		if err != nil {
+			return obs, err
+		}
+		obs, err = reconcile.ObserveFleet(ctx, cfg, mk, mirrorStores(target, st.state, st.insecure), arts)
+		if err != nil {
+			return obs, err
+		}
+		if target == "kube" && st.kube.resolveImages {
+			obs.Images = reconcile.ResolveImages(ctx, cfg, reconcile.NewResolver(st.insecure), slog.Default())
+		}
+		return obs, nil
+	}
 	switch {
 	case target == "none":
 	case strings.HasPrefix(target, "dir:"):

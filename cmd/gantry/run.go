@@ -122,7 +122,31 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 		return nil, nil, exitError{1}
 	}
 	target := defaultTarget(f.target, cfg, f.state)
-	if target == "kube" {
+	if cfg.Fleet() {
+		// A fleet: a Target per cluster block, made as the engine needs
+		// it; the Lease lives in lease_cluster or the daemon's cluster.
+		mk, err := fleetTargets(target, f.state, f.kube.forceConflicts)
+		if err != nil {
+			return nil, nil, err
+		}
+		e.ClusterTarget, e.MirrorFor = mk, mirrorStores(target, f.state, f.insecure)
+		if target == "kube" {
+			if f.restConfig, err = leaseConfig(cfg, &f.kube); err != nil {
+				return nil, nil, err
+			}
+			if f.resolveImages {
+				e.Resolver = reconcile.NewResolver(f.insecure)
+			}
+			if f.restConfig != nil {
+				if e.BuildJobs, err = f.job.runner(f.restConfig, f.insecure); err != nil {
+					return nil, nil, err
+				}
+			}
+			if repo != nil {
+				e.RepoURL = repo.RemoteURL()
+			}
+		}
+	} else if target == "kube" {
 		c, rc, err := f.kube.client()
 		if err != nil {
 			return nil, nil, err
