@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"image/png"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -61,13 +63,30 @@ func TestStatusPageInChromium(t *testing.T) {
 			t.Errorf("rendered DOM lacks %q", want)
 		}
 	}
-	shot := filepath.Join(t.TempDir(), "status.png")
-	chrome("--screenshot="+shot, ts.URL+"/")
-	info, err := os.Stat(shot)
-	if err != nil || info.Size() < 5000 {
-		t.Fatalf("screenshot: %v", err)
+	screenshot(t, chrome, "status.png", ts.URL+"/")
+}
+
+// screenshot has Chromium save a screenshot of url as name in the
+// test's temp dir, checks it is a picture of something (5 kB or more),
+// keeps a copy in $GANTRY_SCREENSHOT_DIR when that is set, and returns
+// the PNG.
+func screenshot(t *testing.T, chrome func(args ...string) (string, time.Duration), name, url string, args ...string) []byte {
+	t.Helper()
+	shot := filepath.Join(t.TempDir(), name)
+	chrome(append([]string{"--screenshot=" + shot}, append(args, url)...)...)
+	png, err := os.ReadFile(shot)
+	if err != nil || len(png) < 5000 {
+		t.Fatalf("screenshot: %v (%d bytes)", err, len(png))
 	}
-	t.Logf("screenshot: %s (%d bytes)", shot, info.Size())
+	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+	if dir := os.Getenv("GANTRY_SCREENSHOT_DIR"); dir != "" {
+		keep := filepath.Join(dir, name)
+		if err := os.WriteFile(keep, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("kept: %s", keep)
+	}
+	return png
 }
 
 // TestStatusPageInChromiumAtScale loads the page of 10,000 releases on
@@ -162,18 +181,74 @@ func TestRolloutInChromium(t *testing.T) {
 		t.Error("the page has a <script>")
 	}
 
-	shot := filepath.Join(t.TempDir(), "rollout.png")
-	chrome("--screenshot="+shot, "--window-size=1280,1100", ts.URL+"/")
-	png, err := os.ReadFile(shot)
-	if err != nil || len(png) < 5000 {
-		t.Fatalf("screenshot: %v (%d bytes)", err, len(png))
+	screenshot(t, chrome, "rollout.png", ts.URL+"/", "--window-size=1280,1100")
+}
+
+// TestFleetInChromium loads a fleet's status page in headless Chromium:
+// three clusters, us-1 unreachable, chat in all three at wave 2 of 3,
+// embed in two, rerank blocked in one. The parsed DOM must hold the
+// cluster × release grid cell by cell, and the screenshot must show it:
+// the unreachable column's red top border is drawn across it. The screenshot is
+// saved in the test's temp dir, and kept in $GANTRY_SCREENSHOT_DIR when
+// that is set.
+func TestFleetInChromium(t *testing.T) {
+	chrome := chromium(t)
+	ts := httptest.NewServer((&Server{Status: fixedStatus(fleetStatus()), Metrics: NewMetrics()}).Handler())
+	defer ts.Close()
+	dom, _ := chrome("--dump-dom", ts.URL+"/")
+	grid := section(dom, `<table id="clusters">`, "</table>")
+	if grid == "" {
+		t.Fatalf("no cluster grid in the DOM:\n%s", dom)
 	}
-	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
-	if dir := os.Getenv("GANTRY_SCREENSHOT_DIR"); dir != "" {
-		keep := filepath.Join(dir, "rollout.png")
-		if err := os.WriteFile(keep, png, 0o644); err != nil {
-			t.Fatal(err)
+	for _, want := range []string{
+		`<th id="cluster-eu-1" class="cluster"><a href="/?cluster=eu-1">eu-1</a><div class="labels">region=eu, tier=prod</div>`,
+		`<th id="cluster-us-1" class="cluster unreachable">`,
+		`<span class="state progressing">progressing</span> <span class="replicas">×2</span> <span class="wave">wave 2</span>`,
+		`<code class="version">a1b2c3d4→5f3a9c1e</code>`,
+		`<td class="none unreachable"></td>`,
+		`<td class="cell" data-state="blocked"`,
+	} {
+		if !strings.Contains(grid, want) {
+			t.Errorf("the grid in the DOM lacks %q", want)
 		}
-		t.Logf("kept: %s", keep)
 	}
+	// The parser kept the grid's shape: a header and three rows of four
+	// cells (the release, then eu-1, eu-2, us-1).
+	rows := strings.Split(grid, "<tr")[1:]
+	if len(rows) != 4 {
+		t.Fatalf("the grid has %d rows in the DOM, want 4", len(rows))
+	}
+	for _, r := range rows[1:] {
+		if n := strings.Count(r, "<td"); n != 4 {
+			t.Errorf("a grid row has %d cells in the DOM, want 4: %s", n, r)
+		}
+	}
+	if !strings.Contains(dom, `<tr id="node-eu-2/gpu-a" class="cluster-first">`) || strings.Contains(dom, "<script") {
+		t.Error("the node grid lacks its clusters, or the page has a script")
+	}
+
+	img, err := png.Decode(bytes.NewReader(screenshot(t, chrome, "fleet.png", ts.URL+"/", "--window-size=1280,1400")))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	// The unreachable column's 3px top border, #cf222e, is the one long
+	// run of that red: text in it is short and antialiased.
+	run, longest := 0, 0
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		run = 0
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			if r>>8 == 0xcf && g>>8 == 0x22 && bl>>8 == 0x2e {
+				run++
+				longest = max(longest, run)
+			} else {
+				run = 0
+			}
+		}
+	}
+	if longest < 100 {
+		t.Errorf("the screenshot's longest run of the unreachable column's red is %dpx: the grid did not draw", longest)
+	}
+	t.Logf("the unreachable column's border: %dpx wide", longest)
 }

@@ -42,12 +42,19 @@ func TestMonitoringExamples(t *testing.T) {
 	m.FetchError(nil)
 	m.webhooks.WithLabelValues("github", "accepted").Inc()
 	m.Releases(rolloutStatus().Releases) // with a rollout, for the gantry_rollout_ series
+	// A fleet's, for the gantry_cluster_ series.
+	fleet := NewMetrics()
+	fleet.WatchRollouts(fixedStatus(fleetStatus()))
 	served := map[string]bool{}
 	mfs, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
+	more, err := fleet.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range append(mfs, more...) {
 		served[mf.GetName()] = true
 		if ms := mf.GetMetric(); len(ms) > 0 && ms[0].GetHistogram() != nil {
 			for _, s := range []string{"_bucket", "_sum", "_count"} {

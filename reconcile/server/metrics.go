@@ -16,6 +16,9 @@ import (
 // PerRelease is set: gantry_releases{state} counts releases by state.
 // The gantry_rollout_ gauges have series per release with a rollout
 // only, whatever PerRelease: a few per rollout, and per analysis metric.
+// A fleet adds gantry_cluster_up{cluster} and
+// gantry_cluster_releases{cluster, state}: clusters × states series,
+// whatever the number of releases.
 type Metrics struct {
 	Registry *prometheus.Registry
 	// PerRelease adds series per release: gantry_release_state{release,
@@ -87,7 +90,7 @@ func NewMetrics() *Metrics {
 		}),
 	}
 	m.Registry.MustRegister(m.reconciles, m.duration, m.revision, m.releases, m.releaseState, m.quantized, m.pushed,
-		m.fetchErrors, m.webhooks, m.lastReconcile, rolloutCollector{m},
+		m.fetchErrors, m.webhooks, m.lastReconcile, rolloutCollector{m}, clusterCollector{m},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -181,7 +184,8 @@ func (m *Metrics) Releases(rs []reconcile.ReleaseStatus) {
 // the monitor records its analyses between reconciles (SetAnalysis), and
 // a pause must show when it happens, not at the next reconcile.
 // Server.Handler calls it with the server's Status. Without it the gauges
-// are those of the releases last given to Releases.
+// are those of the releases last given to Releases. The cluster gauges
+// are read from src too, and there are none without it.
 func (m *Metrics) WatchRollouts(src StatusSource) {
 	m.mu.Lock()
 	m.rolloutSrc = src
@@ -260,5 +264,68 @@ func (c rolloutCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(rolloutPausedDesc, paused, r.Name, reason)
 		gauge(rolloutFailuresDesc, float64(failures), r.Name)
+	}
+}
+
+// The cluster gauges of a fleet.
+var (
+	clusterUpDesc = prometheus.NewDesc("gantry_cluster_up",
+		"1 if the last reconcile observed the cluster, 0 if it could not (nothing changed there).", []string{"cluster"}, nil)
+	clusterReleasesDesc = prometheus.NewDesc("gantry_cluster_releases",
+		"Releases that run in the cluster, by their state there (failed, blocked, unplaceable, pending, degraded, progressing, synced); every state always has a series.",
+		[]string{"cluster", "state"}, nil)
+)
+
+// clusterCollector serves the cluster gauges from the status at scrape
+// time: a series per cluster, and per cluster and state. A cluster that
+// left the specs leaves no series behind.
+type clusterCollector struct{ m *Metrics }
+
+func (c clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- clusterUpDesc
+	ch <- clusterReleasesDesc
+}
+
+func (c clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	src := c.m.rolloutSrc
+	c.m.mu.Unlock()
+	if src == nil {
+		return
+	}
+	st := src.Status()
+	if len(st.Clusters) == 0 {
+		return
+	}
+	counts := make(map[string]map[string]int, len(st.Clusters))
+	for _, cl := range st.Clusters {
+		if counts[cl.Name] != nil { // a duplicate would fail the scrape
+			continue
+		}
+		counts[cl.Name] = make(map[string]int, len(states))
+		for _, s := range states {
+			counts[cl.Name][s] = 0
+		}
+		up := 0.0
+		if cl.Reachable {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(clusterUpDesc, prometheus.GaugeValue, up, cl.Name)
+	}
+	for i := range st.Releases {
+		r := &st.Releases[i]
+		for k := range r.Clusters {
+			by := counts[r.Clusters[k].Cluster]
+			if by == nil {
+				continue // a cell of no cluster the status lists
+			}
+			state, _ := stateIn(r, &r.Clusters[k])
+			by[state]++
+		}
+	}
+	for cluster, by := range counts {
+		for state, n := range by {
+			ch <- prometheus.MustNewConstMetric(clusterReleasesDesc, prometheus.GaugeValue, float64(n), cluster, state)
+		}
 	}
 }

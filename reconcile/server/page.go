@@ -89,6 +89,9 @@ type pageData struct {
 	// them.
 	Rollouts, Paused       int
 	RolloutsURL, PausedURL string
+	// Clusters is the cluster × release grid of a fleet's page; nil
+	// without clusters.
+	Clusters *clusterGrid
 }
 
 // stateLink is one state in the summary: how many releases are in it, and
@@ -128,6 +131,7 @@ func makePager(of, page, per int, link func(page int) string) pager {
 type grid struct {
 	Releases []string // the columns; nil when Sparse
 	Sparse   bool
+	Fleet    bool // the nodes are a fleet's: a column says whose
 	Rest     bool // a column for the GPUs of releases without a column
 	Rows     []gridRow
 	Scope    string // which nodes these are
@@ -135,13 +139,17 @@ type grid struct {
 }
 
 type gridRow struct {
-	Node, Pool string
-	GPUs, Used int // capacity; used by others
-	Cells      []int
-	Rest       int // GPUs of Gantry releases without a column
-	Hosted     []hosted
-	Free       int
-	Unusable   string // why placement may not use the node; "" if it may
+	// Node is the node's identity ("CLUSTER/NODE" in a fleet), Name its
+	// name in its cluster; First marks a fleet's first row of a cluster.
+	Node, Name, Cluster string
+	First               bool
+	Pool                string
+	GPUs, Used          int // capacity; used by others
+	Cells               []int
+	Rest                int // GPUs of Gantry releases without a column
+	Hosted              []hosted
+	Free                int
+	Unusable            string // why placement may not use the node; "" if it may
 }
 
 type hosted struct {
@@ -193,8 +201,11 @@ func makeGrid(nodes []reconcile.NodeUse, columns []string, inView map[string]boo
 			col[r] = true
 		}
 	}
+	prev := ""
 	for _, n := range nodes {
-		row := gridRow{Node: n.Name, Pool: n.Pool, GPUs: n.GPUs, Used: n.Used, Free: n.GPUs - n.Used, Unusable: n.Unusable}
+		g.Fleet = g.Fleet || n.Cluster != ""
+		row := gridRow{Node: n.Name, Name: nodeName(n), Cluster: n.Cluster, First: n.Cluster != "" && n.Cluster != prev,
+			Pool: n.Pool, GPUs: n.GPUs, Used: n.Used, Free: n.GPUs - n.Used, Unusable: n.Unusable}
 		for _, r := range g.Releases {
 			row.Cells = append(row.Cells, n.Releases[r])
 		}
@@ -212,6 +223,7 @@ func makeGrid(nodes []reconcile.NodeUse, columns []string, inView map[string]boo
 		}
 		g.Rest = g.Rest || row.Rest > 0
 		g.Rows = append(g.Rows, row)
+		prev = n.Cluster
 	}
 	return g
 }
@@ -242,7 +254,7 @@ func parsePageQuery(v url.Values) (pageQuery, error) {
 }
 
 // url is the page's address with the given changes: keys release,
-// state, q, rollout, page, npage; an empty value drops the key.
+// state, q, rollout, cluster, page, npage; an empty value drops the key.
 func (q pageQuery) url(changes ...string) string {
 	v := url.Values{}
 	set := func(k, val string) {
@@ -256,6 +268,7 @@ func (q pageQuery) url(changes ...string) string {
 	set("state", q.StateParam)
 	set("q", q.QParam)
 	set("rollout", q.Rollout)
+	set("cluster", q.Cluster)
 	if q.Per != defaultPerPage {
 		set("per", strconv.Itoa(q.Per))
 	}
@@ -286,6 +299,12 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := s.Status.Status()
+	if q.Cluster != "" {
+		if _, err := findCluster(st.Clusters, q.Cluster); err != nil {
+			http.Error(w, "status page: "+err.Error(), http.StatusNotFound)
+			return
+		}
+	}
 	data := pageData{S: st, Filter: q.filter, States: states, Total: len(st.Releases),
 		AllURL: q.url("state", "", "page", "", "npage", "")}
 	if q.Per != defaultPerPage {
@@ -343,6 +362,10 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		nodes = nodesHosting(st.Nodes, inView)
 		scope = "The nodes that host the releases on this page"
 	}
+	if q.Cluster != "" {
+		nodes = nodesIn(nodes, q.Cluster)
+		scope = "The nodes of cluster " + q.Cluster + " that host the releases on this page"
+	}
 	np := makePager(len(nodes), q.NodePage, nodesPerPage, func(p int) string { return q.url("npage", strconv.Itoa(p)) })
 	var columns []string
 	if whole {
@@ -356,9 +379,13 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	data.Grid = makeGrid(nodes, columns, inView)
 	data.Grid.Scope, data.Grid.Pager = scope, np
 	data.Pools = makePools(st.Nodes)
+	if len(st.Clusters) > 0 {
+		g := makeClusterGrid(st.Clusters, data.Rows, q.Cluster, func(c string) string { return q.url("cluster", c, "page", "", "npage", "") })
+		data.Clusters = &g
+	}
 
 	if st.Plan != nil {
-		data.Plan, data.PlanNote = planText(st.Plan, whole, inView)
+		data.Plan, data.PlanNote = planText(st.Plan, whole, inView, q.Cluster)
 	}
 
 	var out bytes.Buffer
@@ -373,18 +400,22 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 
 // planText renders the plan for the page: whole, or cut down to the
 // releases in view with a note that says what the whole plan does; at
-// most maxPlanLines lines either way.
-func planText(p *planner.Plan, whole bool, inView map[string]bool) (text, note string) {
+// most maxPlanLines lines either way. With a cluster, the releases' plan
+// is their part in that cluster.
+func planText(p *planner.Plan, whole bool, inView map[string]bool, cluster string) (text, note string) {
 	var b strings.Builder
 	if whole {
 		_ = planner.WriteText(&b, p, planner.TextOptions{})
 	} else {
-		sub := planFor(p, inView)
+		sub, of := planFor(p, inView), "The plan of the releases on this page."
+		if cluster != "" {
+			sub, of = planInCluster(sub, cluster, inView), "The plan of the releases on this page, in cluster "+cluster+"."
+		}
 		_ = planner.WriteText(&b, sub, planner.TextOptions{})
 		if s := p.Summary(); p.Empty() {
-			note = "The plan of the releases on this page. The whole plan has no changes."
+			note = of + " The whole plan has no changes."
 		} else {
-			note = fmt.Sprintf("The plan of the releases on this page. The whole plan: %d to add, %d to change, %d to destroy", s.Add, s.Change, s.Destroy)
+			note = fmt.Sprintf("%s The whole plan: %d to add, %d to change, %d to destroy", of, s.Add, s.Change, s.Destroy)
 			if s.Quantize+s.Gate+s.Push > 0 {
 				note += fmt.Sprintf("; %d to quantize, %d to gate, %d to push", s.Quantize, s.Gate, s.Push)
 			}

@@ -36,20 +36,23 @@ func stateRank(s string) int {
 // filter selects releases, from the query of the status page and of
 // /api/status: state (a comma-separated list, repeatable, "problem" for
 // the five problem states), q (a substring of the name, any case) and
-// release (one exact name), and rollout ("any": the releases with a
-// rollout; "paused": those whose last analysis paused it).
+// release (one exact name), rollout ("any": the releases with a
+// rollout; "paused": those whose last analysis paused it), and cluster
+// (one cluster of a fleet: the releases that run there, and state= then
+// matches a release's state in that cluster, stateIn).
 type filter struct {
 	States  map[string]bool // nil: any state
 	Q       string          // lower case
 	Release string
 	Rollout string // "", "any" or "paused"
+	Cluster string
 	// StateParam and QParam are the query as given, to write it back
 	// into the form and the links.
 	StateParam, QParam string
 }
 
 func parseFilter(v url.Values) (filter, error) {
-	f := filter{Release: v.Get("release"), QParam: strings.TrimSpace(v.Get("q")), Rollout: v.Get("rollout")}
+	f := filter{Release: v.Get("release"), QParam: strings.TrimSpace(v.Get("q")), Rollout: v.Get("rollout"), Cluster: v.Get("cluster")}
 	f.Q = strings.ToLower(f.QParam)
 	if f.Rollout != "" && f.Rollout != "any" && f.Rollout != "paused" {
 		return filter{}, fmt.Errorf("rollout=%q: want any or paused", f.Rollout)
@@ -83,7 +86,14 @@ func parseFilter(v url.Values) (filter, error) {
 
 // Active reports whether the filter leaves any release out.
 func (f filter) Active() bool {
-	return f.States != nil || f.Q != "" || f.Release != "" || f.Rollout != ""
+	return f.States != nil || f.Q != "" || f.Release != "" || f.Rollout != "" || f.Cluster != ""
+}
+
+// ofReleases reports whether the filter selects releases by more than
+// the cluster they run in.
+func (f filter) ofReleases() bool {
+	f.Cluster = ""
+	return f.Active()
 }
 
 func (f filter) match(r *reconcile.ReleaseStatus) bool {
@@ -93,7 +103,15 @@ func (f filter) match(r *reconcile.ReleaseStatus) bool {
 	if f.Rollout != "" && (r.Rollout == nil || f.Rollout == "paused" && !rolloutPaused(r.Rollout)) {
 		return false
 	}
-	if f.States != nil && !f.States[r.State] {
+	state := r.State
+	if f.Cluster != "" {
+		cell := cellIn(r, f.Cluster)
+		if cell == nil {
+			return false
+		}
+		state, _ = stateIn(r, cell)
+	}
+	if f.States != nil && !f.States[state] {
 		return false
 	}
 	return f.Q == "" || strings.Contains(strings.ToLower(r.Name), f.Q)

@@ -108,6 +108,17 @@ func serve(t *testing.T, h http.Handler, url string) (int, string) {
 	return w.Code, w.Body.String()
 }
 
+// decodeStatus is h's /api/status at url, which must answer 200.
+func decodeStatus(t *testing.T, h http.Handler, url string) apiStatus {
+	t.Helper()
+	code, body := serve(t, h, url)
+	var out apiStatus
+	if code != 200 || json.Unmarshal([]byte(body), &out) != nil {
+		t.Fatalf("GET %s = %d %.300s", url, code, body)
+	}
+	return out
+}
+
 // rowStates are the data-state of each release row, in page order.
 func rowStates(page string) []string {
 	var out []string
@@ -275,15 +286,7 @@ func TestStatusPageAtScale(t *testing.T) {
 func TestAPIStatusQuery(t *testing.T) {
 	st := bigStatus(10000, 5000)
 	h := (&Server{Status: fixedStatus(st)}).Handler()
-	decode := func(t *testing.T, url string) apiStatus {
-		t.Helper()
-		code, body := serve(t, h, url)
-		var out apiStatus
-		if code != 200 || json.Unmarshal([]byte(body), &out) != nil {
-			t.Fatalf("GET %s = %d %.200s", url, code, body)
-		}
-		return out
-	}
+	decode := func(t *testing.T, url string) apiStatus { return decodeStatus(t, h, url) }
 
 	all := decode(t, "/api/status")
 	if all.Total != 10000 || len(all.Releases) != 10000 || len(all.Nodes) != 5000 || len(all.Plan.Releases) != 10000 || all.Counts["failed"] != 200 || all.NextOffset != 0 {

@@ -79,10 +79,16 @@ type apiStatus struct {
 // (comma-separated or repeated; "problem" for failed, blocked,
 // unplaceable, pending and degraded), q= (a substring of the name),
 // rollout= ("any": the releases with a rollout; "paused": those whose
-// last analysis paused it), and
+// last analysis paused it), cluster= (one cluster of a fleet; 404 naming
+// the clusters there are if there is no such cluster), and
 // limit= with offset= to page in the status's order. A narrowed response
 // holds only the nodes that host its releases and the plan of its
-// releases.
+// releases. With cluster= it is that cluster's part: clusters holds the
+// one, the releases are those that run there, each with that cluster's
+// cell only, state= matches a release's state there, the nodes are the
+// cluster's (all of them when nothing else narrows), and the plan is its
+// releases' part there with the cluster's actions. The counts stay those
+// of every release.
 func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f, err := parseFilter(q)
@@ -101,6 +107,18 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := s.Status.Status()
+	var cluster reconcile.ClusterStatus
+	if f.Cluster != "" {
+		if cluster, err = findCluster(st.Clusters, f.Cluster); err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			json.NewEncoder(w).Encode(struct {
+				Error    string   `json:"error"`
+				Clusters []string `json:"clusters"`
+			}{err.Error(), clusterNames(st.Clusters)})
+			return
+		}
+	}
 	out := apiStatus{Status: st, Counts: countStates(st.Releases), Offset: offset, Limit: limit}
 	sel := f.selectReleases(st.Releases)
 	out.Total = len(sel)
@@ -116,8 +134,16 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	if f.Active() || offset > 0 || limit > 0 {
 		names := nameSet(sel)
 		out.Releases = sel
-		out.Nodes = nodesHosting(st.Nodes, names)
-		out.Plan = planFor(st.Plan, names)
+		if f.ofReleases() || offset > 0 || limit > 0 {
+			out.Nodes = nodesHosting(st.Nodes, names)
+			out.Plan = planFor(st.Plan, names)
+		}
+		if f.Cluster != "" {
+			out.Clusters = []reconcile.ClusterStatus{cluster}
+			out.Releases = cellsIn(out.Releases, f.Cluster)
+			out.Nodes = nodesIn(out.Nodes, f.Cluster)
+			out.Plan = planInCluster(out.Plan, f.Cluster, names)
+		}
 		if out.Releases == nil {
 			out.Releases = []reconcile.ReleaseStatus{}
 		}
