@@ -5,17 +5,19 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/gantry-dev/gantry/reconcile"
 	"github.com/gantry-dev/gantry/reconcile/kube"
+	"github.com/gantry-dev/gantry/spec"
 )
 
 // kubeFlags say how to reach the cluster.
@@ -31,15 +33,11 @@ type kubeFlags struct {
 // restConfig loads the kubeconfig (--kubeconfig, KUBECONFIG, ~/.kube/config)
 // or, inside a pod, the service account.
 func (k *kubeFlags) restConfig() (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if k.kubeconfig != "" {
-		rules.ExplicitPath = k.kubeconfig
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.context}).ClientConfig()
+	cfg, err := kube.RESTConfig(k.kubeconfig, k.context, false)
 	if err == nil {
 		return cfg, nil
 	}
-	if in, inErr := rest.InClusterConfig(); inErr == nil {
+	if in, inErr := kube.RESTConfig("", "", true); inErr == nil {
 		return in, nil
 	}
 	return nil, fmt.Errorf("kubernetes: no kubeconfig and not in a cluster: %w", err)
@@ -116,3 +114,75 @@ func leaderLoop(ctx context.Context, cfg *rest.Config, k *kubeFlags, onLeading f
 	}
 	return nil
 }
+
+// fleetJobsConfig is the cluster a fleet's build jobs (quantize { runner
+// = "job" }) run in: the daemon's own (its kube flags: --kubeconfig,
+// KUBECONFIG, ~/.kube/config or its pod), else the lease cluster's block.
+// Without either it returns why, for the error of a release that needs a
+// job.
+func fleetJobsConfig(cfg *spec.Config, k *kubeFlags) (*rest.Config, error) {
+	own, err := k.restConfig()
+	if err == nil {
+		return own, nil
+	}
+	if name := cfg.Settings.LeaseCluster; name != "" {
+		if c, ok := cfg.Cluster(name); ok {
+			rc, lerr := clusterRESTConfig(*c)
+			if lerr == nil {
+				return rc, nil
+			}
+			return nil, fmt.Errorf(`runner = "job" needs a cluster to run build jobs in: the daemon has none (%v), and the lease %v`, err, lerr)
+		}
+	}
+	return nil, fmt.Errorf(`runner = "job" needs a cluster to run build jobs in: give the daemon one (--kubeconfig, KUBECONFIG, ~/.kube/config or its pod) or set gantry { lease_cluster = "NAME" }: %v`, err)
+}
+
+// noJobs is the JobRunner of a fleet with no cluster for build jobs: only
+// a release that needs one fails, saying why.
+type noJobs struct{ err error }
+
+func (n noJobs) RunBuild(context.Context, reconcile.BuildJob) error { return n.err }
+
+// clusterCaches makes the daemon read each cluster of a fleet from
+// informers, as it does a single cluster: mk's KubeTargets start their
+// caches in the background, retried every cacheRetry until they sync (a
+// cluster down at start-up lists until then), and stopped when the
+// engine replaces the cluster's Target (its block changed) or ctx ends.
+// Other targets pass through.
+func clusterCaches(ctx context.Context, mk func(context.Context, spec.Cluster) (reconcile.Target, error)) func(context.Context, spec.Cluster) (reconcile.Target, error) {
+	var mu sync.Mutex
+	stops := map[string]context.CancelFunc{}
+	return func(rctx context.Context, c spec.Cluster) (reconcile.Target, error) {
+		t, err := mk(rctx, c)
+		kt, ok := t.(*reconcile.KubeTarget)
+		if err != nil || !ok {
+			return t, err
+		}
+		cctx, stop := context.WithCancel(ctx)
+		mu.Lock()
+		if prev := stops[c.Name]; prev != nil {
+			prev()
+		}
+		stops[c.Name] = stop
+		mu.Unlock()
+		go func() {
+			for {
+				err := kt.StartCache(cctx)
+				if err == nil || cctx.Err() != nil {
+					return
+				}
+				slog.Warn("kube: the cluster's reconciles list until its informers sync", "cluster", c.Name, "err", err, "retry", cacheRetry)
+				select {
+				case <-cctx.Done():
+					return
+				case <-time.After(cacheRetry):
+				}
+			}
+		}()
+		return kt, nil
+	}
+}
+
+// cacheRetry is how long clusterCaches waits before starting the
+// informers of a cluster again.
+var cacheRetry = time.Minute

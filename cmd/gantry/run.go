@@ -137,10 +137,12 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 			if f.resolveImages {
 				e.Resolver = reconcile.NewResolver(f.insecure)
 			}
-			if f.restConfig != nil {
-				if e.BuildJobs, err = f.job.runner(f.restConfig, f.insecure); err != nil {
+			if rc, why := fleetJobsConfig(cfg, &f.kube); rc != nil {
+				if e.BuildJobs, err = f.job.runner(rc, f.insecure); err != nil {
 					return nil, nil, err
 				}
+			} else {
+				e.BuildJobs = noJobs{why}
 			}
 			if repo != nil {
 				e.RepoURL = repo.RemoteURL()
@@ -241,6 +243,9 @@ OCI layout <state-dir>/oci and objects to <state-dir>/objects as YAML.`,
 						slog.Warn("kube: every reconcile lists", "err", err)
 					}
 				}()
+			}
+			if e.ClusterTarget != nil {
+				e.ClusterTarget = clusterCaches(ctx, e.ClusterTarget) // a fleet's clusters likewise
 			}
 			return a.loop(ctx, e, repo, &f, &af, interval, listen, secret)
 		},
