@@ -438,7 +438,9 @@ type clusterRollout struct {
 // fleetRollout is the state of a release's rollout across the clusters
 // that answered: that of the clusters of the wave it is in (every
 // cluster without waves), with the stable version's shards of every
-// cluster. Shard names are "CLUSTER/SHARD".
+// cluster. Shard names are the Deployments' (their pods' names begin
+// with them, which the analysis queries select by), sorted and once
+// each, although the same name may live in several clusters.
 func fleetRollout(r *spec.Release, w releaseWaves, waves bool, states []clusterRollout) RolloutState {
 	var st RolloutState
 	st.Canary, st.Steps = Version(r), len(r.Rollout.Steps)
@@ -450,9 +452,7 @@ func fleetRollout(r *spec.Release, w releaseWaves, waves bool, states []clusterR
 		if st.Stable == "" {
 			st.Stable = s.Stable
 		}
-		for _, n := range s.StableShards {
-			st.StableShards = append(st.StableShards, cs.cluster+"/"+n)
-		}
+		st.StableShards = append(st.StableShards, s.StableShards...)
 		st.StableAvailable += s.StableAvailable
 		st.StableReplicas += s.StableReplicas
 		restoring = restoring || s.Phase == RolloutRestoring
@@ -461,9 +461,7 @@ func fleetRollout(r *spec.Release, w releaseWaves, waves bool, states []clusterR
 		}
 		st.CanaryReplicas += s.CanaryReplicas
 		st.CanaryAvailable += s.CanaryAvailable
-		for _, n := range s.CanaryShards {
-			st.CanaryShards = append(st.CanaryShards, cs.cluster+"/"+n)
-		}
+		st.CanaryShards = append(st.CanaryShards, s.CanaryShards...)
 		st.Ready = st.Ready && s.Ready
 		allDone = allDone && s.Phase == RolloutComplete
 		if first {
@@ -471,6 +469,10 @@ func fleetRollout(r *spec.Release, w releaseWaves, waves bool, states []clusterR
 			first = false
 		}
 	}
+	slices.Sort(st.CanaryShards)
+	st.CanaryShards = slices.Compact(st.CanaryShards)
+	slices.Sort(st.StableShards)
+	st.StableShards = slices.Compact(st.StableShards)
 	if first { // no cluster of the wave answered
 		st.Phase, st.Ready, st.Next = RolloutProgressing, false, "none until the clusters of the wave answer"
 	}

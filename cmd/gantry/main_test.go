@@ -81,7 +81,7 @@ func TestPlanFormatsAndOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Actions) != 10 || !strings.Contains(out, `"format_version": "1"`) {
+	if len(p.Actions) != 10 || !strings.Contains(out, `"format_version": "2"`) {
 		t.Errorf("saved plan has %d actions", len(p.Actions))
 	}
 	code, out, _ = gantry(t, "plan", quickstart, "-format=markdown")

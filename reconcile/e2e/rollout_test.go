@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/gantry-dev/gantry/compress/ggml"
 	"github.com/gantry-dev/gantry/compress/gguf/ggufgen"
@@ -63,11 +64,20 @@ type fakeKubelet struct {
 }
 
 func startKubelet(t *testing.T, ns string) *fakeKubelet {
-	dyn, err := dynamic.NewForConfig(env.rest)
+	return startKubeletIn(t, env.rest, ns)
+}
+
+// startKubeletIn is startKubelet in the cluster rc reaches.
+func startKubeletIn(t *testing.T, rc *rest.Config, ns string) *fakeKubelet {
+	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := &fakeKubelet{t: t, ns: ns, cs: admin(t), dyn: dyn, stop: make(chan struct{}), done: make(chan struct{}),
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &fakeKubelet{t: t, ns: ns, cs: cs, dyn: dyn, stop: make(chan struct{}), done: make(chan struct{}),
 		changed: map[string]time.Time{}, gens: map[string]int64{}, firstSeen: map[string]time.Time{}, versionOf: map[string]string{},
 		prestaged: map[string]map[string]time.Time{}, serving: map[string]int{}, bad: map[string]bool{}, available: map[string]time.Time{}, minServing: 1 << 30}
 	go k.run()

@@ -117,6 +117,11 @@ func (c *Client) Prestage(ctx context.Context, namespace, release string, p plan
 	if len(nodes) == 0 {
 		return res, nil
 	}
+	// A first release into a cluster prestages before its objects are
+	// applied: the namespace may not exist yet.
+	if _, err := c.ensureNamespace(ctx, namespace); err != nil {
+		return res, fmt.Errorf("prestage %s: %w", release, err)
+	}
 	timeout := p.Timeout
 	if timeout <= 0 {
 		timeout = DefaultPrestageTimeout
