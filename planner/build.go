@@ -323,22 +323,8 @@ func (p *Prepared) Build() (Plan, error) {
 	}
 	cfg := p.cfg
 	plan := Plan{FormatVersion: FormatVersion, Revision: cfg.Revision, Uncommitted: cfg.Uncommitted, ObservedDigest: p.observed.Digest(), Releases: []ReleasePlan{}, Actions: []Action{}}
-	for i := range cfg.Releases {
-		r := &cfg.Releases[i]
-		key := ContentKey(r)
-		model := Model{Ref: ImageRef(cfg, r), Digest: UnknownDigest, Key: key}
-		if a, ok := p.observed.Artifacts[model.Ref]; ok && a.Digest != "" {
-			model.Digest = a.Digest
-		} else {
-			plan.Actions = append(plan.Actions, buildActions(r, model)...)
-		}
-		rp, changes, warnings, err := p.release(i, model)
-		if err != nil {
-			return Plan{}, err
-		}
-		plan.Warnings = append(plan.Warnings, warnings...)
-		plan.Actions = append(plan.Actions, changes...)
-		plan.Releases = append(plan.Releases, rp)
+	if err := p.planReleases(&plan, p.release); err != nil {
+		return Plan{}, err
 	}
 	p.Memo.keep(p.index)
 	// Prune: managed objects of releases that left the repository.
@@ -352,6 +338,30 @@ func (p *Prepared) Build() (Plan, error) {
 			Reason: fmt.Sprintf("release %s was removed from the repository", rel)})
 	}
 	return plan, nil
+}
+
+// planReleases adds to plan, release by release in order, the build
+// actions of each release whose model image the registry lacks, then
+// what planRelease plans for it with that image.
+func (p *Prepared) planReleases(plan *Plan, planRelease func(i int, m Model) (ReleasePlan, []Action, []string, error)) error {
+	cfg := p.cfg
+	for i := range cfg.Releases {
+		r := &cfg.Releases[i]
+		model := Model{Ref: ImageRef(cfg, r), Digest: UnknownDigest, Key: ContentKey(r)}
+		if a, ok := p.observed.Artifacts[model.Ref]; ok && a.Digest != "" {
+			model.Digest = a.Digest
+		} else {
+			plan.Actions = append(plan.Actions, buildActions(r, model)...)
+		}
+		rp, changes, warnings, err := planRelease(i, model)
+		if err != nil {
+			return err
+		}
+		plan.Warnings = append(plan.Warnings, warnings...)
+		plan.Actions = append(plan.Actions, changes...)
+		plan.Releases = append(plan.Releases, rp)
+	}
+	return nil
 }
 
 // wantedBy reports whether a release of the specs renders id, or deletes

@@ -301,21 +301,8 @@ func (p *Prepared) buildFleet() (Plan, error) {
 		}
 	}
 	p.Memo.keep(names)
-	for i := range cfg.Releases {
-		r := &cfg.Releases[i]
-		model := Model{Ref: ImageRef(cfg, r), Digest: UnknownDigest, Key: ContentKey(r)}
-		if a, ok := p.observed.Artifacts[model.Ref]; ok && a.Digest != "" {
-			model.Digest = a.Digest
-		} else {
-			plan.Actions = append(plan.Actions, buildActions(r, model)...)
-		}
-		rp, changes, warnings, err := p.fleetRelease(i, model)
-		if err != nil {
-			return Plan{}, err
-		}
-		plan.Warnings = append(plan.Warnings, warnings...)
-		plan.Actions = append(plan.Actions, changes...)
-		plan.Releases = append(plan.Releases, rp)
+	if err := p.planReleases(&plan, p.fleetRelease); err != nil {
+		return Plan{}, err
 	}
 	for _, c := range f.clusters {
 		sub := f.sub[c]

@@ -133,6 +133,7 @@ type Plan struct {
 type Summary struct {
 	Add, Change, Destroy int
 	Quantize, Gate, Push int
+	Mirror               int
 }
 
 // Summary counts the plan's actions.
@@ -152,6 +153,8 @@ func (p *Plan) Summary() Summary {
 			s.Gate++
 		case Push:
 			s.Push++
+		case Mirror:
+			s.Mirror++
 		}
 	}
 	return s

@@ -107,6 +107,13 @@ func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
 		if s.Quantize+s.Gate+s.Push > 0 {
 			fmt.Fprintf(&b, "Build: %d to quantize, %d to gate, %d to push.\n", s.Quantize, s.Gate, s.Push)
 		}
+		if s.Mirror > 0 {
+			copies := "copies"
+			if s.Mirror == 1 {
+				copies = "copy"
+			}
+			fmt.Fprintf(&b, "Mirror: %d image %s into registry mirrors.\n", s.Mirror, copies)
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

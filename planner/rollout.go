@@ -611,7 +611,7 @@ func rolloutText(r ReleasePlan) []string {
 	if st.Phase == RolloutComplete && st.Stable == "" {
 		head = st.Phase
 	}
-	if st.Waves > 0 {
+	if st.Waves > 0 && head != st.Phase {
 		head = fmt.Sprintf("wave %d/%d (%s), %s", st.Wave, st.Waves, strings.Join(st.WaveClusters, ", "), head)
 	}
 	out = append(out, fmt.Sprintf("%s: %s", r.Name, head))

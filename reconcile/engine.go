@@ -346,6 +346,9 @@ func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 		}
 		if wait, ok := e.backingOff(r); ok {
 			st.State, st.Reason, st.NextRetry = StateFailed, e.lastReason(r.Name), &wait
+			if fleet != nil {
+				st.Clusters = clusterCells(fleet, r, rp, nil)
+			}
 			statuses[i] = st
 			continue
 		}
