@@ -379,3 +379,34 @@ func TestFleetWaves(t *testing.T) {
 		t.Fatalf("after the abort: %v", got)
 	}
 }
+
+// TestFleetImpossibleSpecKeepsServing: a new version that asks for more
+// replicas than a cluster can hold changes nothing that serves, in any
+// cluster.
+func TestFleetImpossibleSpecKeepsServing(t *testing.T) {
+	w := newFleetWorld(t)
+	two, five := 2, 5
+	w.converge(fleetConfig(t, 1, func(r *spec.Release) { r.Replicas, r.ReplicasPerCluster = nil, &two }))
+	before := fmt.Sprint(w.replicas())
+	// Five replicas of one GPU in a cluster of 4 GPUs, with a new model.
+	p := w.plan(fleetConfig(t, 2, func(r *spec.Release) { r.Replicas, r.ReplicasPerCluster = nil, &five }))
+	if p.Releases[0].Unplaced == nil {
+		t.Fatalf("an impossible spec placed everything: %v", p.Releases[0].Placement)
+	}
+	for _, a := range p.Actions {
+		if a.Type == Delete || (a.Type == Update && !onlyReplicas(a)) || (a.Type == Update && lowersReplicas(a)) {
+			t.Errorf("an impossible spec lowers what serves: %s %s in %s (%s)", a.Type, a.Subject, a.Cluster, a.Reason)
+		}
+	}
+	w.apply(p)
+	if got := fmt.Sprint(w.replicas()); got != before {
+		// Only additions are allowed; nothing that served may go.
+		for c, vs := range w.replicas() {
+			for v, n := range vs {
+				if n < 2 && strings.Contains(before, v) {
+					t.Errorf("cluster %s: version %s serves %d, fewer than before (%s)", c, v, n, before)
+				}
+			}
+		}
+	}
+}
