@@ -270,9 +270,7 @@ func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 	if fleet != nil {
 		observed.Unreachable = fleet.Unreachable()
 		observed.Prestage = fleet.canPrestage()
-		if err := e.observeMirrors(ctx, cfg, artifacts, observed.Unreachable); err != nil {
-			return res, err
-		}
+		e.observeMirrors(ctx, cfg, artifacts, observed.Unreachable)
 	}
 	if e.Resolver != nil {
 		observed.Images = ResolveImages(ctx, cfg, e.Resolver, e.log())

@@ -218,9 +218,9 @@ func (f *fleetTarget) prestager(c string) (Prestager, bool) {
 
 // canPrestage reports whether every cluster that answered can prestage.
 func (f *fleetTarget) canPrestage() bool {
-	any := false
+	any, down := false, f.Unreachable()
 	for _, c := range f.names {
-		if _, down := f.Unreachable()[c]; down || f.targets[c] == nil {
+		if _, isDown := down[c]; isDown || f.targets[c] == nil {
 			continue
 		}
 		if _, ok := f.targets[c].(Prestager); !ok {
@@ -419,7 +419,7 @@ func (e *Engine) mirrorStore(mirror string) registry.Store {
 
 // observeMirrors adds to artifacts the model images the clusters'
 // registry mirrors hold, by reference.
-func (e *Engine) observeMirrors(ctx context.Context, cfg *spec.Config, artifacts map[string]planner.Artifact, down map[string]string) error {
+func (e *Engine) observeMirrors(ctx context.Context, cfg *spec.Config, artifacts map[string]planner.Artifact, down map[string]string) {
 	refs := map[string][]string{}
 	for i := range cfg.Releases {
 		r := &cfg.Releases[i]
@@ -447,7 +447,6 @@ func (e *Engine) observeMirrors(ctx context.Context, cfg *spec.Config, artifacts
 			artifacts[ref] = a
 		}
 	}
-	return nil
 }
 
 // actionClusters are the clusters actions change objects in.
@@ -478,8 +477,6 @@ func ObserveFleet(ctx context.Context, cfg *spec.Config, makeTarget func(context
 		artifacts = map[string]planner.Artifact{}
 	}
 	obs := planner.Observed{Objects: objs, Nodes: nodes, Artifacts: artifacts, Unreachable: f.Unreachable(), Prestage: f.canPrestage()}
-	if err := e.observeMirrors(ctx, cfg, artifacts, obs.Unreachable); err != nil {
-		return obs, err
-	}
+	e.observeMirrors(ctx, cfg, artifacts, obs.Unreachable)
 	return obs, nil
 }
