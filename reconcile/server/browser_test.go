@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"image/png"
 	"net/http/httptest"
 	"os"
@@ -38,7 +39,19 @@ func chromium(t *testing.T) func(args ...string) (string, time.Duration) {
 			"--disable-background-networking", "--disable-component-update", "--disable-sync",
 			"--user-data-dir=" + filepath.Join(dir, "profile"), "--window-size=1280,900"}
 		start := time.Now()
-		out, err := exec.CommandContext(ctx, bin, append(base, args...)...).Output()
+		var out []byte
+		var err error
+		for attempt := 1; ; attempt++ {
+			out, err = exec.CommandContext(ctx, bin, append(base, args...)...).Output()
+			// Killed by a signal of its own (a segfault on a loaded
+			// machine) is the browser crashing, not the page: once more.
+			var ee *exec.ExitError
+			if err != nil && ctx.Err() == nil && attempt < 3 && errors.As(err, &ee) && !ee.Exited() {
+				t.Logf("chromium %v crashed (%v); running it again", args, err)
+				continue
+			}
+			break
+		}
 		if err != nil {
 			t.Fatalf("chromium %v: %v", args, err)
 		}
