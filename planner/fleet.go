@@ -171,7 +171,7 @@ func prepareFleet(cfg *spec.Config, observed Observed) *Prepared {
 		sort.Strings(present)
 		f.present[r.Name] = present
 		if ro := r.Rollout; ro != nil && len(ro.Waves) > 0 {
-			w := releaseWaves{list: waveList(ro, in), wave: 1}
+			w := releaseWaves{list: ro.WaveList(in), wave: 1}
 			if ro.Version == Version(r) && ro.Wave != nil {
 				w.wave = min(max(*ro.Wave, 1), len(w.list))
 			}
@@ -235,35 +235,6 @@ func prepareFleet(cfg *spec.Config, observed Observed) *Prepared {
 		sub.finish()
 	}
 	return p
-}
-
-// waveList is ro's waves restricted to the clusters the release runs in,
-// with the clusters of no wave as a last wave, and no empty wave.
-func waveList(ro *spec.Rollout, clusters []string) [][]string {
-	var out [][]string
-	seen := map[string]bool{}
-	for _, w := range ro.Waves {
-		var keep []string
-		for _, c := range w {
-			if slices.Contains(clusters, c) && !seen[c] {
-				keep = append(keep, c)
-				seen[c] = true
-			}
-		}
-		if len(keep) > 0 {
-			out = append(out, keep)
-		}
-	}
-	var rest []string
-	for _, c := range clusters {
-		if !seen[c] {
-			rest = append(rest, c)
-		}
-	}
-	if len(rest) > 0 {
-		out = append(out, rest)
-	}
-	return out
 }
 
 // restoring reports whether, in some cluster that answered, the release's

@@ -94,17 +94,7 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) edit(t *testing.T, file, old, new string) {
 	t.Helper()
-	p := filepath.Join(f.repo, file)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(b), old) {
-		t.Fatalf("%s lacks %q", file, old)
-	}
-	if err := os.WriteFile(p, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	edit(t, filepath.Join(f.repo, file), old, new)
 }
 
 func (f *fixture) reset() {
