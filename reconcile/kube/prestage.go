@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -120,7 +121,7 @@ func (c *Client) Prestage(ctx context.Context, namespace, release string, p plan
 	// A first release into a cluster prestages before its objects are
 	// applied: the namespace may not exist yet.
 	if _, err := c.ensureNamespace(ctx, namespace); err != nil {
-		return res, fmt.Errorf("prestage %s: %w", release, err)
+		return res, fmt.Errorf("prestage %s: %w", release, deadlineError(ctx, err))
 	}
 	timeout := p.Timeout
 	if timeout <= 0 {
@@ -291,7 +292,7 @@ func (c *Client) listPrestagePods(ctx context.Context, namespace, release, versi
 	for {
 		l, err := c.typed.CoreV1().Pods(namespace).List(ctx, opts)
 		if err != nil {
-			return out, fmt.Errorf("prestage %s: list pods in %s: %w", release, namespace, maskedError{err})
+			return out, fmt.Errorf("prestage %s: list pods in %s: %w", release, namespace, deadlineError(ctx, maskedError{err}))
 		}
 		for i := range l.Items {
 			out[l.Items[i].Name] = &l.Items[i]
@@ -456,4 +457,19 @@ func dedupe(in []string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// deadlineError is err, with ctx's error joined when ctx ended it. The
+// client's rate limiter refuses to wait past ctx's deadline before the
+// deadline passes ("would exceed context deadline", the request never
+// sent); then it waits for the deadline, so that the caller sees that
+// its context stopped the call.
+func deadlineError(ctx context.Context, err error) error {
+	if ctx.Err() == nil && strings.Contains(err.Error(), "would exceed context deadline") {
+		<-ctx.Done()
+	}
+	if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+		return fmt.Errorf("%w: %w", ctx.Err(), err)
+	}
+	return err
 }
