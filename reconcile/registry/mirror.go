@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/gantry-dev/gantry/spec"
 )
@@ -30,11 +31,44 @@ var ErrDigestMismatch = errors.New("digest mismatch")
 // Errors name both references, with any user information masked. It
 // returns digest.
 func Mirror(ctx context.Context, src Source, srcRef string, dst Store, dstRef, digest string) (string, error) {
+	// One copy into a registry at a time in this process: docker-registry
+	// loses concurrent uploads of the same blob (DIGEST_INVALID,
+	// MANIFEST_BLOB_UNKNOWN), and releases that share a model share its
+	// blobs. The copy after the first finds what the first wrote.
+	host, _, _ := strings.Cut(dstRef, "/")
+	unlock := mirrorLocks.lock(host)
+	defer unlock()
 	d, err := mirror(ctx, src, srcRef, dst, dstRef, digest)
 	if err != nil {
 		return "", &mirrorError{msg: redactIn(err.Error(), srcRef, dstRef), err: err}
 	}
 	return d, nil
+}
+
+// mirrorLocks serialises Mirror per destination registry host.
+var mirrorLocks hostLocks
+
+// hostLocks is a mutex per host, made on first use and kept (hosts are
+// few: a fleet's registry mirrors).
+type hostLocks struct {
+	mu    sync.Mutex
+	hosts map[string]*sync.Mutex
+}
+
+// lock takes host's mutex and returns its unlock.
+func (h *hostLocks) lock(host string) func() {
+	h.mu.Lock()
+	if h.hosts == nil {
+		h.hosts = map[string]*sync.Mutex{}
+	}
+	m := h.hosts[host]
+	if m == nil {
+		m = &sync.Mutex{}
+		h.hosts[host] = m
+	}
+	h.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 func mirror(ctx context.Context, src Source, srcRef string, dst Store, dstRef, digest string) (string, error) {
