@@ -39,6 +39,11 @@ type Observed struct {
 	// observed, with why: Objects and Nodes hold nothing of them, and the
 	// plan changes nothing there.
 	Unreachable map[string]string `json:"unreachable,omitempty"`
+	// Evals are the evaluation results the engine has cached, by EvalKey
+	// (content key and evaluator): a plan shows a cached candidate's
+	// values against their bounds. Not part of Digest: a result changes
+	// what the plan says, never what it does.
+	Evals map[string]EvalResult `json:"evals,omitempty"`
 }
 
 // Artifact is a model image the registry has.
@@ -80,8 +85,9 @@ func StaticNodes(cfg *spec.Config) []schedule.Node {
 }
 
 // ContentKey is the hex sha256 over everything that determines a release's
-// model image: the source digest, the quantize parameters, the packaging
-// and QuantizerVersion.
+// model image: the source digest, the adapters (digest and scale, in
+// order, with FuserVersion), the quantize parameters, the packaging and
+// QuantizerVersion.
 func ContentKey(r *spec.Release) string {
 	v := struct {
 		Source    string   `json:"source_digest"`
@@ -92,9 +98,15 @@ func ContentKey(r *spec.Release) string {
 		Packaging string   `json:"packaging"`
 		Base      string   `json:"base_image,omitempty"`
 		Version   string   `json:"quantizer"`
+		// Adapters, in order; absent without any, so that the keys of
+		// releases without adapters did not change when they came.
+		Adapters []adapterKey `json:"adapters,omitempty"`
 	}{Source: r.Model.Digest, Format: r.Model.Format, Method: "none", Packaging: r.Model.Packaging, Base: r.Model.BaseImage, Version: QuantizerVersion}
 	if q := r.Quantize; q != nil {
 		v.Method, v.GroupSize, v.Skip = q.Method, q.GroupSize, q.Skip
+	}
+	for _, a := range r.Model.Adapters {
+		v.Adapters = append(v.Adapters, adapterKey{Digest: a.Digest, Scale: a.ScaleOrDefault(), Version: FuserVersion})
 	}
 	b, _ := json.Marshal(v)
 	sum := sha256.Sum256(b)
@@ -351,7 +363,7 @@ func (p *Prepared) planReleases(plan *Plan, planRelease func(i int, m Model) (Re
 		if a, ok := p.observed.Artifacts[model.Ref]; ok && a.Digest != "" {
 			model.Digest = a.Digest
 		} else {
-			plan.Actions = append(plan.Actions, buildActions(r, model)...)
+			plan.Actions = append(plan.Actions, buildActions(r, model, p.observed.Evals, cfg.Settings.SigningKeyFile != "")...)
 		}
 		rp, changes, warnings, err := planRelease(i, model)
 		if err != nil {
@@ -561,8 +573,8 @@ func toInt(v any) int {
 	return 0
 }
 
-func buildActions(r *spec.Release, m Model) []Action {
-	var out []Action
+func buildActions(r *spec.Release, m Model, evals map[string]EvalResult, signed bool) []Action {
+	out := fuseActions(r, m.Key)
 	method := "none"
 	if r.Quantize != nil {
 		method = r.Quantize.Method
@@ -579,11 +591,17 @@ func buildActions(r *spec.Release, m Model) []Action {
 		for _, k := range sortedKeys(g.Min) {
 			bars = append(bars, fmt.Sprintf("%s >= %g", k, g.Min[k]))
 		}
-		out = append(out, Action{Type: Gate, Release: r.Name, Subject: r.Name, ContentKey: m.Key,
-			Reason: "the new build must meet " + strings.Join(bars, ", ")})
+		if len(bars) > 0 {
+			out = append(out, Action{Type: Gate, Release: r.Name, Subject: r.Name, ContentKey: m.Key,
+				Reason: "the new build must meet " + strings.Join(bars, ", ")})
+		}
+		out = append(out, evalActions(r, m.Key, evals)...)
 	}
-	out = append(out, Action{Type: Push, Release: r.Name, Subject: m.Ref, ContentKey: m.Key,
-		Reason: fmt.Sprintf("the registry has no image for content key %s", m.Key[:12])})
+	reason := fmt.Sprintf("the registry has no image for content key %s", m.Key[:12])
+	if signed {
+		reason += "; it is signed, with its provenance attestation, by signing_key_file"
+	}
+	out = append(out, Action{Type: Push, Release: r.Name, Subject: m.Ref, ContentKey: m.Key, Reason: reason})
 	return out
 }
 

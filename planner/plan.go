@@ -31,6 +31,10 @@ const (
 	// Mirror copies a model image, by digest, into a cluster's registry
 	// mirror.
 	Mirror ActionType = "mirror"
+	// Fuse merges a LoRA adapter into the model before it is quantized.
+	Fuse ActionType = "fuse"
+	// Eval runs one evaluator of the gate on the candidate build.
+	Eval ActionType = "eval"
 )
 
 // Symbol is the one-character mark the text view uses, as Terraform does.
@@ -49,7 +53,7 @@ func (a ActionType) Symbol() string {
 // IsBuild reports whether the action builds an artifact rather than
 // changing an object.
 func (a ActionType) IsBuild() bool {
-	return a == Quantize || a == Gate || a == Push || a == Prestage || a == Mirror
+	return a == Quantize || a == Gate || a == Push || a == Prestage || a == Mirror || a == Fuse || a == Eval
 }
 
 // Action is one step of a plan.
@@ -75,6 +79,8 @@ type Action struct {
 	Prestage *PrestageSpec `json:"prestage,omitempty"`
 	// Mirror is set on a mirror action.
 	Mirror *MirrorSpec `json:"mirror,omitempty"`
+	// Eval is set on an eval action.
+	Eval *EvalAction `json:"eval,omitempty"`
 }
 
 // FieldChange is one field of an update. Old is absent when the field is
@@ -134,6 +140,7 @@ type Summary struct {
 	Add, Change, Destroy int
 	Quantize, Gate, Push int
 	Mirror               int
+	Fuse, Eval           int
 }
 
 // Summary counts the plan's actions.
@@ -155,6 +162,10 @@ func (p *Plan) Summary() Summary {
 			s.Push++
 		case Mirror:
 			s.Mirror++
+		case Fuse:
+			s.Fuse++
+		case Eval:
+			s.Eval++
 		}
 	}
 	return s

@@ -62,6 +62,15 @@ type Settings struct {
 	// election Lease of a fleet's daemon; "" is the cluster the daemon
 	// runs in (or the one its kubeconfig names).
 	LeaseCluster string `hcl:"lease_cluster,optional" json:"lease_cluster,omitempty"`
+	// SigningKeyFile is a PEM private key (ECDSA P-256 or Ed25519, not
+	// encrypted) on the daemon's file system, never in Git: every model
+	// image and its attestation are signed with it in cosign's key-based
+	// format.
+	SigningKeyFile string `hcl:"signing_key_file,optional" json:"signing_key_file,omitempty"`
+	// VerifyKeyFile is a PEM public key on the daemon's file system:
+	// Gantry applies only model images (and pulls only oci:// sources)
+	// whose cosign signature verifies with it.
+	VerifyKeyFile string `hcl:"verify_key_file,optional" json:"verify_key_file,omitempty"`
 
 	DefRange hcl.Range `hcl:",def_range" json:"-"`
 }
@@ -159,6 +168,9 @@ type Model struct {
 	Packaging string `hcl:"packaging,optional" json:"packaging"`
 	// BaseImage is the modelcar base image.
 	BaseImage string `hcl:"base_image,optional" json:"base_image,omitempty"`
+	// Adapters are LoRA adapters merged into the weights, in order,
+	// before quantization (see Adapter).
+	Adapters []Adapter `hcl:"adapter,block" json:"adapters,omitempty"`
 
 	DefRange hcl.Range `hcl:",def_range" json:"-"`
 }
@@ -196,6 +208,10 @@ type Quantize struct {
 	// CPU and Memory are what the quantize Job requests (runner = "job").
 	CPU    string `hcl:"cpu,optional" json:"cpu,omitempty"`
 	Memory string `hcl:"memory,optional" json:"memory,omitempty"`
+	// Sparsity asks for pruning ("2:4"). It is refused: no serving
+	// engine Gantry targets runs sparse weights any more (see
+	// SparsityRefusal).
+	Sparsity string `hcl:"sparsity,optional" json:"sparsity,omitempty"`
 
 	DefRange hcl.Range `hcl:",def_range" json:"-"`
 }
@@ -205,16 +221,22 @@ type Gate struct {
 	MaxError *float64           `hcl:"max_error,optional" json:"max_error,omitempty"`
 	EvalFile string             `hcl:"eval_file,optional" json:"eval_file,omitempty"`
 	Min      map[string]float64 `hcl:"min,optional" json:"min,omitempty"`
+	// Evals run evaluators on the candidate build (see Eval).
+	Evals []Eval `hcl:"eval,block" json:"evals,omitempty"`
 
 	DefRange hcl.Range `hcl:",def_range" json:"-"`
 }
 
 // Runtime is the serving container.
 type Runtime struct {
-	Image string            `hcl:"image" json:"image"`
-	Args  []string          `hcl:"args,optional" json:"args,omitempty"`
-	Port  int               `hcl:"port,optional" json:"port"` // default 8000
-	Env   map[string]string `hcl:"env,optional" json:"env,omitempty"`
+	Image string `hcl:"image" json:"image"`
+	// Engine is the inference engine the image runs ("vllm",
+	// "llama.cpp", …; see Engines). Empty: inferred from Image by
+	// EngineName; an engine Gantry does not know is not checked.
+	Engine string            `hcl:"engine,optional" json:"engine,omitempty"`
+	Args   []string          `hcl:"args,optional" json:"args,omitempty"`
+	Port   int               `hcl:"port,optional" json:"port"` // default 8000
+	Env    map[string]string `hcl:"env,optional" json:"env,omitempty"`
 	// SecretEnv maps an environment variable to "SECRET/KEY" of a
 	// Kubernetes Secret, so that secrets never live in Git.
 	SecretEnv  map[string]string `hcl:"secret_env,optional" json:"secret_env,omitempty"`
