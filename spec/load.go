@@ -335,6 +335,25 @@ func resolveDigests(ctx context.Context, cfg *Config) hcl.Diagnostics {
 		}
 		m.Digest = d
 	}
+	for i := range cfg.Releases {
+		for j := range cfg.Releases[i].Model.Adapters {
+			a := &cfg.Releases[i].Model.Adapters[j]
+			if a.Digest != "" || strings.Contains(a.Source, "://") {
+				continue
+			}
+			p := filepath.Join(cfg.Root, filepath.FromSlash(a.Source))
+			if d, ok := done[p]; ok {
+				a.Digest = d
+				continue
+			}
+			d, err := FileDigest(ctx, p)
+			if err != nil {
+				continue // validation reports a missing or unreadable adapter
+			}
+			done[p] = d
+			a.Digest = d
+		}
+	}
 	return diags
 }
 

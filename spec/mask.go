@@ -96,8 +96,8 @@ func maskSource(filename string, src []byte, body hcl.Body) []byte {
 			// Names of Kubernetes Secrets, not secrets: shown, and
 			// quoted by its diagnostics anyway.
 			i = valueEnd(toks, next+1)
-		case assign && name == "kubeconfig" && toks[i].Type == hclsyntax.TokenIdent:
-			// A cluster's kubeconfig is a path, shown; pasted contents
+		case assign && (name == "kubeconfig" || name == "signing_key_file" || name == "verify_key_file") && toks[i].Type == hclsyntax.TokenIdent:
+			// A kubeconfig or key file is a path, shown; pasted contents
 			// (which Load refuses) are masked.
 			end := valueEnd(toks, next+1)
 			var text []byte

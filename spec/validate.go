@@ -98,6 +98,7 @@ func indexBlocks(body *hclsyntax.Body, idx map[hcl.Range]*hclsyntax.Block) {
 func validate(cfg *Config) hcl.Diagnostics {
 	v := &validator{cfg: cfg}
 	v.settings()
+	v.pipelineSettings()
 	v.clusters()
 	pools := map[string]*NodePool{}
 	for i := range cfg.Pools {
@@ -195,9 +196,13 @@ func (v *validator) release(r *Release, pools map[string]*NodePool) {
 		v.errorf(v.attr(r.DefRange, "replicas"), "Invalid replicas", "replicas cannot be negative, got %d.", *r.Replicas)
 	}
 	v.model(r)
+	v.adapters(r)
 	v.quantize(r)
+	v.sparsity(r)
 	v.gate(r)
+	v.evals(r)
 	v.runtime(r)
+	v.engine(r)
 	v.resources(r)
 	v.placement(r, pools)
 	v.releaseClusters(r)
