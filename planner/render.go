@@ -104,8 +104,8 @@ func WriteText(w io.Writer, p *Plan, opts TextOptions) error {
 	if !p.Empty() {
 		s := p.Summary()
 		fmt.Fprintf(&b, "\n%s\n", c.paint(ansiBold, fmt.Sprintf("Plan: %d to add, %d to change, %d to destroy.", s.Add, s.Change, s.Destroy)))
-		if s.Quantize+s.Gate+s.Push > 0 {
-			fmt.Fprintf(&b, "Build: %d to quantize, %d to gate, %d to push.\n", s.Quantize, s.Gate, s.Push)
+		if s.Quantize+s.Gate+s.Push+s.Fuse+s.Eval > 0 {
+			fmt.Fprintf(&b, "Build: %s.\n", buildCounts(s))
 		}
 		if s.Mirror > 0 {
 			copies := "copies"
@@ -425,8 +425,8 @@ func WriteMarkdown(w io.Writer, p *Plan, limit int) error {
 		head.WriteString("**No changes.** The cluster matches the specs.\n")
 	} else {
 		fmt.Fprintf(&head, "**Plan: %d to add, %d to change, %d to destroy.**", s.Add, s.Change, s.Destroy)
-		if s.Quantize+s.Gate+s.Push > 0 {
-			fmt.Fprintf(&head, " Build: %d to quantize, %d to gate, %d to push.", s.Quantize, s.Gate, s.Push)
+		if s.Quantize+s.Gate+s.Push+s.Fuse+s.Eval > 0 {
+			fmt.Fprintf(&head, " Build: %s.", buildCounts(s))
 		}
 		head.WriteString("\n")
 	}
@@ -500,7 +500,7 @@ func WriteMarkdown(w io.Writer, p *Plan, limit int) error {
 			}
 		}
 		var parts []string
-		for _, t := range []ActionType{Quantize, Gate, Push, Prestage, Create, Update, Delete} {
+		for _, t := range []ActionType{Fuse, Quantize, Gate, Eval, Push, Prestage, Create, Update, Delete} {
 			if counts[t] > 0 {
 				parts = append(parts, fmt.Sprintf("%d %s", counts[t], t))
 			}
@@ -552,4 +552,18 @@ func revisionText(p *Plan) string {
 		return shortRev(p.Revision) + " + uncommitted changes"
 	}
 	return shortRev(p.Revision)
+}
+
+// buildCounts is the build summary: fuse and eval counts appear only when
+// a plan has them, so that plans without adapters or evals read as before.
+func buildCounts(s Summary) string {
+	var parts []string
+	if s.Fuse > 0 {
+		parts = append(parts, fmt.Sprintf("%d to fuse", s.Fuse))
+	}
+	parts = append(parts, fmt.Sprintf("%d to quantize", s.Quantize), fmt.Sprintf("%d to gate", s.Gate))
+	if s.Eval > 0 {
+		parts = append(parts, fmt.Sprintf("%d to evaluate", s.Eval))
+	}
+	return strings.Join(append(parts, fmt.Sprintf("%d to push", s.Push)), ", ")
 }
