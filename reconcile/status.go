@@ -51,7 +51,10 @@ type ReleaseStatus struct {
 	GPUsPerReplica int                `json:"gpus_per_replica"`
 	Placement      schedule.Placement `json:"placement"`
 	Error          *quality.Tensor    `json:"quantization_error,omitempty"`
-	NextRetry      *time.Time         `json:"next_retry,omitempty"`
+	// Evals are the gate's eval bound checks of the last build, each with
+	// its value (and the baseline's, for a ratio).
+	Evals     []planner.BoundCheck `json:"evals,omitempty"`
+	NextRetry *time.Time           `json:"next_retry,omitempty"`
 	// Rollout is set for a release with a rollout block.
 	Rollout *RolloutStatus `json:"rollout,omitempty"`
 	// Clusters, in a fleet, are the release's state in each cluster it
