@@ -199,13 +199,31 @@ func (l *Layout) mark(d v1.Descriptor, marked map[v1.Hash]bool, depth int) error
 func keepEntries(ds []v1.Descriptor, referenced map[v1.Hash]bool, keep int) []bool {
 	out := make([]bool, len(ds))
 	byRepo := map[string][]int{}
+	var attached []int // signatures and attestations: kept with their image
 	for i, d := range ds {
 		if referenced[d.Digest] {
 			out[i] = true
 		}
+		if _, ok := attachedTo(d); ok {
+			attached = append(attached, i)
+			continue
+		}
 		r := repoOf(d)
 		byRepo[r] = append(byRepo[r], i)
 	}
+	defer func() {
+		keptImages := map[string]bool{}
+		for i, d := range ds {
+			if out[i] {
+				keptImages[repoOf(d)+"@"+d.Digest.String()] = true
+			}
+		}
+		for _, i := range attached {
+			if sub, _ := attachedTo(ds[i]); keptImages[repoOf(ds[i])+"@"+sub] {
+				out[i] = true
+			}
+		}
+	}()
 	for _, idx := range byRepo {
 		// Newest first: by the created time, then by position (a later
 		// entry was appended later). Missing or unparsable times are the
@@ -221,6 +239,17 @@ func keepEntries(ds []v1.Descriptor, referenced map[v1.Hash]bool, keep int) []bo
 		}
 	}
 	return out
+}
+
+// attachedTo is the digest of the image an entry is the signature or
+// attestation of (tagged "sha256-<hex>.sig" or ".att", see attest.go).
+func attachedTo(d v1.Descriptor) (string, bool) {
+	tag := d.Annotations[AnnotationRefName]
+	hex, ok := strings.CutPrefix(tag, "sha256-")
+	if !ok || len(hex) < 64 || !isHex(hex[:64], 64) || (len(hex) > 64 && hex[64] != '.') {
+		return "", false
+	}
+	return "sha256:" + hex[:64], true
 }
 
 func createdAt(d v1.Descriptor) time.Time {
