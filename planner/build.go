@@ -133,6 +133,15 @@ func ImageRef(cfg *spec.Config, r *spec.Release) string {
 	return ImageRepository(cfg, r.Name) + ":" + ImageTag(ContentKey(r))
 }
 
+// CandidateRef is where a build waits for its gate's evals when an
+// evaluator needs it in the registry (an eval Job mounts it, or a build
+// Job pushed it): the image's repository, its content key's tag with
+// "-candidate". Only a build that passed is tagged ImageRef, so that an
+// image under ImageRef has always passed its gate.
+func CandidateRef(cfg *spec.Config, r *spec.Release) string {
+	return ImageRef(cfg, r) + "-candidate"
+}
+
 // ClusterImageRef is the model image reference release r's pods use in
 // the named cluster: its copy in the cluster's registry_mirror (the same
 // tag under the mirror's prefix), else ImageRef.

@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/gantry-dev/gantry/compress"
+	"github.com/gantry-dev/gantry/compress/lora"
 	"github.com/gantry-dev/gantry/compress/quality"
 	"github.com/gantry-dev/gantry/reconcile/registry"
 	"github.com/gantry-dev/gantry/spec"
@@ -28,6 +29,9 @@ type built struct {
 	Files  []registry.File
 	Bytes  int64
 	Report *quality.Report // nil when nothing was quantized
+	// Path is the model on disk: the .gguf file, or the safetensors
+	// checkpoint directory (what evaluators are given).
+	Path string
 }
 
 // GateError blocks a release whose build misses the bar.
@@ -51,7 +55,7 @@ func (e *Engine) build(ctx context.Context, snap Snapshot, r *spec.Release, key 
 	if r.Quantize != nil {
 		method = r.Quantize.Method
 	}
-	if method == "none" {
+	if method == "none" && len(r.Model.Adapters) == 0 {
 		return modelFiles(src, r.Model.Format, nil)
 	}
 	dir := filepath.Join(e.WorkDir, "builds", key)
@@ -78,6 +82,17 @@ func (e *Engine) build(ctx context.Context, snap Snapshot, r *spec.Release, key 
 		}
 		out = filepath.Join(out, "model.gguf")
 	}
+	if len(r.Model.Adapters) > 0 {
+		merged, err := e.fuse(ctx, snap, r, src, tmp, method == "none", out)
+		if err != nil {
+			return built{}, err
+		}
+		if method == "none" {
+			return e.finishBuild(tmp, dir, key, r)
+		}
+		src = merged
+		defer os.RemoveAll(merged) // the quantized build is what is kept
+	}
 	quantize := e.Quantize
 	if quantize == nil {
 		quantize = compress.Quantize
@@ -94,10 +109,19 @@ func (e *Engine) build(ctx context.Context, snap Snapshot, r *spec.Release, key 
 	if err := os.WriteFile(filepath.Join(tmp, "report.json"), repJSON, 0o644); err != nil {
 		return built{}, err
 	}
+	if len(r.Model.Adapters) > 0 {
+		os.RemoveAll(src) // the merged model: only the quantized one is kept
+	}
+	return e.finishBuild(tmp, dir, key, r)
+}
+
+// finishBuild renames the finished build directory tmp to dir, its place
+// in the cache, and reads it back.
+func (e *Engine) finishBuild(tmp, dir, key string, r *spec.Release) (built, error) {
 	if err := os.Rename(tmp, dir); err != nil {
 		// Another reconcile may have finished the same build: use it.
-		if _, statErr := os.Stat(filepath.Join(dir, "report.json")); statErr != nil {
-			return built{}, fmt.Errorf("quantize: %w", err)
+		if _, statErr := loadBuild(dir, r.Model.Format); statErr != nil {
+			return built{}, fmt.Errorf("build: %w", err)
 		}
 	}
 	e.mu.Lock()
@@ -108,6 +132,51 @@ func (e *Engine) build(ctx context.Context, snap Snapshot, r *spec.Release, key 
 		e.Observer.Quantized(r.Name, b.Bytes)
 	}
 	return b, err
+}
+
+// fuse merges release r's adapters into the model src, streaming (see
+// compress/lora), inside the build directory tmp. Unless final, the
+// merged model goes to tmp/merged (returned: what is quantized next);
+// final (method "none") writes it to out, the build's model. tmp gets
+// fuse.json, the merge's report. An adapter whose content no longer has
+// the digest the specs were loaded with is refused.
+func (e *Engine) fuse(ctx context.Context, snap Snapshot, r *spec.Release, src, tmp string, final bool, out string) (string, error) {
+	adapters := make([]lora.Adapter, 0, len(r.Model.Adapters))
+	for _, a := range r.Model.Adapters {
+		p := filepath.Join(snap.Dir, filepath.FromSlash(a.Source))
+		got, err := spec.FileDigest(ctx, p)
+		if err != nil {
+			return "", fmt.Errorf("adapter %s: %w", a.Source, err)
+		}
+		if a.Digest != "" && got != a.Digest {
+			return "", fmt.Errorf("adapter %s has digest %s, but the spec pins %s", a.Source, got, a.Digest)
+		}
+		adapters = append(adapters, lora.Adapter{Path: p, Scale: a.ScaleOrDefault()})
+	}
+	merged := out
+	if !final {
+		merged = filepath.Join(tmp, "merged")
+		if r.Model.Format == "gguf" {
+			merged += ".gguf"
+		}
+	} else if r.Model.Format != "gguf" {
+		if err := os.RemoveAll(out); err != nil { // Merge creates the directory
+			return "", err
+		}
+	}
+	e.log().Info("merging adapters", "release", r.Name, "adapters", len(adapters), "source", r.Model.Source)
+	rep, err := lora.Merge(ctx, r.Model.Format, src, merged, adapters)
+	if err != nil {
+		return "", fmt.Errorf("fuse adapters into %s: %w", r.Model.Source, err)
+	}
+	j, err := json.Marshal(rep)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "fuse.json"), j, 0o644); err != nil {
+		return "", err
+	}
+	return merged, nil
 }
 
 // cleanStale removes, once per engine, the temporary files and
@@ -133,9 +202,15 @@ func (e *Engine) cleanStale() {
 	})
 }
 
-// loadBuild reads a finished build directory.
+// loadBuild reads a finished build directory: report.json for a
+// quantized build, fuse.json for one that only merged adapters.
 func loadBuild(dir, format string) (built, error) {
 	data, err := os.ReadFile(filepath.Join(dir, "report.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, ferr := os.Stat(filepath.Join(dir, "fuse.json")); ferr == nil {
+			return modelFiles(filepath.Join(dir, "model"), format, nil)
+		}
+	}
 	if err != nil {
 		return built{}, err
 	}
@@ -154,7 +229,7 @@ func modelFiles(src, format string, rep *quality.Report) (built, error) {
 	if err != nil {
 		return built{}, err
 	}
-	b := built{Report: rep}
+	b := built{Report: rep, Path: src}
 	if !info.IsDir() {
 		name := filepath.Base(src)
 		if format == "gguf" {
@@ -181,6 +256,9 @@ func modelFiles(src, format string, rep *quality.Report) (built, error) {
 		return nil
 	})
 	sort.Slice(b.Files, func(i, j int) bool { return b.Files[i].Path < b.Files[j].Path })
+	if format == "gguf" && len(b.Files) == 1 {
+		b.Path = b.Files[0].Source
+	}
 	return b, err
 }
 

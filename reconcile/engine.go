@@ -502,8 +502,22 @@ func (e *Engine) runRelease(ctx context.Context, store registry.Store, target Ta
 			if err != nil {
 				return executed, err
 			}
-			digest = d
 			executed += 2
+			if hasEvals(r) {
+				// The job pushed its build as the candidate: it is
+				// evaluated here, where what serves is known, and
+				// tagged as the release's image only if it passes.
+				cref := planner.CandidateRef(cfg, r)
+				in := evalInput{Snap: snap, Cfg: cfg, Release: r, Key: key, Ref: cref, Digest: d, Observed: observed}
+				if err := e.evalGate(ctx, store, in, st); err != nil {
+					return executed, err
+				}
+				executed += len(r.Gate.Evals)
+				if d, err = e.promoteCandidate(ctx, store, cref, ref, d); err != nil {
+					return executed, fmt.Errorf("release %s: %w", r.Name, err)
+				}
+			}
+			digest = d
 		} else {
 			b, err := e.build(ctx, snap, r, key)
 			if err != nil {
@@ -515,6 +529,14 @@ func (e *Engine) runRelease(ctx context.Context, store registry.Store, target Ta
 			}
 			if err := gate(snap, r, b.Report); err != nil {
 				return executed, err
+			}
+			if hasEvals(r) {
+				in := evalInput{Snap: snap, Cfg: cfg, Release: r, Key: key, ModelPath: b.Path, Observed: observed,
+					Push: e.candidatePusher(store, cfg, r, key, b)}
+				if err := e.evalGate(ctx, store, in, st); err != nil {
+					return executed, err
+				}
+				executed += len(r.Gate.Evals)
 			}
 			d, err := e.push(ctx, store, cfg, r, key, ref, b)
 			if err != nil {

@@ -21,6 +21,10 @@ type BuildJob struct {
 	Ref        string // repository:tag the job pushes
 	CPU        string // requests, from the quantize block
 	Memory     string
+	// Candidate: the release's gate has evals, which the daemon runs; the
+	// job pushes its build to Ref = planner.CandidateRef, ungated by them
+	// (`gantry build --candidate`).
+	Candidate bool
 }
 
 // JobRunner runs build jobs and returns when one has finished. An error
@@ -39,7 +43,10 @@ func (e *Engine) runJob(ctx context.Context, cfg *spec.Config, r *spec.Release, 
 		return "", fmt.Errorf("release %s: runner = \"job\" needs the specs in a Git repository the job can clone", r.Name)
 	}
 	job := BuildJob{Release: r.Name, Namespace: cfg.Settings.Namespace, Revision: cfg.Revision, RepoURL: e.RepoURL,
-		ContentKey: key, Ref: ref, CPU: r.Quantize.CPU, Memory: r.Quantize.Memory}
+		ContentKey: key, Ref: ref, CPU: r.Quantize.CPU, Memory: r.Quantize.Memory, Candidate: hasEvals(r)}
+	if job.Candidate {
+		job.Ref = planner.CandidateRef(cfg, r)
+	}
 	e.log().Info("quantizing in a job", "release", r.Name, "key", key[:12])
 	if err := e.BuildJobs.RunBuild(ctx, job); err != nil {
 		if strings.Contains(err.Error(), "blocked by gate") {
@@ -47,12 +54,12 @@ func (e *Engine) runJob(ctx context.Context, cfg *spec.Config, r *spec.Release, 
 		}
 		return "", fmt.Errorf("release %s: build job: %w", r.Name, err)
 	}
-	digest, ok, err := e.store(cfg).Has(ctx, ref)
+	digest, ok, err := e.store(cfg).Has(ctx, job.Ref)
 	if err != nil {
 		return "", fmt.Errorf("release %s: %w", r.Name, err)
 	}
 	if !ok {
-		return "", fmt.Errorf("release %s: the build job succeeded but %s is not in the registry", r.Name, ref)
+		return "", fmt.Errorf("release %s: the build job succeeded but %s is not in the registry", r.Name, job.Ref)
 	}
 	return digest, nil
 }
@@ -60,10 +67,16 @@ func (e *Engine) runJob(ctx context.Context, cfg *spec.Config, r *spec.Release, 
 // ErrNoRelease is returned by BuildRelease for a name the specs lack.
 var ErrNoRelease = errors.New("no such release")
 
+// hasEvals reports whether release r's gate runs evaluators.
+func hasEvals(r *spec.Release) bool { return r.Gate != nil && len(r.Gate.Evals) > 0 }
+
 // BuildRelease runs one release's quantize → gate → push and returns the
 // image digest; it is what `gantry build` (the build job) runs. An image
-// the store already has is not built again.
-func (e *Engine) BuildRelease(ctx context.Context, name string) (string, error) {
+// the store already has is not built again. With candidate, the build is
+// pushed to planner.CandidateRef and the gate's evals are left to the
+// daemon that started the job (they compare with what serves, which the
+// job cannot see); its weight error bound still applies here.
+func (e *Engine) BuildRelease(ctx context.Context, name string, candidate bool) (string, error) {
 	snap, err := e.Source.Fetch(ctx)
 	if err != nil {
 		return "", fmt.Errorf("fetch specs: %w", err)
@@ -79,6 +92,9 @@ func (e *Engine) BuildRelease(ctx context.Context, name string) (string, error) 
 	}
 	key := planner.ContentKey(r)
 	ref := planner.ImageRef(cfg, r)
+	if candidate {
+		ref = planner.CandidateRef(cfg, r)
+	}
 	store := e.store(cfg)
 	if digest, ok, err := store.Has(ctx, ref); err != nil {
 		return "", err
@@ -92,6 +108,15 @@ func (e *Engine) BuildRelease(ctx context.Context, name string) (string, error) 
 	}
 	if err := gate(snap, r, b.Report); err != nil {
 		return "", err
+	}
+	if hasEvals(r) && !candidate {
+		// By hand: the evals run here, on absolute bounds (nothing
+		// observed says what serves, so ratio bounds are skipped).
+		var st ReleaseStatus
+		in := evalInput{Snap: snap, Cfg: cfg, Release: r, Key: key, ModelPath: b.Path}
+		if err := e.evalGate(ctx, store, in, &st); err != nil {
+			return "", err
+		}
 	}
 	return e.push(ctx, store, cfg, r, key, ref, b)
 }

@@ -143,6 +143,9 @@ func (k *KubeJobs) message(ctx context.Context, ns, name string) string {
 
 func (k *KubeJobs) jobSpec(job BuildJob, name string) (*batchv1.Job, error) {
 	args := []string{"build", "--repo", job.RepoURL, "--ref", job.Revision, "--release", job.Release, "--state-dir", "/work"}
+	if job.Candidate {
+		args = append(args, "--candidate")
+	}
 	if k.Insecure {
 		args = append(args, "--registry-insecure")
 	}

@@ -39,8 +39,9 @@ func (j *jobFlags) runner(rc *rest.Config, insecure bool) (*reconcile.KubeJobs, 
 
 func (a *app) buildCmd() *cobra.Command {
 	var (
-		f       engineFlags
-		release string
+		f         engineFlags
+		release   string
+		candidate bool
 	)
 	cmd := &cobra.Command{
 		Use:   "build --repo URL --ref COMMIT --release NAME",
@@ -62,7 +63,7 @@ with the reason.`,
 			if err != nil {
 				return err
 			}
-			digest, err := e.BuildRelease(cmd.Context(), release)
+			digest, err := e.BuildRelease(cmd.Context(), release, candidate)
 			if err != nil {
 				return err
 			}
@@ -72,5 +73,6 @@ with the reason.`,
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&release, "release", "", "the release to build")
+	cmd.Flags().BoolVar(&candidate, "candidate", false, "push to the candidate tag (ck-…-candidate) and leave the gate's evals to the daemon")
 	return cmd
 }
