@@ -263,3 +263,101 @@ func (g *gen) normal() float32 {
 	s := float32(r&0xffff) + float32(r>>16&0xffff) + float32(r>>32&0xffff) + float32(r>>48)
 	return (s/65536 - 2) * 1.7320508
 }
+
+// LoRA describes a synthetic GGUF LoRA adapter for a model of Base, as
+// llama.cpp's convert_lora_to_gguf.py lays one out: general.type
+// "adapter", adapter.type "lora", adapter.lora.alpha, and for each
+// targeted matrix of ne [n_in, n_out] a pair NAME.lora_a of ne [n_in, r]
+// and NAME.lora_b of ne [r, n_out], in F32 (or Type).
+type LoRA struct {
+	Base  Config
+	Rank  int
+	Alpha float32
+	// Targets are suffixes of the matrices adapted, such as "attn_q" and
+	// "attn_v" (every layer's); empty: attn_q, attn_k, attn_v and
+	// attn_output.
+	Targets []string
+	Type    ggml.Type // F32 (zero value) or F16
+	Seed    uint64
+}
+
+// Tensors lists the adapter's tensors in file order.
+func (l LoRA) Tensors() []gguf.TensorInfo {
+	targets := l.Targets
+	if len(targets) == 0 {
+		targets = []string{"attn_q", "attn_k", "attn_v", "attn_output"}
+	}
+	typ := l.Type
+	if typ != ggml.F16 {
+		typ = ggml.F32
+	}
+	var out []gguf.TensorInfo
+	for _, t := range l.Base.Tensors() {
+		if len(t.Shape) != 2 {
+			continue
+		}
+		for _, s := range targets {
+			if strings.HasSuffix(t.Name, "."+s+".weight") {
+				out = append(out,
+					gguf.TensorInfo{Name: t.Name + ".lora_a", Shape: []int64{t.Shape[0], int64(l.Rank)}, Type: typ},
+					gguf.TensorInfo{Name: t.Name + ".lora_b", Shape: []int64{int64(l.Rank), t.Shape[1]}, Type: typ})
+			}
+		}
+	}
+	return out
+}
+
+// WriteLoRA writes the adapter l to path (atomically). Its values are
+// small (|v| ≤ 1/√n_in for lora_a, 1/√r for lora_b), as a trained
+// adapter's are, and depend only on l.Seed and the tensor's name.
+func WriteLoRA(ctx context.Context, path string, l LoRA) error {
+	if err := l.Base.validate(); err != nil {
+		return err
+	}
+	if l.Rank < 1 {
+		return fmt.Errorf("ggufgen: lora rank %d: want at least 1", l.Rank)
+	}
+	tensors := l.Tensors()
+	if len(tensors) == 0 {
+		return fmt.Errorf("ggufgen: lora targets %v match no matrix", l.Targets)
+	}
+	kvs := []gguf.KV{
+		{Key: "general.architecture", Value: "llama"},
+		{Key: "general.type", Value: "adapter"},
+		{Key: "general.name", Value: "synthetic-lora"},
+		{Key: "adapter.type", Value: "lora"},
+		{Key: "adapter.lora.alpha", Value: l.Alpha},
+	}
+	fw, err := gguf.Create(ctx, path, kvs, tensors)
+	if err != nil {
+		return fmt.Errorf("ggufgen: %w", err)
+	}
+	defer fw.Abort()
+	for _, t := range tensors {
+		g := newGen(l.Seed, t.Name)
+		n := t.Elements()
+		vals := make([]float32, n)
+		scale := float32(1 / math.Sqrt(float64(t.Shape[0])))
+		for i := range vals {
+			vals[i] = g.normal() * scale
+		}
+		var buf []byte
+		if t.Type == ggml.F16 {
+			buf = make([]byte, 2*n)
+			for i, v := range vals {
+				h := ggml.FP32ToFP16(v)
+				buf[2*i], buf[2*i+1] = byte(h), byte(h>>8)
+			}
+		} else {
+			buf = make([]byte, 4*n)
+			for i, v := range vals {
+				b := math.Float32bits(v)
+				buf[4*i], buf[4*i+1], buf[4*i+2], buf[4*i+3] = byte(b), byte(b>>8), byte(b>>16), byte(b>>24)
+			}
+		}
+		if _, err := fw.Write(buf); err != nil {
+			return fmt.Errorf("ggufgen: %w", err)
+		}
+	}
+	return fw.Commit(ctx)
+}
