@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/gantry-dev/gantry/compress/ggml"
@@ -219,7 +221,8 @@ func openGGUFAdapter(ctx context.Context, a Adapter, bf *gguf.File, arch string)
 	if len(ga.pairs) == 0 {
 		return ga, fmt.Errorf("no LoRA tensors: %w", ErrMissing)
 	}
-	for bn, p := range ga.pairs {
+	for _, bn := range slices.Sorted(maps.Keys(ga.pairs)) {
+		p := ga.pairs[bn]
 		if p.a == nil || p.b == nil {
 			have, miss := "lora_a", "lora_b"
 			if p.a == nil {

@@ -342,6 +342,16 @@ func (c *PEFTConfig) savedModule(module string) bool {
 	return slices.ContainsFunc(c.ModulesToSave, func(t string) bool { return moduleMatches(module, t) })
 }
 
+// knownFields are the adapter_config.json fields Merge reads; only these
+// names appear in errors about keys.
+var knownFields = map[string]bool{
+	"peft_type": true, "r": true, "lora_alpha": true, "use_rslora": true, "fan_in_fan_out": true,
+	"target_modules": true, "layers_to_transform": true, "modules_to_save": true, "rank_pattern": true,
+	"alpha_pattern": true, "use_dora": true, "use_qalora": true, "lora_bias": true, "bias": true,
+	"layer_replication": true, "trainable_token_indices": true, "target_parameters": true,
+	"alora_invocation_tokens": true, "arrow_config": true, "init_lora_weights": true,
+}
+
 type rawField struct {
 	raw json.RawMessage
 	off int64
@@ -415,10 +425,10 @@ func (p *cfgParser) fields() (map[string]rawField, error) {
 		}
 		if _, dup := out[key]; dup {
 			name := key
-			if !isIdent(name) {
-				name = ""
+			if !knownFields[name] {
+				name = "" // an unknown key is not echoed
 			}
-			return nil, p.errAt(name, at, nil, "key appears twice")
+			return nil, p.errAt(name, at, nil, "a key appears twice")
 		}
 		out[key] = rawField{raw: raw, off: voff}
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -204,7 +205,8 @@ func openPEFT(a Adapter, baseT map[string]stTensor) (*peftAdapter, error) {
 			return pa, err
 		}
 	}
-	for bn, p := range pa.pairs {
+	for _, bn := range slices.Sorted(maps.Keys(pa.pairs)) {
+		p := pa.pairs[bn]
 		if p.a == "" || p.b == "" {
 			have, miss := p.a, "B"
 			if have == "" {
