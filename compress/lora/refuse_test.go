@@ -169,9 +169,12 @@ func TestSecretsNotEchoed(t *testing.T) {
 		"r":                       func(c map[string]any) { c["r"] = secret },
 		"lora_alpha":              func(c map[string]any) { c["lora_alpha"] = secret },
 		"use_dora":                func(c map[string]any) { c["use_dora"] = secret },
-		"base_model with dora":    func(c map[string]any) { c["base_model_name_or_path"] = "https://" + secret + "@hf.co/x"; c["use_dora"] = true },
-		"modules_to_save":         func(c map[string]any) { c["modules_to_save"] = secret },
-		"duplicate key":           nil,
+		"base_model with dora": func(c map[string]any) {
+			c["base_model_name_or_path"] = "https://" + secret + "@hf.co/x"
+			c["use_dora"] = true
+		},
+		"modules_to_save": func(c map[string]any) { c["modules_to_save"] = secret },
+		"duplicate key":   nil,
 	}
 	baseDir, base := stRefusalBase(t)
 	for name, edit := range configs {
