@@ -69,6 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(a.planCmd(), a.validateCmd(), a.fmtCmd(), a.quantizeCmd(), a.runCmd(), a.applyCmd(), a.adjustCmd(), a.buildCmd(), a.gcCmd(), a.versionCmd())
+	root.AddCommand(a.verifyCmd())
 	root.SetArgs(terraformFlags(root, args))
 	err := root.ExecuteContext(ctx)
 	var ee exitError
