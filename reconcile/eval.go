@@ -17,10 +17,6 @@ import (
 	"github.com/gantry-dev/gantry/spec"
 )
 
-// DefaultEvalTimeout bounds one evaluator run when the spec sets none
-// (spec validation normally sets Eval.Timeout).
-const DefaultEvalTimeout = 30 * time.Minute
-
 // NoBaseline is why ratio bounds are not checked when no build serves
 // the release (a first release).
 const NoBaseline = "nothing serves yet"
@@ -193,7 +189,7 @@ func (e *Engine) evalOn(ctx context.Context, store registry.Store, in evalInput,
 	}
 	timeout := ev.Timeout
 	if timeout <= 0 {
-		timeout = DefaultEvalTimeout
+		timeout = spec.DefaultEvalTimeout
 	}
 	start := time.Now()
 	var metrics map[string]float64

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/gantry-dev/gantry/planner"
+	"github.com/gantry-dev/gantry/spec"
 )
 
 // Labels and annotations of eval Jobs.
@@ -66,7 +67,7 @@ func EvalJobName(release, eval, ek string) string {
 		}
 		return s
 	}
-	return "gantry-eval-" + cut(release, 24) + "-" + cut(eval, 14) + "-" + ek[:10]
+	return "gantry-eval-" + cut(release, 20) + "-" + cut(eval, 18) + "-" + ek[:10]
 }
 
 // RunEval creates the eval Job (or finds it), waits until it has
@@ -82,7 +83,7 @@ func (k *KubeEvals) RunEval(ctx context.Context, job EvalJob) (map[string]float6
 	}
 	timeout := job.Eval.Timeout
 	if timeout <= 0 {
-		timeout = DefaultEvalTimeout
+		timeout = spec.DefaultEvalTimeout
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, timeout+grace)
 	defer cancel()
