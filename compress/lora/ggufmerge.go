@@ -101,8 +101,10 @@ func mergeGGUF(ctx context.Context, base, out string, adapters []Adapter) (rep R
 	for i, t := range bf.Tensors {
 		tensors[i] = gguf.TensorInfo{Name: t.Name, Shape: append([]int64(nil), t.Shape...), Type: t.Type}
 	}
-	if _, err := os.Stat(out); err == nil {
-		return rep, fmt.Errorf("lora: %s already exists", out)
+	for _, a := range adapters {
+		if sameFile(a.Path, out) {
+			return rep, fmt.Errorf("lora: output %s is an adapter", out)
+		}
 	}
 	fw, err := gguf.Create(ctx, out, bf.KV, tensors)
 	if err != nil {

@@ -70,7 +70,8 @@ var (
 // must not exist, or be an empty directory.
 //
 // For "gguf", base is a .gguf file and out is the .gguf file to write,
-// through a temporary file in out's directory renamed at the end.
+// through a temporary file in out's directory renamed over out at the end
+// (an existing file is replaced, as Quantize replaces it).
 //
 // On error nothing is left at out.
 func Merge(ctx context.Context, format, base, out string, adapters []Adapter) (Report, error) {

@@ -421,3 +421,39 @@ func TestReportJSON(t *testing.T) {
 }
 
 var _ = gguf.KV{}
+
+func TestMergeOutputPaths(t *testing.T) {
+	dir := t.TempDir()
+	baseDir := filepath.Join(dir, "base")
+	writeSTBase(t, baseDir, tinyST(st.F16, 1))
+	base := readSTDir(t, baseDir)
+	rng := rand.New(rand.NewPCG(10, 10))
+	a, _ := plainAdapter(t, rng, base, filepath.Join(dir, "a"), loraConfig(8, 16, "q_proj"), 8, func(string) float64 { return 2 }, false, st.F32, 1, "self_attn.q_proj")
+	ads := []Adapter{a}
+	if _, err := Merge(context.Background(), "safetensors", baseDir, filepath.Join(baseDir, "merged"), ads); err == nil || !strings.Contains(err.Error(), "inside the base") {
+		t.Errorf("output inside the base: %v", err)
+	}
+	if _, err := Merge(context.Background(), "safetensors", baseDir, baseDir, ads); err == nil {
+		t.Error("output = base accepted")
+	}
+	busy := filepath.Join(dir, "busy")
+	os.MkdirAll(busy, 0o755)
+	os.WriteFile(filepath.Join(busy, "keep"), []byte("x"), 0o644)
+	if _, err := Merge(context.Background(), "safetensors", baseDir, busy, ads); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("non-empty output directory: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(busy, "keep")); string(b) != "x" {
+		t.Error("existing output directory was modified")
+	}
+	empty := filepath.Join(dir, "empty")
+	os.MkdirAll(empty, 0o755)
+	if _, err := Merge(context.Background(), "safetensors", baseDir, empty, ads); err != nil {
+		t.Errorf("empty output directory: %v", err)
+	}
+	if _, err := Merge(context.Background(), "onnx", baseDir, filepath.Join(dir, "x"), ads); err == nil {
+		t.Error("format onnx accepted")
+	}
+	if _, err := Merge(context.Background(), "safetensors", baseDir, filepath.Join(dir, "y"), nil); err == nil {
+		t.Error("no adapters accepted")
+	}
+}

@@ -129,6 +129,11 @@ func mergeSafetensors(ctx context.Context, base, out string, adapters []Adapter)
 	if err != nil {
 		return rep, fmt.Errorf("lora: %w", err)
 	}
+	if absBase, err := filepath.Abs(base); err == nil {
+		if rel, err := filepath.Rel(absBase, absOut); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return rep, fmt.Errorf("lora: output %s is inside the base checkpoint %s", out, base)
+		}
+	}
 	if fi, err := os.Stat(absOut); err == nil {
 		ents, _ := os.ReadDir(absOut)
 		if !fi.IsDir() || len(ents) > 0 {
