@@ -194,8 +194,11 @@ func (e *Engine) evalOn(ctx context.Context, store registry.Store, in evalInput,
 	start := time.Now()
 	var metrics map[string]float64
 	var err error
+	// A Job mounts the model image from the registry: the local OCI
+	// layout (no gantry { registry }) is out of the cluster's reach.
+	jobs := e.evalJobs() != nil && in.Cfg.Settings.Registry != ""
 	switch {
-	case ev.Image != "" && e.evalJobs() != nil:
+	case ev.Image != "" && jobs:
 		e.log().Info("evaluating in a job", "release", in.Release.Name, "eval", ev.Name, "key", short12(s.key), "baseline", s.baseline)
 		metrics, err = e.evalJob(ctx, store, in, ev, s, ek)
 	case len(ev.Command) > 0:
@@ -204,6 +207,8 @@ func (e *Engine) evalOn(ctx context.Context, store registry.Store, in evalInput,
 		if path, err = e.subjectPath(ctx, store, in, s); err == nil {
 			metrics, err = runLocalEval(ctx, in.Snap.Dir, ev, path, in.Release.Model.Format, timeout)
 		}
+	case ev.Image != "" && e.evalJobs() != nil:
+		return planner.EvalResult{}, fmt.Errorf("it names only an image (%s): it runs as a Kubernetes Job, which mounts the model image from a registry: set gantry { registry }", ev.Image)
 	case ev.Image != "":
 		return planner.EvalResult{}, fmt.Errorf("it names only an image (%s): it runs as a Kubernetes Job, which needs --target kube", ev.Image)
 	default:

@@ -515,6 +515,11 @@ func TestEvalRunsImageEvalsAsJobs(t *testing.T) {
 	jobs := &fakeEvalJobs{scores: map[string]float64{baseDigest: 0.1, candDigest: 0.105}}
 	SetEvalJobs(f.e, jobs)
 	defer SetEvalJobs(f.e, nil)
+	// Without a registry the cluster cannot pull the model image.
+	_, err = f.e.evaluate(ctx, f.store, evalInput{Snap: f.snap, Cfg: f.cfg, Release: f.release(imageOnly), Key: candKey})
+	if err == nil || !strings.Contains(err.Error(), "set gantry { registry }") {
+		t.Fatalf("image-only eval with the local layout: %v", err)
+	}
 	pushes := 0
 	push := func(context.Context) (string, string, error) {
 		pushes++

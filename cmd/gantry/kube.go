@@ -186,3 +186,27 @@ func clusterCaches(ctx context.Context, mk func(context.Context, spec.Cluster) (
 // cacheRetry is how long clusterCaches waits before starting the
 // informers of a cluster again.
 var cacheRetry = time.Minute
+
+// evalRunner runs gate evals that name an image as Kubernetes Jobs in the
+// cluster rc reaches (where build Jobs run), under the build Jobs'
+// service account. They get none of the build Jobs' secrets
+// (--job-env-secret holds the Git token): an evaluator needs only the
+// model image, mounted by digest.
+func (j *jobFlags) evalRunner(rc *rest.Config) (*reconcile.KubeEvals, error) {
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &reconcile.KubeEvals{Client: cs, ServiceAccount: j.serviceAccount}, nil
+}
+
+// wireEvalJobs gives e the eval Job runner of the cluster rc reaches: next
+// to e.BuildJobs wherever the kube target sets it up.
+func wireEvalJobs(e *reconcile.Engine, rc *rest.Config, j *jobFlags) error {
+	r, err := j.evalRunner(rc)
+	if err != nil {
+		return fmt.Errorf("eval jobs: %w", err)
+	}
+	reconcile.SetEvalJobs(e, r)
+	return nil
+}
