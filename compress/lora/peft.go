@@ -177,8 +177,12 @@ func ParsePEFTConfig(data []byte) (PEFTConfig, error) {
 			switch {
 			case s == "gaussian" || s == "eva" || s == "orthogonal":
 			case s == "olora" || s == "corda" || s == "loftq" || strings.HasPrefix(s, "pissa"):
+				family := map[string]string{"olora": "OLoRA", "corda": "CorDA", "loftq": "LoftQ"}[s]
+				if family == "" {
+					family = "PiSSA" // the value is not echoed: pissa_niter_<n> or anything after "pissa"
+				}
 				return c, p.errAt("init_lora_weights", off, ErrUnsupported,
-					"refused: %q changes the base weights during training; save the adapter with path_initial_model_for_weight_conversion to get a plain LoRA adapter", s)
+					"refused: %s initialisation changes the base weights during training; save the adapter with path_initial_model_for_weight_conversion to get a plain LoRA adapter", family)
 			default:
 				return c, p.errAt("init_lora_weights", off, ErrUnsupported, "unsupported value")
 			}

@@ -64,7 +64,7 @@ func TestRefusalsSafetensors(t *testing.T) {
 		{"layer replication", set("layer_replication", [][]int{{0, 2}, {1, 2}}), ErrUnsupported, []string{"layer_replication"}},
 		{"trainable tokens", set("trainable_token_indices", []int{1, 2}), ErrUnsupported, []string{"trainable_token_indices"}},
 		{"target parameters", set("target_parameters", []string{"experts.gate_up_proj"}), ErrUnsupported, []string{"target_parameters"}},
-		{"pissa", set("init_lora_weights", "pissa_niter_4"), ErrUnsupported, []string{"init_lora_weights", "path_initial_model_for_weight_conversion"}},
+		{"pissa", set("init_lora_weights", "pissa_niter_4"), ErrUnsupported, []string{"init_lora_weights", "PiSSA", "path_initial_model_for_weight_conversion"}},
 		{"missing target module", set("target_modules", []string{"q_proj", "v_proj", "qkv_proj"}), ErrMissing, []string{"target_modules[2]", "matches no module"}},
 		{"rank disagrees with r", set("r", 4), ErrShape, []string{"tensor model.layers.0.self_attn.q_proj.weight", "rank 8", "says 4"}},
 		{"shape", good(func(cfg map[string]any, ts []tensor) []tensor {
@@ -160,6 +160,7 @@ func TestSecretsNotEchoed(t *testing.T) {
 		"peft_type":               func(c map[string]any) { c["peft_type"] = secret },
 		"bias":                    func(c map[string]any) { c["bias"] = secret },
 		"init_lora_weights":       func(c map[string]any) { c["init_lora_weights"] = secret },
+		"init_lora_weights pissa": func(c map[string]any) { c["init_lora_weights"] = "pissa_" + secret },
 		"target_modules list":     func(c map[string]any) { c["target_modules"] = []string{"q_proj", secret} },
 		"target_modules regex":    func(c map[string]any) { c["target_modules"] = secret + "(" },
 		"target_modules no match": func(c map[string]any) { c["target_modules"] = secret },
