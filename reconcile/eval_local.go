@@ -68,6 +68,7 @@ func runLocalEval(ctx context.Context, dir string, ev *spec.Eval, model, format 
 	// past the kill.
 	cmd.WaitDelay = 5 * time.Second
 	runErr := cmd.Run()
+	reapGroup(cmd)
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return nil, fmt.Errorf("%s timed out after %s (killed)%s", ev.Command[0], timeout, stderrTail(stderr))

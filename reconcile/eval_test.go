@@ -548,3 +548,36 @@ func TestEvalRunsImageEvalsAsJobs(t *testing.T) {
 		t.Errorf("the command ran locally")
 	}
 }
+
+// An evaluator that exits leaving a background child: the child goes
+// with it.
+func TestEvalReapsLeftovers(t *testing.T) {
+	f := newEvalFixture(t)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	writeFile(t, filepath.Join(f.snap.Dir, "evals", "leave.sh"), `#!/bin/sh
+sleep 60 > /dev/null 2>&1 &
+echo $! > "$PIDFILE"
+echo '{"x": 0.5}'
+`)
+	ev := spec.Eval{Name: "leave", Command: []string{"sh", "evals/leave.sh"}, Timeout: time.Minute,
+		Env: map[string]string{"PIDFILE": pidFile}, Max: map[string]float64{"x": 1}}
+	cand := model(t, filepath.Join(t.TempDir(), "model"), 1)
+	if _, err := f.e.evaluate(context.Background(), f.store, evalInput{Snap: f.snap, Cfg: f.cfg, Release: f.release(ev), Key: candKey, ModelPath: cand}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the evaluator's background child %d outlived it", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
