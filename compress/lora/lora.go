@@ -142,10 +142,30 @@ func applyDelta(acc []float64, row0, n, cols int, f *factors, d []float64) {
 			d[j] = 0
 		}
 		li := f.l[(row0+i)*r : (row0+i+1)*r]
-		for k, lk := range li {
+		// Four ranks per pass over d, summed in the same order (k
+		// ascending) as one rank at a time. Products of float32 values
+		// are exact in float64, so fused multiply-adds round the same.
+		k := 0
+		for ; k+4 <= r; k += 4 {
+			l0, l1, l2, l3 := li[k], li[k+1], li[k+2], li[k+3]
+			r0 := f.r[k*cols : (k+1)*cols]
+			r1 := f.r[(k+1)*cols : (k+2)*cols][:len(r0)]
+			r2 := f.r[(k+2)*cols : (k+3)*cols][:len(r0)]
+			r3 := f.r[(k+3)*cols : (k+4)*cols][:len(r0)]
+			dd := d[:len(r0)]
+			for j, v := range r0 {
+				s := dd[j] + float64(l0*v)
+				s += float64(l1 * r1[j])
+				s += float64(l2 * r2[j])
+				s += float64(l3 * r3[j])
+				dd[j] = s
+			}
+		}
+		for ; k < r; k++ {
+			lk := li[k]
 			rk := f.r[k*cols : (k+1)*cols]
 			for j, v := range rk {
-				d[j] += float64(lk * v) // exact product: no fusion changes the sum
+				d[j] += float64(lk * v)
 			}
 		}
 		for j, v := range d {
