@@ -71,3 +71,10 @@ func (e *Engine) promoteCandidate(ctx context.Context, store registry.Store, can
 	e.log().Info("the candidate passed its gate", "ref", ref, "digest", d)
 	return d, nil
 }
+
+// CachedEvals is what the engine with work directory workDir has cached
+// of the eval results of cfg's candidate builds (planner.Observed.Evals),
+// for gantry plan.
+func CachedEvals(workDir string, cfg *spec.Config) map[string]planner.EvalResult {
+	return (&Engine{WorkDir: workDir}).cachedEvals(cfg)
+}

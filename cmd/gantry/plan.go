@@ -149,6 +149,14 @@ func defaultTarget(flag string, cfg *spec.Config, state string) string {
 // plan can be checked against them. GPU nodes come from the static
 // inventory in the specs.
 func observe(ctx context.Context, cfg *spec.Config, target string, st stores) (planner.Observed, error) {
+	obs, err := observeWorld(ctx, cfg, target, st)
+	// The eval results the daemon's work directory holds: the plan
+	// shows a cached candidate's values against its bounds.
+	obs.Evals = reconcile.CachedEvals(filepath.Join(st.state, "work"), cfg)
+	return obs, err
+}
+
+func observeWorld(ctx context.Context, cfg *spec.Config, target string, st stores) (planner.Observed, error) {
 	target = defaultTarget(target, cfg, st.state)
 	obs := planner.Observed{Nodes: planner.StaticNodes(cfg)}
 	if cfg.Fleet() && target != "none" {
