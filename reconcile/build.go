@@ -46,8 +46,8 @@ func (e *GateError) Error() string {
 
 // build makes the release's model files: the source as it is for method
 // "none", else the quantized output, cached under WorkDir/builds/KEY.
-func (e *Engine) build(ctx context.Context, snap Snapshot, r *spec.Release, key string) (built, error) {
-	src, err := e.source(ctx, snap, r)
+func (e *Engine) build(ctx context.Context, snap Snapshot, cfg *spec.Config, r *spec.Release, key string) (built, error) {
+	src, err := e.source(ctx, snap, cfg, r)
 	if err != nil {
 		return built{}, err
 	}
@@ -264,7 +264,7 @@ func modelFiles(src, format string, rep *quality.Report) (built, error) {
 
 // source returns the model on local disk, fetching oci:// and https://
 // sources into WorkDir/sources once, by digest.
-func (e *Engine) source(ctx context.Context, snap Snapshot, r *spec.Release) (string, error) {
+func (e *Engine) source(ctx context.Context, snap Snapshot, cfg *spec.Config, r *spec.Release) (string, error) {
 	m := &r.Model
 	switch m.Kind() {
 	case spec.SourcePath:
@@ -295,6 +295,15 @@ func (e *Engine) source(ctx context.Context, snap Snapshot, r *spec.Release) (st
 		}
 		if m.Digest != "" && !strings.Contains(ref, "@") {
 			ref = refRepository(ref) + "@" + m.Digest
+		}
+		if cfg.Settings.VerifyKeyFile != "" {
+			digest := m.Digest
+			if i := strings.Index(ref, "@"); digest == "" && i >= 0 {
+				digest = ref[i+1:]
+			}
+			if err := e.verifyImage(ctx, cfg, images, ref, digest); err != nil {
+				return "", fmt.Errorf("model %s: refused to pull: %w", m.Source, err)
+			}
 		}
 		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 			return "", err

@@ -517,9 +517,12 @@ func (e *Engine) runRelease(ctx context.Context, store registry.Store, target Ta
 					return executed, fmt.Errorf("release %s: %w", r.Name, err)
 				}
 			}
+			if err := e.attest(ctx, store, cfg, r, key, ref, d, e.quantError(ctx, store, key, ref, d), st.Evals); err != nil {
+				return executed, fmt.Errorf("release %s: %w", r.Name, err)
+			}
 			digest = d
 		} else {
-			b, err := e.build(ctx, snap, r, key)
+			b, err := e.build(ctx, snap, cfg, r, key)
 			if err != nil {
 				return executed, fmt.Errorf("release %s: %w", r.Name, err)
 			}
@@ -541,6 +544,11 @@ func (e *Engine) runRelease(ctx context.Context, store registry.Store, target Ta
 			d, err := e.push(ctx, store, cfg, r, key, ref, b)
 			if err != nil {
 				return executed, fmt.Errorf("release %s: push %s: %w", r.Name, ref, err)
+			}
+			// The provenance travels with the image: an attestation
+			// (signed, with a signing key) and the image's signature.
+			if err := e.attest(ctx, store, cfg, r, key, ref, d, st.Error, st.Evals); err != nil {
+				return executed, fmt.Errorf("release %s: %w", r.Name, err)
 			}
 			digest = d
 			executed++
@@ -603,6 +611,21 @@ func (e *Engine) runRelease(ctx context.Context, store registry.Store, target Ta
 			return executed, fmt.Errorf("release %s: %w", r.Name, mirrorErr)
 		}
 		return executed, nil
+	}
+	if cfg.Settings.VerifyKeyFile != "" {
+		// Nothing runs an image that does not verify: what serves
+		// stays, and the status says why.
+		digest := st.Digest
+		if digest == "" {
+			digest = observed.Artifacts[ref].Digest
+		}
+		src, _ := store.(registry.Source)
+		if src == nil {
+			return executed, fmt.Errorf("release %s: verify_key_file: the image store cannot be read back to check signatures", r.Name)
+		}
+		if err := e.verifyImage(ctx, cfg, src, ref, digest); err != nil {
+			return executed, fmt.Errorf("release %s: refused to apply: %w", r.Name, err)
+		}
 	}
 	if err := target.Apply(ctx, cfg.Settings.Namespace, e.Shard.label(objects)); err != nil {
 		return executed, fmt.Errorf("release %s: apply: %w", r.Name, errors.Join(err, mirrorErr))

@@ -27,8 +27,10 @@ type counting struct {
 	mu        sync.Mutex
 	quantizes int
 	writes    int
-	applied   []string
-	failPush  string // release whose push fails
+	// provenance counts attestation and signature writes.
+	provenance int
+	applied    []string
+	failPush   string // release whose push fails
 }
 
 type countingTarget struct {
@@ -52,7 +54,13 @@ type countingStore struct {
 
 func (s countingStore) Write(ctx context.Context, ref string, img v1.Image) (string, error) {
 	s.c.mu.Lock()
-	s.c.writes++
+	if !strings.Contains(ref, ":sha256-") {
+		// Model images; attestations and signatures (tagged
+		// sha256-<digest>.att and .sig) are counted apart.
+		s.c.writes++
+	} else {
+		s.c.provenance++
+	}
 	fail := s.c.failPush != "" && strings.Contains(ref, "/"+s.c.failPush+":")
 	s.c.mu.Unlock()
 	if fail {
@@ -99,7 +107,7 @@ func (f *fixture) edit(t *testing.T, file, old, new string) {
 
 func (f *fixture) reset() {
 	f.c.mu.Lock()
-	f.c.quantizes, f.c.writes, f.c.applied = 0, 0, nil
+	f.c.quantizes, f.c.writes, f.c.provenance, f.c.applied = 0, 0, 0, nil
 	f.c.mu.Unlock()
 }
 

@@ -102,7 +102,7 @@ func (e *Engine) BuildRelease(ctx context.Context, name string, candidate bool) 
 		e.log().Info("already built", "release", name, "ref", ref, "digest", digest)
 		return digest, nil
 	}
-	b, err := e.build(ctx, snap, r, key)
+	b, err := e.build(ctx, snap, cfg, r, key)
 	if err != nil {
 		return "", fmt.Errorf("release %s: %w", name, err)
 	}

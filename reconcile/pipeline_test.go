@@ -3,6 +3,12 @@ package reconcile_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +20,7 @@ import (
 	"github.com/gantry-dev/gantry/compress/lora"
 	"github.com/gantry-dev/gantry/planner"
 	"github.com/gantry-dev/gantry/reconcile"
+	"github.com/gantry-dev/gantry/reconcile/registry"
 	"github.com/gantry-dev/gantry/spec"
 )
 
@@ -223,7 +230,7 @@ func TestFuseAdapterIntoGGUF(t *testing.T) {
 	if plainBytes, _ := os.ReadFile(plain); bytes.Equal(plainBytes, got) {
 		t.Fatal("the adapter changed nothing")
 	}
-	if d := ref(t, f, cfg, r); d == "" {
+	if d := refDigest(t, f, cfg, r); d == "" {
 		t.Fatal("no image pushed")
 	}
 
@@ -241,11 +248,131 @@ func TestFuseAdapterIntoGGUF(t *testing.T) {
 }
 
 // ref is the digest of the release's image in the fixture's store.
-func ref(t *testing.T, f *fixture, cfg *spec.Config, r *spec.Release) string {
+func refDigest(t *testing.T, f *fixture, cfg *spec.Config, r *spec.Release) string {
 	t.Helper()
 	d, ok, err := f.e.Store.Has(context.Background(), planner.ImageRef(cfg, r))
 	if err != nil || !ok {
 		t.Fatalf("image %s: ok=%v %v", planner.ImageRef(cfg, r), ok, err)
 	}
 	return d
+}
+
+// writeKeys writes a P-256 key pair as PEM: the private key (PKCS#8) and
+// the public key (PKIX).
+func writeKeys(t *testing.T, dir, name string) (priv, pub string, privPEM []byte) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pder, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	priv, pub = filepath.Join(dir, name+".key"), filepath.Join(dir, name+".pub")
+	if err := os.WriteFile(priv, privPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pder}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return priv, pub, privPEM
+}
+
+// Every image gets its provenance; with a signing key it is signed, and
+// with a verify key nothing that does not verify is applied: what serves
+// stays, and the status says why. The private key is in no file written
+// and no line logged.
+func TestSignAttestAndVerify(t *testing.T) {
+	ctx := context.Background()
+	keys := t.TempDir()
+	priv, pub, privPEM := writeKeys(t, keys, "release")
+	_, otherPub, _ := writeKeys(t, keys, "other")
+	f := newFixture(t)
+	var logs bytes.Buffer
+	f.e.Log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	f.edit(t, "gantry.hcl", `namespace = "llm"`, `namespace = "llm"
+  signing_key_file = "`+priv+`"
+  verify_key_file  = "`+pub+`"`)
+	res, err := f.e.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range res.Releases {
+		if st.State != reconcile.StateSynced {
+			t.Fatalf("%s: %+v", st.Name, st)
+		}
+	}
+	cfg := f.cfg(t)
+	r, _ := cfg.Release("tiny-chat")
+	ref := planner.ImageRef(cfg, r)
+	digest := refDigest(t, f, cfg, r)
+	src := f.e.Store.(registry.Source)
+	v, err := registry.LoadVerifier(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := registry.Verify(ctx, src, ref, digest, v)
+	if err != nil {
+		t.Fatalf("the image and its attestation do not verify: %v", err)
+	}
+	prov, err := reconcile.ParseProvenance(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := prov.BuildDefinition.ExternalParameters
+	in := prov.BuildDefinition.InternalParameters
+	if ext.Release != "tiny-chat" || ext.Model.Digest != r.Model.Digest || ext.Quantize.Method != r.Quantize.Method ||
+		in.ContentKey != planner.ContentKey(r) || in.QuantizerVersion != planner.QuantizerVersion ||
+		in.Gate == nil || in.Gate.WeightError == nil || in.Gate.WeightError.RelRMSE == nil {
+		t.Fatalf("provenance %+v / %+v", ext, in)
+	}
+
+	// A verify key the images were not signed with: a model change is
+	// refused, and what serves is left as it is.
+	objects := filepath.Join(f.state, "objects")
+	before := snapshotDir(t, objects)
+	f.edit(t, "gantry.hcl", pub, otherPub)
+	f.edit(t, "releases.hcl", `method = "q4_k_m"`, `method = "q8_0"`)
+	res, _ = f.e.Reconcile(ctx)
+	gg := releaseStatus(t, res, "tiny-chat-gguf")
+	if gg.State != reconcile.StateFailed || !strings.Contains(gg.Reason, "refused to apply") || !strings.Contains(gg.Reason, "does not verify with "+otherPub) {
+		t.Fatalf("unverified image: %+v", gg)
+	}
+	if after := snapshotDir(t, objects); after != before {
+		t.Fatal("an image that does not verify was applied")
+	}
+
+	// The private key is nowhere Gantry wrote or logged.
+	secret := strings.TrimSpace(string(privPEM))
+	body := secret[strings.Index(secret, "\n")+1 : strings.LastIndex(secret, "\n")]
+	for _, line := range strings.Split(body, "\n") {
+		if strings.Contains(logs.String(), line) {
+			t.Fatal("the private key is in the log")
+		}
+	}
+	err = filepath.WalkDir(f.state, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(body, "\n") {
+			if bytes.Contains(data, []byte(line)) {
+				t.Errorf("%s holds the private key", p)
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
