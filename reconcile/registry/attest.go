@@ -21,7 +21,7 @@ import (
 
 // Media types, tags and annotations of the provenance artifacts: cosign's
 // key-based layout (the ".sig" and ".att" tags of an image) and OCI 1.1
-// referrers. See /work/notes/h2-design.md.
+// referrers. The Provenance section of doc.go has the layout.
 const (
 	// ArtifactTypeInToto is the artifactType of the attestation manifest
 	// (an OCI 1.1 referrer of the image).

@@ -53,6 +53,24 @@
 // "oci://REF") extracts either packaging into a directory, verifying
 // digests, atomically.
 //
+// Provenance (attest.go, sign.go, verify.go): an image REPO@sha256:<hex>
+// gets its attestation as an OCI image manifest tagged
+// REPO:sha256-<hex>.att, artifactType application/vnd.in-toto+json, with
+// subject = the image, so it is both cosign's .att and an OCI 1.1
+// referrer (a registry without the referrers API, such as distribution
+// 2.8, gets go-containerregistry's fallback index REPO:sha256-<hex>); its
+// one layer is the DSSE envelope (application/vnd.dsse.envelope.v1+json)
+// of the in-toto statement, or the bare statement
+// (application/vnd.in-toto+json) when nothing signs it. A signing key adds
+// cosign's key-based signature: REPO:sha256-<hex>.sig, one layer
+// application/vnd.dev.cosign.simplesigning.v1+json per signature with the
+// base64 signature in dev.cosignproject.cosign/signature, so that cosign
+// verify --key and verify-attestation --key accept both. In a Layout they
+// are index entries like any image (Layout.Write, its lock and batch);
+// GC keeps them with their image and does not count them against Keep.
+// Verify, VerifySignature and VerifyAttestation check them with a public
+// key; everything read back is bounded and parsed as untrusted.
+//
 // Tags are the planner's (planner.ImageTag of the content key); the
 // Deployment references the digest Write returns.
 package registry
