@@ -161,8 +161,22 @@ func (a *app) printGC(dir string, res registry.GCResult) {
 	for _, r := range res.Removed {
 		fmt.Fprintf(a.stdout, "- %s\n", r)
 	}
-	fmt.Fprintf(a.stdout, "%s %d images, %d blobs and %d temp files from %s: %s freed; kept %d images.\n",
-		verb, len(res.Removed), res.Blobs, res.Temps, dir, humanBytes(res.Bytes), len(res.Kept))
+	images, attached := 0, 0
+	for _, k := range res.Kept {
+		// Signatures and attestations are tagged sha256-<digest>.sig
+		// and .att, and stay with their image.
+		if strings.Contains(k, ":sha256-") {
+			attached++
+		} else {
+			images++
+		}
+	}
+	kept := fmt.Sprintf("kept %d images", images)
+	if attached > 0 {
+		kept += fmt.Sprintf(" and %d signatures and attestations", attached)
+	}
+	fmt.Fprintf(a.stdout, "%s %d images, %d blobs and %d temp files from %s: %s freed; %s.\n",
+		verb, len(res.Removed), res.Blobs, res.Temps, dir, humanBytes(res.Bytes), kept)
 }
 
 func humanBytes(n int64) string {
