@@ -184,7 +184,7 @@ func (e *Engine) evalOn(ctx context.Context, store registry.Store, in evalInput,
 	// second waits, then reads the first's result.
 	defer e.builds.lock("eval\x00" + ek)()
 	if res, ok := e.cachedEval(ek); ok {
-		e.log().Debug("eval result cached", "release", in.Release.Name, "eval", ev.Name, "key", short12(s.key), "baseline", s.baseline)
+		e.log().Info("eval result cached; nothing runs", "release", in.Release.Name, "eval", ev.Name, "key", short12(s.key), "baseline", s.baseline)
 		return res, nil
 	}
 	timeout := ev.Timeout
