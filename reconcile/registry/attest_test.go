@@ -453,3 +453,55 @@ func fuzzVerifier(t *testing.T) (struct{}, signature.Verifier) {
 	})
 	return struct{}{}, fuzzKeys.v
 }
+
+// TestAttestLayoutBatch: in a batch, attestations and signatures of
+// images still pending are written, listed and verified, and all of it is
+// in index.json once the batch ends.
+func TestAttestLayoutBatch(t *testing.T) {
+	ctx := context.Background()
+	l := NewLayout(t.TempDir())
+	end := l.Batch()
+	repo := "gantry.local/models/tiny"
+	signer, verifier := testSignerVerifier(t, "ecdsa")
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	digests := make([]string, 20)
+	for i := range 20 {
+		ref, d := pushTestImage(t, ctx, l, repo, i)
+		digests[i] = d
+		wg.Go(func() {
+			if err := AttachSigned(ctx, l, ref, d, testStatement(repo, d), PredicateSLSAProvenanceV1, signer); err != nil {
+				errs[i] = err
+				return
+			}
+			errs[i] = Sign(ctx, l, ref, d, signer)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("image %d: %v", i, err)
+		}
+	}
+	for _, d := range digests {
+		if _, err := Verify(ctx, l, repo, d, verifier); err != nil {
+			t.Errorf("in batch: %v", err)
+		}
+		if refs, err := Referrers(ctx, l, repo, d); err != nil || len(refs) != 1 {
+			t.Errorf("referrers in batch: %v %v", refs, err)
+		}
+	}
+	if err := end(ctx); err != nil {
+		t.Fatal(err)
+	}
+	im, _, err := l.readIndex()
+	if err != nil || len(im.Manifests) != 60 {
+		t.Fatalf("index: %v, %d entries", err, len(im.Manifests))
+	}
+	l2 := NewLayout(l.Dir)
+	for _, d := range digests {
+		if _, err := Verify(ctx, l2, repo, d, verifier); err != nil {
+			t.Errorf("after batch: %v", err)
+		}
+	}
+}
