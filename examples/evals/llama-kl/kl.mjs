@@ -66,7 +66,7 @@ const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLev
 async function distributions(path, chunks, nVocab) {
   const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
   try {
-    const vocab = nVocab ?? model.tokens.count ?? undefined;
+    const vocab = nVocab;
     const context = await model.createContext({ contextSize: nCtx, batchSize: nCtx, sequences: 1, threads });
     const out = [];
     try {
@@ -76,7 +76,7 @@ async function distributions(path, chunks, nVocab) {
         const first = Math.floor(chunk.length / 2);
         const input = chunk.map((t, i) =>
           i >= first - 1 && i < chunk.length - 1
-            ? [t, { generateNext: { probabilities: true, options: { temperature: 1, topK: vocab ?? 1 << 20, topP: 1, minP: 0, seed: 1 } } }]
+            ? [t, { generateNext: { probabilities: true, options: { temperature: 1, topK: vocab, topP: 1, minP: 0, seed: 1 } } }]
             : t,
         );
         const res = await seq.controlledEvaluate(input);
@@ -85,7 +85,10 @@ async function distributions(path, chunks, nVocab) {
           const probs = res[i]?.next?.probabilities;
           if (!probs) fail(`${path}: no probabilities at position ${i}`);
           const d = new Float64Array(vocab);
-          for (const [tok, p] of probs) d[tok] = p;
+          for (const [tok, p] of probs) {
+            if (tok >= vocab) fail(`${path}: token ${tok} is outside the reference's vocabulary of ${vocab}`);
+            d[tok] = p;
+          }
           dists.push(d);
         }
         out.push(dists);
@@ -100,11 +103,14 @@ async function distributions(path, chunks, nVocab) {
   }
 }
 
-// The reference's tokenizer splits the text; both models share it.
-const refModel = await llama.loadModel({ modelPath: referencePath, gpuLayers: 0 });
-const nVocab = refModel.tokens?.count ?? refModel.fileInfo?.metadata?.tokenizer?.ggml?.tokens?.length;
-const tokens = refModel.tokenize(text);
-await refModel.dispose();
+// The reference's tokenizer splits the text; both models share it. The
+// vocabulary size is the GGUF metadata's (node-llama-cpp has no getter).
+const refVocab = await llama.loadModel({ modelPath: referencePath, vocabOnly: true });
+const md = refVocab.fileInfo?.metadata ?? {};
+const arch = md.general?.architecture;
+const nVocab = Math.max(md.tokenizer?.ggml?.tokens?.length ?? 0, Number(md[arch]?.vocab_size ?? 0));
+const tokens = refVocab.tokenize(text);
+await refVocab.dispose();
 if (!nVocab) fail("cannot tell the vocabulary size of the reference");
 const chunks = [];
 for (let i = 0; i + nCtx <= tokens.length && chunks.length < maxChunks; i += nCtx) chunks.push(tokens.slice(i, i + nCtx));
