@@ -211,19 +211,6 @@ func keepEntries(ds []v1.Descriptor, referenced map[v1.Hash]bool, keep int) []bo
 		r := repoOf(d)
 		byRepo[r] = append(byRepo[r], i)
 	}
-	defer func() {
-		keptImages := map[string]bool{}
-		for i, d := range ds {
-			if out[i] {
-				keptImages[repoOf(d)+"@"+d.Digest.String()] = true
-			}
-		}
-		for _, i := range attached {
-			if sub, _ := attachedTo(ds[i]); keptImages[repoOf(ds[i])+"@"+sub] {
-				out[i] = true
-			}
-		}
-	}()
 	for _, idx := range byRepo {
 		// Newest first: by the created time, then by position (a later
 		// entry was appended later). Missing or unparsable times are the
@@ -235,6 +222,18 @@ func keepEntries(ds []v1.Descriptor, referenced map[v1.Hash]bool, keep int) []bo
 			return cmp.Compare(b, a)
 		})
 		for _, i := range idx[:min(keep, len(idx))] {
+			out[i] = true
+		}
+	}
+	// An attachment goes with its image.
+	keptImages := map[string]bool{}
+	for i, d := range ds {
+		if out[i] {
+			keptImages[repoOf(d)+"@"+d.Digest.String()] = true
+		}
+	}
+	for _, i := range attached {
+		if sub, _ := attachedTo(ds[i]); keptImages[repoOf(ds[i])+"@"+sub] {
 			out[i] = true
 		}
 	}
