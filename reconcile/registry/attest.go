@@ -468,3 +468,43 @@ func ReadAttestation(ctx context.Context, src Source, ref, digest string) (st *S
 	}
 	return nil, false, fmt.Errorf("%s@%s: %w (the %s tag has no in-toto layer)", repo.Name(), digest, ErrNoAttestation, AttestationTag(digest))
 }
+
+// CopyAttachments copies the cosign signature and the attestation of the
+// image digest from srcRef's repository in src to dstRef's repository in
+// dst (by the same tags, byte for byte), for a mirror of the image
+// (Mirror copies the image alone): the signature names the digest, not
+// the registry, so it verifies in the copy too, and the attestation's
+// subject is the same descriptor. What src lacks is skipped; what dst has
+// already is not written again.
+func CopyAttachments(ctx context.Context, src Source, srcRef string, dst Store, dstRef, digest string) error {
+	from, err := repoOfRef(srcRef)
+	if err != nil {
+		return fmt.Errorf("copy attachments: %w", err)
+	}
+	to, err := repoOfRef(dstRef)
+	if err != nil {
+		return fmt.Errorf("copy attachments: %w", err)
+	}
+	unlock := attachLocks.lock(to.Name() + "@" + digest)
+	defer unlock()
+	for _, tag := range []string{SignatureTag(digest), AttestationTag(digest)} {
+		img, err := src.Image(ctx, from.Tag(tag).String())
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("copy attachments of %s@%s: %w", from.Name(), digest, err)
+		}
+		want, err := img.Digest()
+		if err != nil {
+			return err
+		}
+		if got, ok, err := dst.Has(ctx, to.Tag(tag).String()); err == nil && ok && got == want.String() {
+			continue
+		}
+		if _, err := dst.Write(ctx, to.Tag(tag).String(), img); err != nil {
+			return fmt.Errorf("copy attachments of %s@%s to %s: %w", from.Name(), digest, to.Name(), err)
+		}
+	}
+	return nil
+}

@@ -505,3 +505,46 @@ func TestAttestLayoutBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyAttachments: a mirror of an image with its signature and
+// attestation copied verifies in the mirror.
+func TestCopyAttachments(t *testing.T) {
+	for sname, mk := range stores(t) {
+		t.Run(sname, func(t *testing.T) {
+			ctx := context.Background()
+			src, repo := mk(t)
+			dst, _ := mk(t)
+			dstRepo := repo + "-mirror"
+			ref, digest := pushTestImage(t, ctx, src, repo, 3)
+			signer, verifier := testSignerVerifier(t, "ed25519")
+			if err := AttachSigned(ctx, src, ref, digest, testStatement(repo, digest), PredicateSLSAProvenanceV1, signer); err != nil {
+				t.Fatal(err)
+			}
+			if err := Sign(ctx, src, ref, digest, signer); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Mirror(ctx, src, ref, dst, dstRepo+":v3", digest); err != nil {
+				t.Fatal(err)
+			}
+			if err := VerifySignature(ctx, dst, dstRepo, digest, verifier); !errors.Is(err, ErrNoSignature) {
+				t.Fatalf("mirror before copy: %v", err)
+			}
+			for range 2 {
+				if err := CopyAttachments(ctx, src, ref, dst, dstRepo+":v3", digest); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := Verify(ctx, dst, dstRepo, digest, verifier); err != nil {
+				t.Errorf("mirror: %v", err)
+			}
+			if refs, err := Referrers(ctx, dst, dstRepo, digest); err != nil || len(refs) != 1 {
+				t.Errorf("mirror referrers: %v %v", refs, err)
+			}
+			// Nothing to copy: no error.
+			ref2, digest2 := pushTestImage(t, ctx, src, repo, 4)
+			if err := CopyAttachments(ctx, src, ref2, dst, dstRepo+":v4", digest2); err != nil {
+				t.Errorf("none: %v", err)
+			}
+		})
+	}
+}
