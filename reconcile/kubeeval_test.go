@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -290,5 +291,126 @@ func TestEvalJobName(t *testing.T) {
 	}
 	if a, b := EvalJobName("chat", "kl", ek), EvalJobName("chat", "kl", strings.Repeat("f", 64)); a == b {
 		t.Errorf("two eval keys share the Job name %q", a)
+	}
+}
+
+// The engine's side: evaluate() runs an image eval as a Job on the
+// candidate (pushed for it) and on the serving build, a restarted engine
+// finds the Jobs the first one started, and the termination messages'
+// metrics are checked against the bounds and cached.
+func TestKubeEvalEngineRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("envtest: a real kube-apiserver")
+	}
+	cs, err := kubetest.StartT(t, 1)[0].Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	f := newEvalFixture(t)
+	cfg := &spec.Config{Settings: spec.Settings{Namespace: "ml-engine", Registry: "registry.example/models"}}
+	ev := spec.Eval{Name: "ppl", Image: "ghcr.io/ggml-org/llama.cpp:full", Timeout: 10 * time.Minute, Memory: "4Gi",
+		Max: map[string]float64{"perplexity": 20}, MaxRatioToBaseline: map[string]float64{"perplexity": 1.02}}
+	r := f.release(ev)
+	baseRef := planner.ImageRepository(cfg, "chat") + ":" + planner.ImageTag(baseKey)
+	b, err := modelFiles(model(t, filepath.Join(t.TempDir(), "base"), 1), "safetensors", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	baseDigest, err := f.e.push(ctx, f.store, cfg, r, baseKey, baseRef, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushes := 0
+	in := evalInput{Snap: f.snap, Cfg: cfg, Release: r, Key: candKey,
+		Observed: planner.Observed{Objects: []planner.Object{serving("chat-n1", baseKey, "", 2)}},
+		Push: func(context.Context) (string, string, error) {
+			pushes++
+			return "registry.example/models/chat:candidate", evalDigest, nil
+		}}
+	jobName := func(key string) string { return EvalJobName("chat", "ppl", planner.EvalKey(key, &r.Gate.Evals[0])) }
+	type result struct {
+		checks []planner.BoundCheck
+		err    error
+	}
+	start := func(ctx context.Context, e *Engine) <-chan result {
+		SetEvalJobs(e, &KubeEvals{Client: cs, Poll: 20 * time.Millisecond})
+		out := make(chan result, 1)
+		go func() {
+			c, err := e.evaluate(ctx, f.store, in)
+			out <- result{c, err}
+		}()
+		return out
+	}
+	get := func(name string) *batchv1.Job {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			j, err := cs.BatchV1().Jobs("ml-engine").Get(ctx, name, metav1.GetOptions{})
+			if err == nil {
+				return j
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no Job %s: %v", name, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	ctx1, stop := context.WithCancel(ctx)
+	done := start(ctx1, f.e)
+	cand := get(jobName(candKey))
+	if ref := cand.Spec.Template.Spec.Volumes[0].Image.Reference; ref != "registry.example/models/chat:candidate@"+evalDigest {
+		t.Errorf("candidate Job mounts %q", ref)
+	}
+	stop() // the daemon stops while the candidate's Job runs
+	if res := <-done; !errors.Is(res.err, context.Canceled) {
+		t.Fatalf("stopped evaluate: %+v", res)
+	}
+
+	e2 := &Engine{WorkDir: f.e.WorkDir, Log: f.e.Log}
+	defer SetEvalJobs(e2, nil)
+	defer SetEvalJobs(f.e, nil)
+	done = start(ctx, e2)
+	time.Sleep(200 * time.Millisecond)
+	if again := get(jobName(candKey)); again.UID != cand.UID {
+		t.Fatal("the restarted engine started another candidate Job")
+	}
+	finishPod(t, cs, cand, 0, `{"perplexity": 10.4}`)
+	base := get(jobName(baseKey))
+	if ref := base.Spec.Template.Spec.Volumes[0].Image.Reference; ref != baseRef+"@"+baseDigest {
+		t.Errorf("baseline Job mounts %q, want the serving build %s@%s", ref, baseRef, baseDigest)
+	}
+	finishPod(t, cs, base, 0, `{"perplexity": 10}`)
+	var res result
+	select {
+	case res = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("evaluate did not return")
+	}
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	want := "eval ppl: perplexity = 10.4 exceeds 1.02 × baseline 10 = 10.2 by 0.2 (ratio 1.04)"
+	if got := planner.Blocked(res.checks); got != want {
+		t.Fatalf("blocked:\n got %q\nwant %q", got, want)
+	}
+	if pushes != 2 { // once per engine: the restarted one pushes again (the store skips what it has)
+		t.Errorf("%d candidate pushes, want 2", pushes)
+	}
+	// Cached: a third evaluate starts no Job and pushes nothing.
+	list, err := cs.BatchV1().Jobs("ml-engine").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e2.evaluate(ctx, f.store, in); err != nil {
+		t.Fatal(err)
+	}
+	after, err := cs.BatchV1().Jobs("ml-engine").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 2 || len(after.Items) != 2 || pushes != 2 {
+		t.Errorf("jobs %d then %d, pushes %d: a cached result ran something", len(list.Items), len(after.Items), pushes)
 	}
 }
