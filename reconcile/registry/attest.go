@@ -101,9 +101,14 @@ type Attestation struct {
 // registry without the referrers API (distribution 2.8),
 // go-containerregistry adds it to the fallback tag index "sha256-<hex>";
 // in a Layout it is an entry of index.json written through Layout.Write
-// (its lock and batch). The tag holds the newest attestation; earlier ones
-// stay listed as referrers. An attestation already there byte for byte is
-// not written again.
+// (its lock and batch). The tag holds the newest attestation; in a
+// registry earlier ones stay listed as referrers (in a Layout the entry
+// is replaced). An attestation already there byte for byte is not
+// written again. Writes for one subject are serialised in this process;
+// two processes attaching to one subject in a registry without the
+// referrers API at once may lose one of them from the fallback index
+// (go-containerregistry updates it without conditional requests); the
+// .att tag is unaffected.
 func Attach(ctx context.Context, store Store, ref, digest string, att Attestation) error {
 	repo, err := repoOfRef(ref)
 	if err != nil {
