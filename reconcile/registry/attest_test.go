@@ -285,9 +285,20 @@ func TestAttachUnsigned(t *testing.T) {
 			if err != nil || len(refs) != 1 {
 				t.Fatalf("referrers %v %v", refs, err)
 			}
-			_, v := testSignerVerifier(t, "ecdsa")
+			s, v := testSignerVerifier(t, "ecdsa")
 			if _, err := VerifyAttestation(ctx, store, ref, digest, v); !errors.Is(err, ErrBadSignature) {
 				t.Errorf("unsigned attestation verified: %v", err)
+			}
+			// A key added later: the signed attestation replaces the tag.
+			if err := AttachSigned(ctx, store, ref, digest, st, PredicateSLSAProvenanceV1, s); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := VerifyAttestation(ctx, store, ref, digest, v); err != nil {
+				t.Errorf("signed later: %v", err)
+			}
+			want := map[string]int{"layout": 1, "remote": 2}[sname] // a registry keeps listing the first
+			if refs, err := Referrers(ctx, store, ref, digest); err != nil || len(refs) != want {
+				t.Errorf("referrers after signing: %d, want %d (%v)", len(refs), want, err)
 			}
 		})
 	}
