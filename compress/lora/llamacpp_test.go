@@ -90,9 +90,12 @@ func TestAgainstLlamaCpp(t *testing.T) {
 		p := filepath.Join(dir, fmt.Sprintf("lora%d.gguf", i))
 		writeGGUFFile(t, p, loraKV("llama", a.alpha), ts)
 		adapters = append(adapters, Adapter{Path: p, Scale: a.scale})
-		args = append(args, "--lora-scaled", p, strconv.FormatFloat(a.scale, 'g', -1, 64))
+		// Newer llama.cpp takes FNAME:SCALE (older builds took two arguments).
+		args = append(args, "--lora-scaled", p+":"+strconv.FormatFloat(a.scale, 'g', -1, 64))
 	}
 	cmd := exec.Command(bin, args...)
+	// A build with shared libraries keeps them next to the binary.
+	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+filepath.Dir(bin))
 	var outb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &outb, &outb
 	if err := cmd.Run(); err != nil {
@@ -105,7 +108,7 @@ func TestAgainstLlamaCpp(t *testing.T) {
 	}
 	ref := readGGUF(t, filepath.Join(dir, "llamacpp.gguf"))
 	got := readGGUF(t, ours)
-	worst, merged, off := 0, 0, 0
+	worst, merged, off, total := 0, 0, 0, 0
 	for _, bt := range got.f.Tensors {
 		rt, ok := ref.f.Tensor(bt.Name)
 		if !ok || rt.Type != bt.Type {
@@ -119,6 +122,7 @@ func TestAgainstLlamaCpp(t *testing.T) {
 		}
 		merged++
 		g, r := got.vals[bt.Name], ref.vals[bt.Name]
+		total += len(g)
 		for i := range g {
 			u := ulps(g[i], r[i], st.F16)
 			if u > 0 {
@@ -127,7 +131,7 @@ func TestAgainstLlamaCpp(t *testing.T) {
 			worst = max(worst, u)
 		}
 	}
-	t.Logf("%s: %d tensors merged (report %+v), max difference %d ULP of F16, %d values differ", bin, merged, rep, worst, off)
+	t.Logf("%s: %d tensors merged (report %+v), max difference %d ULP of F16, %d of %d values differ", bin, merged, rep, worst, off, total)
 	if worst > 1 {
 		t.Errorf("max difference from llama-export-lora is %d ULP of F16, want at most 1", worst)
 	}
