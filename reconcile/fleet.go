@@ -393,6 +393,11 @@ func (e *Engine) mirror(ctx context.Context, store registry.Store, cfg *spec.Con
 	if _, err := registry.Mirror(ctx, src, m.From, dst, m.To, m.Digest); err != nil {
 		return err
 	}
+	// The signature and attestation go along, so that the cluster's
+	// admission controller can verify the copy it pulls.
+	if err := registry.CopyAttachments(ctx, src, m.From, dst, m.To, m.Digest); err != nil {
+		return fmt.Errorf("mirror %s: %w", spec.MaskURLCredentials(m.To), err)
+	}
 	e.log().Info("mirrored", "cluster", a.Cluster, "image", spec.MaskURLCredentials(m.To), "digest", m.Digest)
 	return nil
 }

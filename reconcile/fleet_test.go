@@ -164,6 +164,10 @@ func TestFleetReconcile(t *testing.T) {
 		if err != nil || !ok || d != r.Digest {
 			t.Fatalf("mirror has %s: %v %q %v, want digest %s", ref, ok, d, err, r.Digest)
 		}
+		// With its attestation, for the cluster's admission control.
+		if st, _, err := registry.ReadAttestation(ctx, mirror, ref, d); err != nil || st == nil {
+			t.Fatalf("the mirror's copy has no attestation: %v", err)
+		}
 	}
 	// Again: nothing to do, no target made again.
 	res, err = f.e.Reconcile(ctx)
