@@ -118,7 +118,7 @@ func TestPipelineInvalid(t *testing.T) {
 			"main.hcl": pipelineRelease(`    source = "models/base"
     format = "safetensors"
     adapter { source = "a" }`, `  runtime { image = "x" }`),
-		}, []string{"main.hcl:5:", `peft_type "LOHA" is not LoRA`}},
+		}, []string{"main.hcl:5:", "peft_type: LOHA adapters are not LoRA"}},
 		{"missing-weights", map[string]string{
 			"a/adapter_config.json": peftConfig,
 			"main.hcl": pipelineRelease(`    source = "models/base"

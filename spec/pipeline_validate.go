@@ -2,7 +2,6 @@ package spec
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/gantry-dev/gantry/compress/lora"
 )
 
 // DefaultEvalTimeout bounds an eval run without a timeout.
@@ -84,8 +85,10 @@ func (v *validator) adapters(r *Release) {
 			}
 			data, err := os.ReadFile(filepath.Join(real, "adapter_config.json"))
 			if err == nil {
-				if err := peftConfigCheck(data); err != nil {
-					v.errorf(src, "Unsupported adapter", "adapter %q: %s.", a.Source, sentence(err))
+				// The merge's own parser: what validation refuses is
+				// exactly what the build would.
+				if _, err := lora.ParsePEFTConfig(data); err != nil {
+					v.errorf(src, "Unsupported adapter", "adapter %q: %s", a.Source, sentence(err))
 				}
 			}
 		case "gguf":
@@ -98,39 +101,6 @@ func (v *validator) adapters(r *Release) {
 			}
 		}
 	}
-}
-
-// peftConfigCheck is what validation can tell of adapter_config.json
-// without the weights: the adapter kind and variants Gantry does not
-// merge. Merge checks it again, with the rest (lora.ParsePEFTConfig).
-func peftConfigCheck(data []byte) error {
-	var c struct {
-		PEFTType string `json:"peft_type"`
-		UseDoRA  bool   `json:"use_dora"`
-		R        *int   `json:"r"`
-	}
-	if err := json.Unmarshal(data, &c); err != nil {
-		return fmt.Errorf("adapter_config.json is not JSON: %w", err)
-	}
-	switch {
-	case c.PEFTType != "" && !strings.EqualFold(c.PEFTType, "LORA"):
-		return fmt.Errorf("peft_type %q is not LoRA; Gantry merges LoRA adapters only", printable(c.PEFTType))
-	case c.UseDoRA:
-		return fmt.Errorf("use_dora = true: DoRA adapters rescale the merged weight by its column norms, which Gantry does not merge; merge it with PEFT's merge_and_unload and commit the merged model")
-	case c.R == nil || *c.R <= 0:
-		return fmt.Errorf("adapter_config.json has no rank r greater than zero")
-	}
-	return nil
-}
-
-// printable is s when it is a short identifier, else a placeholder: a
-// value that is not one of the names expected may be anything, and is
-// not echoed.
-func printable(s string) string {
-	if len(s) <= 32 && regexp.MustCompile(`^[A-Za-z0-9_]+$`).MatchString(s) {
-		return s
-	}
-	return "(not an adapter type)"
 }
 
 func hasGGUFMagic(path string) bool {
