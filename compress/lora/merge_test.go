@@ -457,3 +457,34 @@ func TestMergeOutputPaths(t *testing.T) {
 		t.Error("no adapters accepted")
 	}
 }
+
+// TestPEFTKeyVariants: keys with the adapter name left in (older PEFT, or
+// saved from the model's state dict) merge like the canonical ones.
+func TestPEFTKeyVariants(t *testing.T) {
+	dir := t.TempDir()
+	baseDir := filepath.Join(dir, "base")
+	writeSTBase(t, baseDir, tinyST(st.F16, 1))
+	base := readSTDir(t, baseDir)
+	rng := rand.New(rand.NewPCG(12, 12))
+	cfg := loraConfig(4, 8, "q_proj")
+	cfg["modules_to_save"] = []string{"lm_head"}
+	a, b := loraPair(rng, "model.layers.1.self_attn.q_proj", 64, 64, 4, st.BF16)
+	a.name = strings.Replace(a.name, "lora_A.weight", "lora_A.default.weight", 1)
+	b.name = strings.Replace(b.name, "lora_B.weight", "lora_B.default.weight", 1)
+	lm := base["lm_head.weight"]
+	repl := randMatrix(rng, 80, 64, 0.05, st.F16)
+	saved := tensor{"base_model.model.lm_head.modules_to_save.default.weight", st.F16, lm.shape, repl}
+	p := peftDir(t, filepath.Join(dir, "a"), cfg, []tensor{a, b, saved})
+	out := filepath.Join(dir, "out")
+	rep, err := Merge(context.Background(), "safetensors", baseDir, out, []Adapter{{Path: p, Scale: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Merged != 1 || rep.Replaced != 1 {
+		t.Errorf("report %+v, want 1 merged and 1 replaced", rep)
+	}
+	got := readSTDir(t, out)
+	q := base["model.layers.1.self_attn.q_proj.weight"]
+	checkTensor(t, "q_proj", got["model.layers.1.self_attn.q_proj.weight"], refMerge(q.vals, 64, 64, []refDelta{{a: a.vals, b: b.vals, r: 4, scale: 2}}), 0)
+	checkTensor(t, "lm_head", got["lm_head.weight"], refMerge(lm.vals, 80, 64, []refDelta{{replace: repl}}), 0)
+}
