@@ -376,3 +376,44 @@ func TestSignAttestAndVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// With verify_key_file, an oci:// model source is pulled only once its
+// cosign signature verifies: unsigned, the release fails saying so and
+// nothing is pulled; signed, it builds.
+func TestVerifiedOCISource(t *testing.T) {
+	ctx := context.Background()
+	remote, host, digest := upstreamModel(t, nil)
+	keys := t.TempDir()
+	priv, pub, _ := writeKeys(t, keys, "k")
+	f := newFixture(t)
+	f.e.Images = remote
+	f.edit(t, "releases.hcl", `source = "models/tiny-llama-f16.gguf"`, `source = "oci://`+host+`/upstream/tiny@`+digest+`"`)
+	f.edit(t, "gantry.hcl", `namespace = "llm"`, `namespace = "llm"
+  signing_key_file = "`+priv+`"
+  verify_key_file  = "`+pub+`"`)
+	res, _ := f.e.Reconcile(ctx)
+	st := releaseStatus(t, res, "tiny-chat-gguf")
+	if st.State != reconcile.StateFailed || !strings.Contains(st.Reason, "refused to pull") || !strings.Contains(st.Reason, "has no cosign signature") {
+		t.Fatalf("unsigned source: %+v", st)
+	}
+	if st := releaseStatus(t, res, "tiny-chat"); st.State != reconcile.StateSynced {
+		t.Fatalf("the other release: %+v", st)
+	}
+	if left, _ := filepath.Glob(filepath.Join(f.e.WorkDir, "sources", "*")); len(left) != 0 {
+		t.Fatalf("an unverified source was pulled: %v", left)
+	}
+
+	signer, err := registry.LoadSigner(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := registry.Sign(ctx, remote, host+"/upstream/tiny:v1", digest, signer); err != nil {
+		t.Fatal(err)
+	}
+	e := &reconcile.Engine{Source: f.e.Source, Target: f.e.Target, Store: f.e.Store, Images: remote,
+		WorkDir: f.e.WorkDir, Log: f.e.Log, Quantize: f.e.Quantize}
+	res, _ = e.Reconcile(ctx)
+	if st := releaseStatus(t, res, "tiny-chat-gguf"); st.State != reconcile.StateSynced {
+		t.Fatalf("signed source: %+v", st)
+	}
+}
