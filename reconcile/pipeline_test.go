@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -415,5 +416,54 @@ func TestVerifiedOCISource(t *testing.T) {
 	res, _ = e.Reconcile(ctx)
 	if st := releaseStatus(t, res, "tiny-chat-gguf"); st.State != reconcile.StateSynced {
 		t.Fatalf("signed source: %+v", st)
+	}
+}
+
+// Thirty releases of one build, reconciled at once, run their shared
+// evaluator once: the others wait for its result and read it.
+func TestThirtyReleasesOneEval(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.e.Jobs = 4
+	runs := filepath.Join(t.TempDir(), "runs")
+	b, _ := os.ReadFile(filepath.Join(f.repo, "releases.hcl"))
+	src := strings.Replace(string(b), `
+  runtime {
+    image = "ghcr.io/ggml-org/llama.cpp:server"`, `
+  gate {
+    eval "size" {
+      command = ["sh", "-c", "echo run >> \"$RUNS\"; sleep 0.2; printf '{\"bytes\": %s}\n' $(wc -c < \"$GANTRY_MODEL\")"]
+      env     = { RUNS = "`+runs+`" }
+      min     = { bytes = 1 }
+    }
+  }
+
+  runtime {
+    image = "ghcr.io/ggml-org/llama.cpp:server"`, 1)
+	i := strings.Index(src, `release "tiny-chat-gguf"`)
+	block := src[i:]
+	for n := range 29 {
+		src += strings.Replace(block, `release "tiny-chat-gguf"`, fmt.Sprintf(`release "gguf-%02d"`, n), 1)
+	}
+	if err := os.WriteFile(filepath.Join(f.repo, "releases.hcl"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Static nodes: enough room for 30 releases of 2 GPUs each.
+	f.edit(t, "nodes.hcl", "gpus        = 8", "gpus        = 80")
+	res, err := f.e.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synced := 0
+	for _, st := range res.Releases {
+		if st.State == reconcile.StateSynced {
+			synced++
+		} else {
+			t.Errorf("%s: %s %s", st.Name, st.State, st.Reason)
+		}
+	}
+	data, _ := os.ReadFile(runs)
+	if n := strings.Count(string(data), "\n"); n != 1 || synced != 31 {
+		t.Fatalf("%d releases synced; the shared evaluator ran %d times, want once", synced, n)
 	}
 }
