@@ -181,7 +181,8 @@ func (e *Engine) fuse(ctx context.Context, snap Snapshot, r *spec.Release, src, 
 
 // cleanStale removes, once per engine, the temporary files and
 // directories a process killed mid-quantize or mid-fetch left in WorkDir:
-// build directories, pulls and downloads. Nothing refers to them; the
+// build directories (with a merge's intermediate inside), pulls,
+// downloads and eval results. Nothing refers to them; the
 // finished ones are renamed into place, so a temporary name is never
 // the result of a finished step. (Another daemon on the same state dir
 // is not supported: leader election keeps one at a time.)
@@ -191,6 +192,7 @@ func (e *Engine) cleanStale() {
 			filepath.Join(e.WorkDir, "builds", ".build-*"),
 			filepath.Join(e.WorkDir, "sources", ".*.pull-*"),
 			filepath.Join(e.WorkDir, "sources", "*", ".download-*"),
+			filepath.Join(e.WorkDir, "evals", ".eval-*"),
 		} {
 			stale, _ := filepath.Glob(pattern)
 			for _, d := range stale {

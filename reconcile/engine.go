@@ -66,6 +66,9 @@ type Engine struct {
 	Resolver Resolver
 	// BuildJobs runs builds of releases with quantize { runner = "job" }.
 	BuildJobs JobRunner
+	// EvalJobs, if set (the kube target), runs gate evals that name an
+	// image as Kubernetes Jobs; nil runs every eval as a local process.
+	EvalJobs EvalJobRunner
 	// RepoURL is the specs repository as a build job clones it (no
 	// credentials); set for Git sources.
 	RepoURL string

@@ -196,7 +196,7 @@ func (e *Engine) evalOn(ctx context.Context, store registry.Store, in evalInput,
 	var err error
 	// A Job mounts the model image from the registry: the local OCI
 	// layout (no gantry { registry }) is out of the cluster's reach.
-	jobs := e.evalJobs() != nil && in.Cfg.Settings.Registry != ""
+	jobs := e.EvalJobs != nil && in.Cfg.Settings.Registry != ""
 	switch {
 	case ev.Image != "" && jobs:
 		e.log().Info("evaluating in a job", "release", in.Release.Name, "eval", ev.Name, "key", short12(s.key), "baseline", s.baseline)
@@ -207,7 +207,7 @@ func (e *Engine) evalOn(ctx context.Context, store registry.Store, in evalInput,
 		if path, err = e.subjectPath(ctx, store, in, s); err == nil {
 			metrics, err = runLocalEval(ctx, in.Snap.Dir, ev, path, in.Release.Model.Format, timeout)
 		}
-	case ev.Image != "" && e.evalJobs() != nil:
+	case ev.Image != "" && e.EvalJobs != nil:
 		return planner.EvalResult{}, fmt.Errorf("it names only an image (%s): it runs as a Kubernetes Job, which mounts the model image from a registry: set gantry { registry }", ev.Image)
 	case ev.Image != "":
 		return planner.EvalResult{}, fmt.Errorf("it names only an image (%s): it runs as a Kubernetes Job, which needs --target kube", ev.Image)
@@ -249,7 +249,7 @@ func (e *Engine) evalJob(ctx context.Context, store registry.Store, in evalInput
 		return nil, errors.New("the candidate has no image to mount and cannot be pushed")
 	}
 	s.ref, s.digest = ref, digest
-	return e.evalJobs().RunEval(ctx, EvalJob{
+	return e.EvalJobs.RunEval(ctx, EvalJob{
 		Release: in.Release.Name, Namespace: in.Cfg.Settings.Namespace, Eval: ev,
 		ContentKey: s.key, EvalKey: ek, Model: refRepository(ref) + refTag(ref) + "@" + digest,
 		Format: in.Release.Model.Format, Baseline: s.baseline,

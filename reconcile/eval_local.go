@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -67,7 +68,12 @@ func runLocalEval(ctx context.Context, dir string, ev *spec.Eval, model, format 
 	// A grandchild that keeps the output pipes open must not hold Wait
 	// past the kill.
 	cmd.WaitDelay = 5 * time.Second
+	// The parent-death signal (dieWithParent) fires when the OS thread
+	// that started the child exits (Go issue #27505): the thread stays
+	// this goroutine's until the evaluator has ended.
+	runtime.LockOSThread()
 	runErr := cmd.Run()
+	runtime.UnlockOSThread()
 	reapGroup(cmd)
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):

@@ -513,8 +513,7 @@ func TestEvalRunsImageEvalsAsJobs(t *testing.T) {
 	}
 	const candDigest = "sha256:" + "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	jobs := &fakeEvalJobs{scores: map[string]float64{baseDigest: 0.1, candDigest: 0.105}}
-	SetEvalJobs(f.e, jobs)
-	defer SetEvalJobs(f.e, nil)
+	f.e.EvalJobs = jobs
 	// Without a registry the cluster cannot pull the model image.
 	_, err = f.e.evaluate(ctx, f.store, evalInput{Snap: f.snap, Cfg: f.cfg, Release: f.release(imageOnly), Key: candKey})
 	if err == nil || !strings.Contains(err.Error(), "set gantry { registry }") {

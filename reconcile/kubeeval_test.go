@@ -334,7 +334,7 @@ func TestKubeEvalEngineRestart(t *testing.T) {
 		err    error
 	}
 	start := func(ctx context.Context, e *Engine) <-chan result {
-		SetEvalJobs(e, &KubeEvals{Client: cs, Poll: 20 * time.Millisecond})
+		e.EvalJobs = &KubeEvals{Client: cs, Poll: 20 * time.Millisecond}
 		out := make(chan result, 1)
 		go func() {
 			c, err := e.evaluate(ctx, f.store, in)
@@ -369,8 +369,6 @@ func TestKubeEvalEngineRestart(t *testing.T) {
 	}
 
 	e2 := &Engine{WorkDir: f.e.WorkDir, Log: f.e.Log}
-	defer SetEvalJobs(e2, nil)
-	defer SetEvalJobs(f.e, nil)
 	done = start(ctx, e2)
 	time.Sleep(200 * time.Millisecond)
 	if again := get(jobName(candKey)); again.UID != cand.UID {

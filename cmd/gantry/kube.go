@@ -207,6 +207,6 @@ func wireEvalJobs(e *reconcile.Engine, rc *rest.Config, j *jobFlags) error {
 	if err != nil {
 		return fmt.Errorf("eval jobs: %w", err)
 	}
-	reconcile.SetEvalJobs(e, r)
+	e.EvalJobs = r
 	return nil
 }

@@ -158,7 +158,18 @@ func TestFleetKubeWiring(t *testing.T) {
 				if got := jobsHost(t, e); got != servers[tc.jobs] {
 					t.Errorf("build jobs go to %q, want %s (%s)", got, tc.jobs, servers[tc.jobs])
 				}
+				// Eval Jobs run where build Jobs do.
+				ke, ok := e.EvalJobs.(*reconcile.KubeEvals)
+				if !ok {
+					t.Fatalf("eval jobs: %T, want *reconcile.KubeEvals", e.EvalJobs)
+				}
+				if got := ke.Client.(*kubernetes.Clientset).CoreV1().RESTClient().Get().URL().Host; got != servers[tc.jobs] {
+					t.Errorf("eval jobs go to %q, want %s (%s)", got, tc.jobs, servers[tc.jobs])
+				}
 				return
+			}
+			if e.EvalJobs != nil {
+				t.Errorf("eval jobs %T with no cluster for them", e.EvalJobs)
 			}
 			err = e.BuildJobs.RunBuild(context.Background(), reconcile.BuildJob{Release: "chat"})
 			if err == nil {

@@ -141,6 +141,9 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 				if e.BuildJobs, err = f.job.runner(rc, f.insecure); err != nil {
 					return nil, nil, err
 				}
+				if err := wireEvalJobs(e, rc, &f.job); err != nil {
+					return nil, nil, err
+				}
 			} else {
 				e.BuildJobs = noJobs{why}
 			}
@@ -160,6 +163,9 @@ func (a *app) engine(ctx context.Context, f *engineFlags) (*reconcile.Engine, *g
 			return nil, nil, err
 		}
 		e.BuildJobs = jobs
+		if err := wireEvalJobs(e, rc, &f.job); err != nil {
+			return nil, nil, err
+		}
 		if f.resolveImages {
 			e.Resolver = reconcile.NewResolver(f.insecure)
 		}
