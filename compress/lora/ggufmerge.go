@@ -364,7 +364,7 @@ func ggufJob(bf *gguf.File, t *gguf.TensorInfo, w io.Writer, steps []func(contex
 			}
 			return out, nil
 		},
-		encode: func(dst []byte, src []float64) int { return encodeGGML(dst, src, t.Type) },
+		encode: func(dst []byte, src []float64) int { return encodeFloats(dst, src, t.Type) },
 		write: func(p []byte) error {
 			_, err := w.Write(p)
 			return err
@@ -372,7 +372,11 @@ func ggufJob(bf *gguf.File, t *gguf.TensorInfo, w io.Writer, steps []func(contex
 	}
 }
 
-func encodeGGML(dst []byte, src []float64, t ggml.Type) int {
+// encodeFloats rounds src once to t (F32, F16 or BF16) into dst and
+// returns the index of the first value that is not finite there (-1:
+// none). F16 and BF16 go through a round-to-odd float32, which makes the
+// two roundings one.
+func encodeFloats(dst []byte, src []float64, t ggml.Type) int {
 	le := binary.LittleEndian
 	bad := -1
 	switch t {

@@ -3,18 +3,17 @@ package lora
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 
+	"github.com/gantry-dev/gantry/compress/ggml"
 	st "github.com/gantry-dev/gantry/compress/safetensors"
 )
 
@@ -557,35 +556,13 @@ func (pa *peftAdapter) replStep(t st.TensorInfo, name string) func(context.Conte
 
 // encodeST rounds src once to dt (F32, F16 or BF16).
 func encodeST(dst []byte, src []float64, dt st.DType) int {
-	le := binary.LittleEndian
-	bad := -1
 	switch dt {
-	case st.F32:
-		for i, x := range src {
-			v := float32(x)
-			if bad < 0 && !finite32(v) {
-				bad = i
-			}
-			le.PutUint32(dst[4*i:], math.Float32bits(v))
-		}
 	case st.F16:
-		for i, x := range src {
-			h := st.F32ToF16(roundOdd32(x))
-			if bad < 0 && h&0x7c00 == 0x7c00 {
-				bad = i
-			}
-			le.PutUint16(dst[2*i:], h)
-		}
+		return encodeFloats(dst, src, ggml.F16)
 	case st.BF16:
-		for i, x := range src {
-			h := st.F32ToBF16(roundOdd32(x))
-			if bad < 0 && h&0x7f80 == 0x7f80 {
-				bad = i
-			}
-			le.PutUint16(dst[2*i:], h)
-		}
+		return encodeFloats(dst, src, ggml.BF16)
 	}
-	return bad
+	return encodeFloats(dst, src, ggml.F32)
 }
 
 type countWriter struct {
