@@ -87,7 +87,7 @@ func BenchmarkConvert(b *testing.B) {
 		for b.Loop() {
 			out := filepath.Join(b.TempDir(), "out")
 			os.Mkdir(out, 0o755)
-			if err := copyTree(context.Background(), in, out, nil); err != nil {
+			if err := st.CopyTree(context.Background(), in, out, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

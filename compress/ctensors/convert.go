@@ -456,17 +456,17 @@ func Convert(ctx context.Context, inDir, outDir string, opts Options) (rep quali
 	for _, s := range shardNames {
 		skip[s] = true
 	}
-	if err := copyTree(ctx, inDir, tmp, skip); err != nil {
+	if err := st.CopyTree(ctx, inDir, tmp, skip); err != nil {
 		return rep, err
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := st.SyncDir(tmp); err != nil {
 		return rep, err
 	}
 	os.Remove(outDir) // an empty directory is replaced; anything else makes Rename fail
 	if err := os.Rename(tmp, outDir); err != nil {
 		return rep, fmt.Errorf("ctensors: %w", err)
 	}
-	_ = syncDir(parent)
+	_ = st.SyncDir(parent)
 
 	var rows []quality.Tensor
 	for _, sj := range shards {

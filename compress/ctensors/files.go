@@ -2,12 +2,9 @@ package ctensors
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 )
 
 // QuantizationConfig returns the quantization_config object written into
@@ -102,80 +99,6 @@ func writeJSON(path string, v any) error {
 	}
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("ctensors: %w", err)
-	}
-	return nil
-}
-
-// copyTree copies every regular file under src (following symlinks, as in
-// a Hugging Face cache snapshot) to dst, except the top-level names in skip.
-func copyTree(ctx context.Context, src, dst string, skip map[string]bool) error {
-	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("ctensors: %w", err)
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		if rel == "." {
-			return nil
-		}
-		if filepath.Dir(rel) == "." && skip[rel] {
-			return nil
-		}
-		fi, err := os.Stat(p) // follows symlinks
-		if err != nil {
-			return fmt.Errorf("ctensors: %w", err)
-		}
-		target := filepath.Join(dst, rel)
-		if fi.IsDir() {
-			if d.Type()&os.ModeSymlink != 0 {
-				return fmt.Errorf("ctensors: %s: symlinked directories are not copied", p)
-			}
-			return os.MkdirAll(target, 0o755)
-		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		return copyFile(p, target)
-	})
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("ctensors: %w", err)
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return fmt.Errorf("ctensors: %w", err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("ctensors: copy %s: %w", src, err)
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return fmt.Errorf("ctensors: %w", err)
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("ctensors: %w", err)
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("ctensors: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("ctensors: sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -167,7 +167,7 @@ func mergeSafetensors(ctx context.Context, base, out string, adapters []Adapter)
 	for _, p := range shardNames {
 		skip[filepath.Base(p)] = true
 	}
-	if err := copyTree(ctx, base, tmp, skip); err != nil {
+	if err := st.CopyTree(ctx, base, tmp, skip); err != nil {
 		return rep, err
 	}
 	if err := syncDir(tmp); err != nil {
@@ -574,66 +574,6 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
-}
-
-// copyTree copies every regular file under src (following symlinks, as in
-// a Hugging Face cache snapshot) to dst, except the top-level names in
-// skip.
-func copyTree(ctx context.Context, src, dst string, skip map[string]bool) error {
-	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("lora: %w", err)
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		if rel == "." || (filepath.Dir(rel) == "." && skip[rel]) {
-			return nil
-		}
-		fi, err := os.Stat(p)
-		if err != nil {
-			return fmt.Errorf("lora: %w", err)
-		}
-		target := filepath.Join(dst, rel)
-		if fi.IsDir() {
-			if d.Type()&os.ModeSymlink != 0 {
-				return fmt.Errorf("lora: %s: symlinked directories are not copied", p)
-			}
-			return os.MkdirAll(target, 0o755)
-		}
-		if !fi.Mode().IsRegular() {
-			return nil
-		}
-		return copyFile(p, target)
-	})
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("lora: %w", err)
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return fmt.Errorf("lora: %w", err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("lora: copy %s: %w", src, err)
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return fmt.Errorf("lora: %w", err)
-	}
-	if err := out.Close(); err != nil {
-		return fmt.Errorf("lora: %w", err)
-	}
-	return nil
 }
 
 func syncDir(dir string) error {
