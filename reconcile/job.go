@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
+	"github.com/gantry-dev/gantry/compress/quality"
 	"github.com/gantry-dev/gantry/planner"
 	"github.com/gantry-dev/gantry/spec"
 )
@@ -109,14 +111,35 @@ func (e *Engine) BuildRelease(ctx context.Context, name string, candidate bool) 
 	if err := gate(snap, r, b.Report); err != nil {
 		return "", err
 	}
+	var st ReleaseStatus
 	if hasEvals(r) && !candidate {
 		// By hand: the evals run here, on absolute bounds (nothing
 		// observed says what serves, so ratio bounds are skipped).
-		var st ReleaseStatus
 		in := evalInput{Snap: snap, Cfg: cfg, Release: r, Key: key, ModelPath: b.Path}
 		if err := e.evalGate(ctx, store, in, &st); err != nil {
 			return "", err
 		}
 	}
-	return e.push(ctx, store, cfg, r, key, ref, b)
+	digest, err := e.push(ctx, store, cfg, r, key, ref, b)
+	if err != nil || candidate {
+		// A candidate is attested by the daemon, once it passed.
+		return digest, err
+	}
+	acfg := *cfg
+	if k := cfg.Settings.SigningKeyFile; k != "" {
+		if _, err := os.Stat(k); err != nil {
+			// A build Job has no key mounted: the daemon that
+			// started it signs the image when the job is done.
+			e.log().Warn("signing_key_file is not on this machine: the image is attested unsigned here", "release", name)
+			acfg.Settings.SigningKeyFile = ""
+		}
+	}
+	var weightErr *quality.Tensor
+	if b.Report != nil {
+		weightErr = &b.Report.Summary
+	}
+	if err := e.attest(ctx, store, &acfg, r, key, ref, digest, weightErr, st.Evals); err != nil {
+		return "", fmt.Errorf("release %s: %w", name, err)
+	}
+	return digest, nil
 }

@@ -2,6 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,10 +17,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sigstore/sigstore/pkg/signature"
+
 	"github.com/gantry-dev/gantry/compress/ggml"
 	"github.com/gantry-dev/gantry/compress/gguf/ggufgen"
 	"github.com/gantry-dev/gantry/compress/lora"
 	"github.com/gantry-dev/gantry/planner"
+	"github.com/gantry-dev/gantry/reconcile/registry"
+	"github.com/gantry-dev/gantry/spec"
+
 )
 
 func TestFuserVersionsAgree(t *testing.T) {
@@ -139,5 +150,93 @@ func TestKilledDuringEval(t *testing.T) {
 	})
 	if len(left) > 0 {
 		t.Fatalf("left behind: %v", left)
+	}
+}
+
+// gantry build (what a build Job runs, or a user by hand) attests what it
+// pushes, signed where the signing key is on the machine and unsigned
+// where it is not (a Job: the daemon signs after it); with --candidate it
+// pushes to the candidate tag and leaves the evals and the attestation
+// to the daemon.
+func TestBuildAttests(t *testing.T) {
+	ctx := context.Background()
+	tmp := t.TempDir()
+	repo := pipelineRepo(t, tmp, filepath.Join(tmp, "pid"), "0")
+	keys := t.TempDir()
+	priv := filepath.Join(keys, "cosign.key")
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	if err := os.WriteFile(priv, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gantryHCL := filepath.Join(repo, "gantry.hcl")
+	b, _ := os.ReadFile(gantryHCL)
+	setKey := func(path string) {
+		src := strings.Replace(string(b), `namespace = "llm"`, `namespace = "llm"
+  signing_key_file = "`+path+`"`, 1)
+		if err := os.WriteFile(gantryHCL, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lay := func(state string) *registry.Layout { return registry.NewLayout(filepath.Join(state, "oci")) }
+	ref := func(state, release string) (string, string) {
+		t.Helper()
+		cfg, diags := spec.Load(ctx, repo, spec.LoadOptions{NoEnv: true})
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		r, _ := cfg.Release(release)
+		return planner.ImageRef(cfg, r), planner.CandidateRef(cfg, r)
+	}
+
+	// No key on this machine: attested, unsigned.
+	setKey(filepath.Join(keys, "missing.key"))
+	state := t.TempDir()
+	if code, out, errs := gantry(t, "build", "--repo", repo, "--release", "tiny-chat-gguf", "--state-dir", state); code != 0 {
+		t.Fatalf("build: %d %s %s", code, out, errs)
+	}
+	img, _ := ref(state, "tiny-chat-gguf")
+	d, ok, err := lay(state).Has(ctx, img)
+	if err != nil || !ok {
+		t.Fatalf("not pushed: %v", err)
+	}
+	if st, signed, err := registry.ReadAttestation(ctx, lay(state), img, d); err != nil || st == nil || signed {
+		t.Fatalf("attestation: signed=%v %v", signed, err)
+	}
+
+	// The key on this machine: signed.
+	setKey(priv)
+	state = t.TempDir()
+	if code, out, errs := gantry(t, "build", "--repo", repo, "--release", "tiny-chat-gguf", "--state-dir", state); code != 0 {
+		t.Fatalf("build: %d %s %s", code, out, errs)
+	}
+	img, _ = ref(state, "tiny-chat-gguf")
+	d, _, _ = lay(state).Has(ctx, img)
+	v, err := signature.LoadVerifier(&k.PublicKey, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := registry.Verify(ctx, lay(state), img, d, v); err != nil {
+		t.Fatalf("signed build: %v", err)
+	}
+
+	// --candidate: under the candidate tag, nothing else.
+	state = t.TempDir()
+	if code, out, errs := gantry(t, "build", "--repo", repo, "--release", "tiny-chat-gguf", "--state-dir", state, "--candidate"); code != 0 {
+		t.Fatalf("build --candidate: %d %s %s", code, out, errs)
+	}
+	img, cand := ref(state, "tiny-chat-gguf")
+	if _, ok, _ := lay(state).Has(ctx, img); ok {
+		t.Fatal("a candidate build was tagged as the release's image")
+	}
+	cd, ok, _ := lay(state).Has(ctx, cand)
+	if !ok {
+		t.Fatal("no candidate pushed")
+	}
+	if st, _, _ := registry.ReadAttestation(ctx, lay(state), cand, cd); st != nil {
+		t.Fatal("a candidate was attested before its evals")
 	}
 }
