@@ -25,7 +25,6 @@ import (
 	"github.com/gantry-dev/gantry/planner"
 	"github.com/gantry-dev/gantry/reconcile/registry"
 	"github.com/gantry-dev/gantry/spec"
-
 )
 
 func TestFuserVersionsAgree(t *testing.T) {
