@@ -66,10 +66,20 @@ func TestManyReleasesOneLayout(t *testing.T) {
 		if err := json.Unmarshal(raw, &idx); err != nil {
 			t.Fatalf("index.json: %v", err)
 		}
-		digestOf := map[string]string{} // repository -> manifest digest
+		digestOf := map[string]string{} // repository -> model image digest
+		attested := map[string]bool{}   // model image digests with an attestation
 		for _, m := range idx.Manifests {
-			name := m.Annotations["io.containerd.image.name"]
-			digestOf[strings.SplitN(name, ":", 2)[0]] = m.Digest
+			repo, tag, _ := strings.Cut(m.Annotations["io.containerd.image.name"], ":")
+			if subject, ok := strings.CutSuffix(tag, ".att"); ok {
+				attested[strings.Replace(subject, "sha256-", "sha256:", 1)] = true
+				continue
+			}
+			digestOf[repo] = m.Digest
+		}
+		for repo, d := range digestOf {
+			if !attested[d] {
+				t.Errorf("%s@%s has no attestation in the layout", repo, d)
+			}
 		}
 		if len(digestOf) != n+2 {
 			t.Fatalf("index.json names %d repositories, want %d", len(digestOf), n+2)
