@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -42,14 +39,12 @@ func LoadSigner(path string) (signature.SignerVerifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: signing key %s: not an unencrypted PEM private key (PKCS#8 or SEC1)", ErrKey, path)
 	}
-	switch k := priv.(type) {
-	case *ecdsa.PrivateKey:
-		if k.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("%w: signing key %s: ECDSA on %s; want P-256 or Ed25519", ErrKey, path, k.Curve.Params().Name)
-		}
-	case ed25519.PrivateKey:
-	default:
+	signer, ok := priv.(crypto.Signer)
+	if !ok {
 		return nil, fmt.Errorf("%w: signing key %s: a %T; want ECDSA P-256 or Ed25519", ErrKey, path, priv)
+	}
+	if err := keyKind(signer.Public()); err != nil {
+		return nil, fmt.Errorf("%w: signing key %s: %s", ErrKey, path, err)
 	}
 	// LoadSigner's kinds, with their public half (for idempotence checks).
 	sv, err := signature.LoadSignerVerifier(priv, crypto.SHA256)

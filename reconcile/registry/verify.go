@@ -42,6 +42,22 @@ func LoadVerifier(path string) (signature.Verifier, error) {
 	return ParseVerifier(path, b)
 }
 
+// keyKind accepts the public keys of the kinds Gantry signs with: ECDSA
+// P-256 and Ed25519 (those of private keys too, through their public
+// half).
+func keyKind(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return fmt.Errorf("ECDSA on %s; want P-256 or Ed25519", k.Curve.Params().Name)
+		}
+	case ed25519.PublicKey:
+	default:
+		return fmt.Errorf("a %T; want ECDSA P-256 or Ed25519", pub)
+	}
+	return nil
+}
+
 // ParseVerifier is LoadVerifier of the PEM bytes b read from path (path
 // only names it in errors).
 func ParseVerifier(path string, b []byte) (signature.Verifier, error) {
@@ -49,14 +65,8 @@ func ParseVerifier(path string, b []byte) (signature.Verifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: verify key %s: not a PEM public key", ErrKey, path)
 	}
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		if k.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("%w: verify key %s: ECDSA on %s; want P-256 or Ed25519", ErrKey, path, k.Curve.Params().Name)
-		}
-	case ed25519.PublicKey:
-	default:
-		return nil, fmt.Errorf("%w: verify key %s: a %T; want ECDSA P-256 or Ed25519", ErrKey, path, pub)
+	if err := keyKind(pub); err != nil {
+		return nil, fmt.Errorf("%w: verify key %s: %s", ErrKey, path, err)
 	}
 	v, err := signature.LoadVerifier(pub, crypto.SHA256)
 	if err != nil {
