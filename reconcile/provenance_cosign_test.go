@@ -3,11 +3,9 @@ package reconcile
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gantry-dev/gantry/compress/quality"
 	"github.com/gantry-dev/gantry/reconcile/registry"
@@ -23,7 +21,7 @@ func TestAttestCosign(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cosign test skipped in -short mode")
 	}
-	bin := provCosign(t)
+	bin := registrytest.Cosign(t)
 	host, stop, err := registrytest.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -57,53 +55,14 @@ func TestAttestCosign(t *testing.T) {
 	}
 	image := host + "/models/chat@" + digest
 	common := []string{"--key", pub, "--insecure-ignore-tlog=true", "--allow-http-registry", "--allow-insecure-registry"}
-	if out, err := provRunCosign(t, bin, append(append([]string{"verify"}, common...), image)...); err != nil {
+	if out, err := registrytest.RunCosign(t, bin, append(append([]string{"verify"}, common...), image)...); err != nil {
 		t.Fatalf("cosign verify: %v\n%s", err, out)
 	}
-	out, err := provRunCosign(t, bin, append(append([]string{"verify-attestation", "--type", "slsaprovenance1"}, common...), image)...)
+	out, err := registrytest.RunCosign(t, bin, append(append([]string{"verify-attestation", "--type", "slsaprovenance1"}, common...), image)...)
 	if err != nil {
 		t.Fatalf("cosign verify-attestation: %v\n%s", err, out)
 	}
 	if !strings.Contains(out, `"payloadType":"application/vnd.in-toto+json"`) {
 		t.Errorf("cosign verify-attestation:\n%s", out)
 	}
-}
-
-func provCosign(t *testing.T) string {
-	t.Helper()
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cache = filepath.Join(home, ".cache")
-	}
-	bindir := filepath.Join(cache, "gantry-test", "cosign", "v2.6.5")
-	bin := filepath.Join(bindir, "cosign")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "install", "github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5")
-	cmd.Env = append(os.Environ(), "GOBIN="+bindir, "GOFLAGS=-mod=mod")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go install cosign: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// provRunCosign runs cosign with a temporary HOME and nothing but
-// 127.0.0.1 to reach (see reconcile/registry's runCosign).
-func provRunCosign(t *testing.T, bin string, args ...string) (string, error) {
-	t.Helper()
-	home := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "TUF_ROOT=" + filepath.Join(home, "tuf"),
-		"SIGSTORE_NO_CACHE=true", "NO_PROXY=127.0.0.1,localhost", "HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9"}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }
