@@ -353,17 +353,7 @@ func ggufJob(bf *gguf.File, t *gguf.TensorInfo, w io.Writer, steps []func(contex
 			}
 			return widen(dst, f32[:n*cols], "tensor "+t.Name+" of the base", row0*cols)
 		},
-		load: func(ctx context.Context) ([]step, error) {
-			out := make([]step, 0, len(steps))
-			for _, mk := range steps {
-				s, err := mk(ctx)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, s)
-			}
-			return out, nil
-		},
+		load:   loadSteps(steps),
 		encode: func(dst []byte, src []float64) int { return encodeFloats(dst, src, t.Type) },
 		write: func(p []byte) error {
 			_, err := w.Write(p)

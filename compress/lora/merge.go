@@ -123,3 +123,19 @@ func lowRank(l matrix, lT bool, r matrix, rT bool, scale float64, lname, rname s
 }
 
 func isFinite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+// loadSteps is a job's load: it makes each of the tensor's steps (reading
+// the adapters' matrices) when the job runs.
+func loadSteps(steps []func(context.Context) (step, error)) func(context.Context) ([]step, error) {
+	return func(ctx context.Context) ([]step, error) {
+		out := make([]step, 0, len(steps))
+		for _, mk := range steps {
+			s, err := mk(ctx)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+}

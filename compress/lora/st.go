@@ -480,17 +480,7 @@ func stJob(in *st.File, t st.TensorInfo, w io.Writer, steps []func(context.Conte
 			}
 			return widen(dst, f32[:n*cols], "tensor "+t.Name+" of the base", row0*cols)
 		},
-		load: func(ctx context.Context) ([]step, error) {
-			out := make([]step, 0, len(steps))
-			for _, mk := range steps {
-				s, err := mk(ctx)
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, s)
-			}
-			return out, nil
-		},
+		load:   loadSteps(steps),
 		encode: func(dst []byte, src []float64) int { return encodeST(dst, src, t.DType) },
 		write: func(p []byte) error {
 			_, err := w.Write(p)
