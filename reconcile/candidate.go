@@ -74,7 +74,7 @@ func (e *Engine) promoteCandidate(ctx context.Context, store registry.Store, can
 
 // CachedEvals is what the engine with work directory workDir has cached
 // of the eval results of cfg's candidate builds (planner.Observed.Evals),
-// for gantry plan.
-func CachedEvals(workDir string, cfg *spec.Config) map[string]planner.EvalResult {
-	return (&Engine{WorkDir: workDir}).cachedEvals(cfg)
+// for gantry plan; releases whose image is among built have none to show.
+func CachedEvals(workDir string, cfg *spec.Config, built map[string]planner.Artifact) map[string]planner.EvalResult {
+	return (&Engine{WorkDir: workDir}).cachedEvals(cfg, built)
 }

@@ -268,7 +268,7 @@ func (e *Engine) reconcile(ctx context.Context) (_ Result, err error) {
 	if err != nil {
 		return res, err
 	}
-	observed := planner.Observed{Objects: objs, Nodes: nodes, Artifacts: artifacts, Evals: e.cachedEvals(cfg)}
+	observed := planner.Observed{Objects: objs, Nodes: nodes, Artifacts: artifacts, Evals: e.cachedEvals(cfg, artifacts)}
 	_, observed.Prestage = target.(Prestager)
 	if fleet != nil {
 		observed.Unreachable = fleet.Unreachable()

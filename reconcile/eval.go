@@ -382,13 +382,18 @@ func (e *Engine) storeEval(ek string, res planner.EvalResult) error {
 
 // cachedEvals returns the cached results for the releases' candidate
 // builds (planner.ContentKey of each release), by planner.EvalKey, for
-// planner.Observed.Evals, so the plan can show them.
-func (e *Engine) cachedEvals(cfg *spec.Config) map[string]planner.EvalResult {
+// planner.Observed.Evals, so the plan can show them. Releases whose image
+// is among built are skipped: the plan has no eval for them, and a
+// reconcile of an unchanged repository reads no result file.
+func (e *Engine) cachedEvals(cfg *spec.Config, built map[string]planner.Artifact) map[string]planner.EvalResult {
 	out := map[string]planner.EvalResult{}
 	for i := range cfg.Releases {
 		r := &cfg.Releases[i]
 		if r.Gate == nil || len(r.Gate.Evals) == 0 {
 			continue
+		}
+		if _, ok := built[planner.ImageRef(cfg, r)]; ok {
+			continue // no gate runs for an image that exists: nothing to show
 		}
 		key := planner.ContentKey(r)
 		for j := range r.Gate.Evals {

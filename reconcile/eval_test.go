@@ -301,7 +301,7 @@ func TestEvalCacheHitRunsNothing(t *testing.T) {
 	r := f.release(a, b)
 	cfg := &spec.Config{Settings: f.cfg.Settings, Releases: []spec.Release{*r}}
 	key := planner.ContentKey(r)
-	if got := f.e.cachedEvals(cfg); len(got) != 0 {
+	if got := f.e.cachedEvals(cfg, nil); len(got) != 0 {
 		t.Fatalf("cachedEvals before any run: %v", got)
 	}
 	for range 3 {
@@ -312,7 +312,7 @@ func TestEvalCacheHitRunsNothing(t *testing.T) {
 	if n := f.runCount(); n != 2 {
 		t.Errorf("three gates ran the evaluators %d times, want 2 (each once)", n)
 	}
-	got := f.e.cachedEvals(cfg)
+	got := f.e.cachedEvals(cfg, nil)
 	for _, ev := range r.Gate.Evals {
 		res, ok := got[planner.EvalKey(key, &ev)]
 		if !ok || res.Metrics["score"] != 0.9 || res.Seconds <= 0 {

@@ -152,7 +152,7 @@ func observe(ctx context.Context, cfg *spec.Config, target string, st stores) (p
 	obs, err := observeWorld(ctx, cfg, target, st)
 	// The eval results the daemon's work directory holds: the plan
 	// shows a cached candidate's values against its bounds.
-	obs.Evals = reconcile.CachedEvals(filepath.Join(st.state, "work"), cfg)
+	obs.Evals = reconcile.CachedEvals(filepath.Join(st.state, "work"), cfg, obs.Artifacts)
 	return obs, err
 }
 
