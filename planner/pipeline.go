@@ -37,8 +37,6 @@ type EvalAction struct {
 	Metrics []string     `json:"metrics"`
 	Cached  *EvalResult  `json:"cached,omitempty"`
 	Checks  []BoundCheck `json:"checks,omitempty"`
-	Runner  string       `json:"runner,omitempty"` // "job" or "local", when known
-	Subject string       `json:"-"`
 }
 
 // EvalSpecHash identifies what an evaluator runs: its command, image and
