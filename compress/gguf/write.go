@@ -10,6 +10,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 )
 
 // AlignmentOf returns the data alignment that kvs ask for: the value of
@@ -238,6 +240,8 @@ type Writer struct {
 	n         int64 // data bytes written (without padding)
 	zeros     []byte
 	err       error
+	dataStart int64 // header bytes, padding included
+	dataSize  int64 // data section bytes, padding included
 }
 
 // NewWriter lays out tensors (overwriting their Offset fields) and writes
@@ -247,13 +251,15 @@ func NewWriter(w io.Writer, kvs []KV, tensors []TensorInfo) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := Layout(tensors, alignment); err != nil {
+	size, err := Layout(tensors, alignment)
+	if err != nil {
 		return nil, err
 	}
-	if _, err := WriteHeader(w, kvs, tensors); err != nil {
+	hdr, err := WriteHeader(w, kvs, tensors)
+	if err != nil {
 		return nil, fmt.Errorf("write header: %w", err)
 	}
-	gw := &Writer{w: w, tensors: tensors, alignment: alignment, cur: -1, zeros: make([]byte, alignment)}
+	gw := &Writer{w: w, tensors: tensors, alignment: alignment, cur: -1, zeros: make([]byte, alignment), dataStart: hdr, dataSize: size}
 	gw.advance()
 	return gw, nil
 }
@@ -316,12 +322,20 @@ func (w *Writer) Finish() error {
 
 // FileWriter is a Writer into a temporary file that becomes path on
 // Commit.
+//
+// Instead of Write, the data may be written with WriteTensorAt, in any
+// order and from several goroutines; the two must not be mixed.
 type FileWriter struct {
 	*Writer
 	path string
 	f    *os.File
 	bw   *bufio.Writer
 	done bool
+
+	random    sync.Once
+	randomErr error
+	sizes     []int64 // tensor data bytes, for WriteTensorAt's bounds
+	written   atomic.Int64
 }
 
 // Create starts writing a GGUF file that will appear at path only when
@@ -359,11 +373,28 @@ func (fw *FileWriter) Commit(ctx context.Context) error {
 		return errors.New("gguf: commit after commit or abort")
 	}
 	err := ctx.Err()
-	if err == nil {
-		err = fw.Finish()
-	}
-	if err == nil {
-		err = fw.bw.Flush()
+	if fw.sizes != nil {
+		// Random-access mode: the header was flushed and the file sized
+		// by the first WriteTensorAt; every data byte must have come since.
+		if err == nil {
+			err = fw.randomErr
+		}
+		if err == nil {
+			var want int64
+			for _, n := range fw.sizes {
+				want += n
+			}
+			if got := fw.written.Load(); got != want {
+				err = fmt.Errorf("gguf: %d of %d bytes of tensor data written", got, want)
+			}
+		}
+	} else {
+		if err == nil {
+			err = fw.Finish()
+		}
+		if err == nil {
+			err = fw.bw.Flush()
+		}
 	}
 	if err == nil {
 		err = fw.f.Sync()
@@ -380,6 +411,55 @@ func (fw *FileWriter) Commit(ctx context.Context) error {
 		return fmt.Errorf("write %s: %w", fw.path, err)
 	}
 	return nil
+}
+
+// WriteTensorAt writes p at byte off of tensor i's data with one pwrite
+// (os.File.WriteAt), so that workers can write their parts of the output
+// in any order, concurrently, without a copy through a buffer. p must lie
+// within the tensor's data. The first call flushes the header and sizes
+// the file, so the padding between tensors reads as zeros. Commit checks
+// that the calls covered as many bytes as the tensors hold (the caller
+// must not write a byte twice).
+func (fw *FileWriter) WriteTensorAt(i int, off int64, p []byte) error {
+	fw.random.Do(func() {
+		if fw.Writer.n != 0 || fw.cur != firstWithData(fw.tensors) {
+			fw.randomErr = errors.New("gguf: WriteTensorAt after Write")
+			return
+		}
+		sizes := make([]int64, len(fw.tensors))
+		for k := range fw.tensors {
+			sizes[k] = fw.tensors[k].Bytes()
+		}
+		if err := fw.bw.Flush(); err != nil {
+			fw.randomErr = fmt.Errorf("write %s: %w", fw.path, err)
+			return
+		}
+		if err := fw.f.Truncate(fw.dataStart + fw.dataSize); err != nil {
+			fw.randomErr = fmt.Errorf("write %s: %w", fw.path, err)
+			return
+		}
+		fw.sizes = sizes
+	})
+	if fw.randomErr != nil {
+		return fw.randomErr
+	}
+	if i < 0 || i >= len(fw.sizes) || off < 0 || off+int64(len(p)) > fw.sizes[i] {
+		return fmt.Errorf("gguf: write of %d bytes at %d outside tensor %d", len(p), off, i)
+	}
+	if _, err := fw.f.WriteAt(p, fw.dataStart+fw.tensors[i].Offset+off); err != nil {
+		return fmt.Errorf("write %s: %w", fw.path, err)
+	}
+	fw.written.Add(int64(len(p)))
+	return nil
+}
+
+func firstWithData(ts []TensorInfo) int {
+	for i := range ts {
+		if ts[i].Bytes() > 0 {
+			return i
+		}
+	}
+	return len(ts)
 }
 
 // Abort discards the temporary file. It is safe to call after Commit.
