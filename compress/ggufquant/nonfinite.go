@@ -40,17 +40,17 @@ func firstNonFiniteRaw(t ggml.Type, b []byte) int {
 // checkCopy refuses a NaN or ±Inf in a float tensor copied unchanged (a
 // norm kept F32, a skipped or already-typed weight), as quantized tensors
 // are refused: the model would be as broken either way.
-func checkCopy(f *gguf.File, tp *TensorPlan, j *job) error {
-	i := firstNonFiniteRaw(tp.From, j.in)
+func checkCopy(f *gguf.File, tp *TensorPlan, u *unit, in []byte) error {
+	i := firstNonFiniteRaw(tp.From, in)
 	if i < 0 {
 		return nil
 	}
 	es := int(tp.From.TypeSize())
 	var v [1]float32
-	if err := ggml.Dequantize(tp.From, v[:], j.in[i*es:(i+1)*es]); err != nil {
+	if err := ggml.Dequantize(tp.From, v[:], in[i*es:(i+1)*es]); err != nil {
 		return fmt.Errorf("tensor %q: %w", tp.Name, err)
 	}
-	// For a copy, j.first is a byte offset into the tensor.
-	return &NonFiniteError{File: f.Name, Tensor: tp.Name, Index: j.first/int64(es) + int64(i),
-		Offset: j.inOff + int64(i*es), Value: v[0]}
+	// For a copy, u.first is a byte offset into the tensor.
+	return &NonFiniteError{File: f.Name, Tensor: tp.Name, Index: u.first/int64(es) + int64(i),
+		Offset: u.inOff + int64(i*es), Value: v[0]}
 }

@@ -13,31 +13,44 @@ import (
 // The result differs from Add only in float64 rounding and is deterministic
 // for a given input, so reports stay independent of the thread count.
 func errorStats(x, y []float32) quality.Stats {
-	y = y[:len(x)]
 	var a statSums
+	a.add(x, y)
+	return a.stats(int64(len(x)))
+}
+
+// add adds the pairs of x and y to the sums: element i of each group of
+// four to lane i, any last one to three elements to lane 0. Calling it on
+// consecutive pieces of a run whose lengths are multiples of four (all but
+// the last) gives the very sums of one call on the whole run.
+func (a *statSums) add(x, y []float32) {
+	y = y[:len(x)]
 	n := len(x) &^ 3
 	if n > 0 {
-		errorSums(&x[0], &y[0], n, &a)
+		errorSums(&x[0], &y[0], n, a)
 	}
-	xx, yy, xy, ee, mx := a.xx, a.yy, a.xy, a.ee, a.mx
 	for i := n; i < len(x); i++ {
-		a, b := float64(x[i]), float64(y[i])
-		e := a - b
-		xx[0] += a * a
-		yy[0] += b * b
-		xy[0] += a * b
-		ee[0] += e * e
-		if ae := math.Abs(e); ae > mx {
-			mx = ae
+		p, q := float64(x[i]), float64(y[i])
+		e := p - q
+		a.xx[0] += p * p
+		a.yy[0] += q * q
+		a.xy[0] += p * q
+		a.ee[0] += e * e
+		if ae := math.Abs(e); ae > a.mx {
+			a.mx = ae
 		}
 	}
+}
+
+// stats folds the lanes of the sums of n values.
+func (a *statSums) stats(n int64) quality.Stats {
+	xx, yy, xy, ee := a.xx, a.yy, a.xy, a.ee
 	return quality.Stats{
-		N:      int64(len(x)),
+		N:      n,
 		SumXX:  (xx[0] + xx[1]) + (xx[2] + xx[3]),
 		SumYY:  (yy[0] + yy[1]) + (yy[2] + yy[3]),
 		SumXY:  (xy[0] + xy[1]) + (xy[2] + xy[3]),
 		SumEE:  (ee[0] + ee[1]) + (ee[2] + ee[3]),
-		MaxAbs: mx,
+		MaxAbs: a.mx,
 	}
 }
 

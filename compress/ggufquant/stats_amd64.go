@@ -2,21 +2,51 @@
 
 package ggufquant
 
-// errorSums is errorSumsGo in SSE2: two float64 lanes per register, the
-// same operations per lane in the same order, so the sums are identical.
+import "github.com/gantry-dev/gantry/compress/internal/simd"
+
+// errorSums adds the first n (a multiple of 4) pairs of x and y to acc,
+// lane by lane, at the best simd level: the same operations per lane in
+// the same order at every level, so the sums are identical.
+func errorSums(x, y *float32, n int, acc *statSums) {
+	switch l := simd.Current(); {
+	case l >= simd.AVX2:
+		errorSumsAVX2(x, y, n, acc)
+	case l >= simd.SSE2:
+		errorSumsSSE2(x, y, n, acc)
+	default:
+		errorSumsGo(x, y, n, acc)
+	}
+}
+
+// errorSumsSSE2 is errorSumsGo in SSE2: two float64 lanes per register.
 //
 //go:noescape
-func errorSums(x, y *float32, n int, acc *statSums)
+func errorSumsSSE2(x, y *float32, n int, acc *statSums)
 
-// finitePrefix returns the length of the longest prefix of x, in whole
-// groups of 8, that holds no NaN or ±Inf (v−v = 0 in every lane).
+// errorSumsAVX2 is errorSumsGo in AVX: the four lanes in one register.
+//
+//go:noescape
+func errorSumsAVX2(x, y *float32, n int, acc *statSums)
+
+// finitePrefix returns the length of a prefix of x, in whole groups of 8
+// or 16, that holds no NaN or ±Inf (v−v = 0 in every lane); firstNonFinite
+// scans the rest. At the Scalar level it is 0.
 func finitePrefix(x []float32) int {
 	n := len(x) &^ 7
 	if n == 0 {
 		return 0
 	}
-	return finitePrefixAsm(&x[0], n)
+	switch l := simd.Current(); {
+	case l >= simd.AVX2:
+		return finitePrefixAVX2(&x[0], n)
+	case l >= simd.SSE2:
+		return finitePrefixAsm(&x[0], n)
+	}
+	return 0
 }
 
 //go:noescape
 func finitePrefixAsm(x *float32, n int) int
+
+//go:noescape
+func finitePrefixAVX2(x *float32, n int) int

@@ -6,10 +6,10 @@ DATA statAbs<>+0(SB)/8, $0x7fffffffffffffff
 DATA statAbs<>+8(SB)/8, $0x7fffffffffffffff
 GLOBL statAbs<>(SB), RODATA|NOPTR, $16
 
-// func errorSums(x, y *float32, n int, acc *statSums)
+// func errorSumsSSE2(x, y *float32, n int, acc *statSums)
 // Lanes 0,1 of each sum are in the low register of its pair, lanes 2,3 in
 // the high one; element i of every group of four goes to lane i.
-TEXT ·errorSums(SB), NOSPLIT, $0-32
+TEXT ·errorSumsSSE2(SB), NOSPLIT, $0-32
 	MOVQ x+0(FP), SI
 	MOVQ y+8(FP), DI
 	MOVQ n+16(FP), CX
@@ -119,4 +119,89 @@ fploop:
 
 fpdone:
 	MOVQ AX, ret+16(FP)
+	RET
+
+DATA statAbs4<>+0(SB)/8, $0x7fffffffffffffff
+DATA statAbs4<>+8(SB)/8, $0x7fffffffffffffff
+DATA statAbs4<>+16(SB)/8, $0x7fffffffffffffff
+DATA statAbs4<>+24(SB)/8, $0x7fffffffffffffff
+GLOBL statAbs4<>(SB), RODATA|NOPTR, $32
+
+// func errorSumsAVX2(x, y *float32, n int, acc *statSums)
+// errorSums with the four lanes of each sum in one YMM register: lane k
+// holds element k of every group of four, as in errorSumsGo.
+TEXT ·errorSumsAVX2(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), SI
+	MOVQ y+8(FP), DI
+	MOVQ n+16(FP), CX
+	MOVQ acc+24(FP), R8
+	VMOVUPD 0(R8), Y0     // xx
+	VMOVUPD 32(R8), Y1    // yy
+	VMOVUPD 64(R8), Y2    // xy
+	VMOVUPD 96(R8), Y3    // ee
+	VBROADCASTSD 128(R8), Y4 // mx in every lane: the maximum is order-free
+	VMOVUPD statAbs4<>(SB), Y15
+	SHRQ $2, CX
+	JZ avxdone
+
+avxloop:
+	VCVTPS2PD (SI), Y5    // a
+	VCVTPS2PD (DI), Y6    // b
+	VMULPD Y6, Y5, Y7
+	VADDPD Y7, Y2, Y2     // xy += a*b
+	VSUBPD Y6, Y5, Y8     // e = a - b
+	VMULPD Y5, Y5, Y9
+	VADDPD Y9, Y0, Y0     // xx += a*a
+	VMULPD Y6, Y6, Y10
+	VADDPD Y10, Y1, Y1    // yy += b*b
+	VANDPD Y15, Y8, Y11   // |e|
+	VMAXPD Y4, Y11, Y4    // |e| > mx ? |e| : mx (NaN keeps mx)
+	VMULPD Y8, Y8, Y12
+	VADDPD Y12, Y3, Y3    // ee += e*e
+	ADDQ $16, SI
+	ADDQ $16, DI
+	DECQ CX
+	JNZ avxloop
+
+avxdone:
+	VMOVUPD Y0, 0(R8)
+	VMOVUPD Y1, 32(R8)
+	VMOVUPD Y2, 64(R8)
+	VMOVUPD Y3, 96(R8)
+	VEXTRACTF128 $1, Y4, X5
+	VMAXPD X5, X4, X4
+	VPERMILPD $1, X4, X5
+	VMAXSD X5, X4, X4
+	VMOVSD X4, 128(R8)
+	VZEROUPPER
+	RET
+
+// func finitePrefixAVX2(x *float32, n int) int
+// finitePrefixAsm in groups of 16 (two YMM registers).
+TEXT ·finitePrefixAVX2(SB), NOSPLIT, $0-24
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	SHRQ $4, CX
+	XORQ AX, AX
+	TESTQ CX, CX
+	JZ fpavxdone
+
+fpavxloop:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VSUBPS Y0, Y0, Y2    // v - v: 0, or NaN for NaN and ±Inf
+	VSUBPS Y1, Y1, Y3
+	VADDPS Y3, Y2, Y2
+	VCMPPS $3, Y2, Y2, Y2 // unordered: all ones where NaN
+	VMOVMSKPS Y2, DX
+	TESTQ DX, DX
+	JNZ fpavxdone
+	ADDQ $64, SI
+	ADDQ $16, AX
+	DECQ CX
+	JNZ fpavxloop
+
+fpavxdone:
+	MOVQ AX, ret+16(FP)
+	VZEROUPPER
 	RET

@@ -1,13 +1,28 @@
 package ggufquant
 
 import (
+	"fmt"
 	"math"
 	"testing"
+
+	"github.com/gantry-dev/gantry/compress/internal/simd"
 )
 
-// TestErrorSumsMatchGo checks that the assembly errorSums gives exactly the
-// sums of the portable loop, including with NaN, ±Inf and ±0.
-func TestErrorSumsMatchGo(t *testing.T) {
+// eachLevel runs f once per simd level this CPU supports.
+func eachLevel(t *testing.T, f func(t *testing.T)) {
+	for _, l := range simd.Supported() {
+		t.Run(l.String(), func(t *testing.T) {
+			defer simd.Set(l)()
+			f(t)
+		})
+	}
+}
+
+// TestErrorSumsMatchGo checks that errorSums at every simd level gives
+// exactly the sums of the portable loop, including with NaN, ±Inf and ±0.
+func TestErrorSumsMatchGo(t *testing.T) { eachLevel(t, testErrorSumsMatchGo) }
+
+func testErrorSumsMatchGo(t *testing.T) {
 	s := uint64(88172645463325252)
 	next := func() float32 {
 		s ^= s << 13
@@ -47,7 +62,9 @@ func TestErrorSumsMatchGo(t *testing.T) {
 	}
 }
 
-func TestFirstNonFiniteEveryPosition(t *testing.T) {
+func TestFirstNonFiniteEveryPosition(t *testing.T) { eachLevel(t, testFirstNonFiniteEveryPosition) }
+
+func testFirstNonFiniteEveryPosition(t *testing.T) {
 	for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
 		for n := 0; n < 70; n++ {
 			for p := -1; p < n; p++ {
@@ -64,6 +81,35 @@ func TestFirstNonFiniteEveryPosition(t *testing.T) {
 				if got := firstNonFinite(x); got != p {
 					t.Fatalf("n=%d, %v at %d: firstNonFinite = %d", n, bad, p, got)
 				}
+			}
+		}
+	}
+}
+
+// TestErrorSumsInTiles checks that adding a run tile by tile, with tiles of
+// multiples of four and any length last, gives the bits of one add over
+// the whole run, at every level: the pipeline's report must not depend on
+// its tiling.
+func TestErrorSumsInTiles(t *testing.T) {
+	x := make([]float32, 3*tileValues+13)
+	y := make([]float32, len(x))
+	for i := range x {
+		x[i] = float32(math.Sin(float64(i))) * float32(1+i%5)
+		y[i] = x[i] + float32(i%7-3)*1e-3
+	}
+	var want statSums
+	defer simd.Set(simd.Scalar)()
+	want.add(x, y)
+	ws := want.stats(int64(len(x)))
+	for _, l := range simd.Supported() {
+		simd.Set(l)
+		for _, tile := range []int{4, 8, 100, tileValues} {
+			var a statSums
+			for i := 0; i < len(x); i += tile {
+				a.add(x[i:min(i+tile, len(x))], y[i:min(i+tile, len(x))])
+			}
+			if got := a.stats(int64(len(x))); fmt.Sprint(got) != fmt.Sprint(ws) || got != ws {
+				t.Errorf("%v, tiles of %d: %+v, want %+v", l, tile, got, ws)
 			}
 		}
 	}

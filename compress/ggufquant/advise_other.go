@@ -1,0 +1,7 @@
+//go:build !linux
+
+package ggufquant
+
+import "io"
+
+func adviseSequential(io.ReaderAt) {}
