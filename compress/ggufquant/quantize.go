@@ -266,10 +266,10 @@ func cut(f *gguf.File, plan *Plan) ([]unit, error) {
 // worker owns the buffers of one thread: a unit's input and output, and
 // the float32 values of one tile before and after quantization.
 type worker struct {
-	f    *gguf.File
-	plan *Plan
-	fw   *gguf.FileWriter
-	opts *Options
+	f      *gguf.File
+	plan   *Plan
+	fw     *gguf.FileWriter
+	opts   *Options
 	prof   *Profile // nil unless profiling
 	noprof Profile  // where an unprofiled worker's laps go (never read)
 
