@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -328,6 +329,7 @@ func (w *Writer) Finish() error {
 type FileWriter struct {
 	*Writer
 	path string
+	tmp  string // the temporary file's name
 	f    *os.File
 	bw   *bufio.Writer
 	done bool
@@ -345,17 +347,29 @@ func Create(ctx context.Context, path string, kvs []KV, tensors []TensorInfo) (*
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	// The file is created under another name and locked before it takes
+	// its temporary name, so that every file with that name is either
+	// locked by a live writer or left by a dead one (kill -9), which the
+	// next Create of the same path removes.
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".new-*")
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
-	// CreateTemp makes the file 0600; the model is an ordinary output.
-	if err := f.Chmod(0o644); err != nil {
+	lockTemp(f)
+	tmp := filepath.Join(filepath.Dir(path), tempPrefix(path)+strings.TrimPrefix(filepath.Base(f.Name()), "."+filepath.Base(path)+".new-"))
+	if err := os.Rename(f.Name(), tmp); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return nil, fmt.Errorf("create %s: %w", path, err)
 	}
-	fw := &FileWriter{path: path, f: f, bw: bufio.NewWriterSize(f, 1<<20)}
+	sweepTemps(path, tmp)
+	// CreateTemp makes the file 0600; the model is an ordinary output.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	fw := &FileWriter{path: path, tmp: tmp, f: f, bw: bufio.NewWriterSize(f, 1<<20)}
 	w, err := NewWriter(fw.bw, kvs, tensors)
 	if err != nil {
 		fw.Abort()
@@ -403,11 +417,11 @@ func (fw *FileWriter) Commit(ctx context.Context) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(fw.f.Name(), fw.path)
+		err = os.Rename(fw.tmp, fw.path)
 	}
 	fw.done = true
 	if err != nil {
-		os.Remove(fw.f.Name())
+		os.Remove(fw.tmp)
 		return fmt.Errorf("write %s: %w", fw.path, err)
 	}
 	return nil
@@ -462,6 +476,28 @@ func firstWithData(ts []TensorInfo) int {
 	return len(ts)
 }
 
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
+// sweepTemps removes the temporary files of path that no live writer
+// holds: left by a writer killed before Commit or Abort.
+func sweepTemps(path, own string) {
+	dir := filepath.Dir(path)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	prefix := tempPrefix(path)
+	for _, e := range ents {
+		name := filepath.Join(dir, e.Name())
+		if !strings.HasPrefix(e.Name(), prefix) || name == own || !e.Type().IsRegular() {
+			continue
+		}
+		if stale(name) {
+			os.Remove(name)
+		}
+	}
+}
+
 // Abort discards the temporary file. It is safe to call after Commit.
 func (fw *FileWriter) Abort() {
 	if fw.done {
@@ -469,5 +505,5 @@ func (fw *FileWriter) Abort() {
 	}
 	fw.done = true
 	fw.f.Close()
-	os.Remove(fw.f.Name())
+	os.Remove(fw.tmp)
 }

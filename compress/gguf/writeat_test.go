@@ -138,3 +138,45 @@ func TestWriteTensorAtRefuses(t *testing.T) {
 		t.Errorf("WriteTensorAt after Write = %v", err)
 	}
 }
+
+// TestCreateSweepsDeadWritersTemps: a temporary file left by a writer that
+// died (kill -9: no lock) is removed by the next Create of the same path;
+// one a live writer holds (locked) is not, nor are other files.
+func TestCreateSweepsDeadWritersTemps(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.gguf")
+	dead := filepath.Join(dir, ".x.gguf.tmp-111")
+	os.WriteFile(dead, []byte("half a model"), 0o644)
+	other := filepath.Join(dir, ".y.gguf.tmp-222")
+	os.WriteFile(other, []byte("another output's"), 0o644)
+	live, err := gguf.Create(ctx, path, nil, writeAtTensors())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Abort()
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("dead writer's temporary file survived Create: %v", err)
+	}
+	fw, err := gguf.Create(ctx, path, nil, writeAtTensors())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ti := range writeAtTensors() {
+		if err := fw.WriteTensorAt(i, 0, make([]byte, ti.Bytes())); err != nil && ti.Bytes() > 0 {
+			t.Fatal(err)
+		}
+	}
+	if err := fw.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(dir)
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	// The live writer's file, the other output's, and the committed one.
+	if len(names) != 3 || !strings.HasPrefix(names[0], ".x.gguf.tmp-") || names[1] != ".y.gguf.tmp-222" || names[2] != "x.gguf" {
+		t.Errorf("directory holds %v", names)
+	}
+}
