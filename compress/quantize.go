@@ -11,6 +11,7 @@ import (
 
 	"github.com/gantry-dev/gantry/compress/ctensors"
 	"github.com/gantry-dev/gantry/compress/ggufquant"
+	"github.com/gantry-dev/gantry/compress/internal/simd"
 	"github.com/gantry-dev/gantry/compress/quality"
 )
 
@@ -41,7 +42,17 @@ type Options struct {
 	AllowNonFinite bool
 	// Progress is called with the input bytes handled so far.
 	Progress func(done int64)
+	// Profile, if set, receives where the time went (GGUF only; a
+	// safetensors conversion leaves it zero).
+	Profile *Profile
 }
+
+// Profile is where a GGUF quantization spent its time, stage by stage.
+type Profile = ggufquant.Profile
+
+// SIMD names the instruction set the kernels use in this process: scalar,
+// sse2, avx2 or avx512 (the best the CPU has, capped by GANTRY_SIMD).
+func SIMD() string { return simd.Current().String() }
 
 // Format is a model file format.
 type Format string
@@ -131,7 +142,7 @@ func Quantize(ctx context.Context, in, out string, opts Options) (quality.Report
 		}
 		return ggufquant.Quantize(ctx, f, info.Size(), out, ggufquant.Options{
 			Type: t, Threads: opts.Threads, Pure: opts.Pure, Skip: opts.Skip, AllowNonFinite: opts.AllowNonFinite,
-			LeaveOutput: opts.LeaveOutput, Progress: opts.Progress, InputName: in,
+			LeaveOutput: opts.LeaveOutput, Progress: opts.Progress, InputName: in, Profile: opts.Profile,
 		})
 	default:
 		switch t {

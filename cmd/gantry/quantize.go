@@ -21,7 +21,7 @@ import (
 func (a *app) quantizeCmd() *cobra.Command {
 	var (
 		in, out, typ, report string
-		insecure             bool
+		insecure, profile    bool
 		opts                 compress.Options
 	)
 	cmd := &cobra.Command{
@@ -41,6 +41,10 @@ RMSE, max abs error, cosine) and a whole-model summary; --report json prints it 
 JSON. The output is written atomically: a failed run leaves nothing behind. A NaN
 or Inf value is an error naming the tensor and its offset, whether the tensor is
 quantized or kept as is (norms, lm_head, --skip), unless --allow-nonfinite.
+
+--profile prints, to stderr, the time each stage took summed over the threads, its
+share and its throughput, and the instruction set the kernels used (the best the
+CPU has; GANTRY_SIMD=scalar|sse2|avx2|avx512 caps it).
 
 For int4, --group-size takes the sizes vLLM serves: 32, 64, 128 (the default) or
 -1 (one scale per output channel). A layer whose input width the group size does
@@ -69,10 +73,21 @@ whole: q_proj, k_proj and v_proj together, gate_proj and up_proj together.`,
 			}
 			bar := newProgressBar(cmd.Context(), a.stderr, isTerminal(a.stderr), "quantize", total)
 			opts.Progress = bar.Set
+			var prof compress.Profile
+			if profile {
+				opts.Profile = &prof
+			}
 			rep, err := compress.Quantize(cmd.Context(), in, out, opts)
 			bar.Done(err == nil)
 			if err != nil {
 				return err
+			}
+			if profile {
+				if prof.Threads == 0 {
+					fmt.Fprintf(a.stderr, "profile: only GGUF quantization is profiled (simd %s)\n", compress.SIMD())
+				} else if _, err := prof.WriteTo(a.stderr); err != nil {
+					return err
+				}
 			}
 			if report == "json" {
 				enc := json.NewEncoder(a.stdout)
@@ -94,6 +109,7 @@ whole: q_proj, k_proj and v_proj together, gate_proj and up_proj together.`,
 	f.BoolVar(&opts.LeaveOutput, "leave-output-tensor", false, "GGUF: keep output.weight unquantized")
 	f.BoolVar(&opts.AllowNonFinite, "allow-nonfinite", false, "accept NaN and Inf values (quantized or kept as is) instead of failing")
 	f.StringVar(&report, "report", "table", "report format: table or json")
+	f.BoolVar(&profile, "profile", false, "print where the time went (read, decode, check, quantize, dequantize, errors, write) to stderr")
 	return cmd
 }
 
