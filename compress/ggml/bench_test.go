@@ -2,7 +2,21 @@ package ggml
 
 import (
 	"testing"
+
+	"github.com/gantry-dev/gantry/compress/internal/simd"
 )
+
+// benchLevels runs f as one sub-benchmark per simd level this CPU
+// supports, so every SIMD path is measured against the scalar path in the
+// same run.
+func benchLevels(b *testing.B, f func(b *testing.B)) {
+	for _, l := range simd.Supported() {
+		b.Run(l.String(), func(b *testing.B) {
+			defer simd.Set(l)()
+			f(b)
+		})
+	}
+}
 
 // The kernel benchmarks quantize 1 Mi float32 values (4 MiB of F32 input,
 // which is what b.SetBytes counts, so MB/s is F32 input bytes) and also
@@ -15,17 +29,19 @@ func BenchmarkQuantize(b *testing.B) {
 	x := testValues(benchN, 3)
 	for _, typ := range quantTypes {
 		b.Run(typ.String(), func(b *testing.B) {
-			n, _ := typ.RowSize(benchN)
-			dst := make([]byte, n)
-			b.SetBytes(4 * benchN)
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if _, err := Quantize(typ, dst, x); err != nil {
-					b.Fatal(err)
+			benchLevels(b, func(b *testing.B) {
+				n, _ := typ.RowSize(benchN)
+				dst := make([]byte, n)
+				b.SetBytes(4 * benchN)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, err := Quantize(typ, dst, x); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-			b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+				b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+			})
 		})
 	}
 }
@@ -34,20 +50,22 @@ func BenchmarkDequantize(b *testing.B) {
 	x := testValues(benchN, 3)
 	for _, typ := range quantTypes {
 		b.Run(typ.String(), func(b *testing.B) {
-			n, _ := typ.RowSize(benchN)
-			q := make([]byte, n)
-			if _, err := Quantize(typ, q, x); err != nil {
-				b.Fatal(err)
-			}
-			y := make([]float32, benchN)
-			b.SetBytes(4 * benchN)
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if err := Dequantize(typ, y, q); err != nil {
+			benchLevels(b, func(b *testing.B) {
+				n, _ := typ.RowSize(benchN)
+				q := make([]byte, n)
+				if _, err := Quantize(typ, q, x); err != nil {
 					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+				y := make([]float32, benchN)
+				b.SetBytes(4 * benchN)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := Dequantize(typ, y, q); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+			})
 		})
 	}
 }
@@ -57,11 +75,13 @@ func BenchmarkDecodeF16(b *testing.B) {
 	src := make([]byte, 2*benchN)
 	EncodeF16(src, testValues(benchN, 4))
 	dst := make([]float32, benchN)
-	b.SetBytes(2 * benchN)
-	for i := 0; i < b.N; i++ {
-		DecodeF16(dst, src)
-	}
-	b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+	benchLevels(b, func(b *testing.B) {
+		b.SetBytes(2 * benchN)
+		for i := 0; i < b.N; i++ {
+			DecodeF16(dst, src)
+		}
+		b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+	})
 }
 
 // BenchmarkCopy is the memory-bandwidth baseline: copy() of 4 MiB.

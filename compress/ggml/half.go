@@ -3,6 +3,8 @@ package ggml
 import (
 	"encoding/binary"
 	"math"
+
+	"github.com/gantry-dev/gantry/compress/internal/simd"
 )
 
 // FP16ToFP32 widens an IEEE 754 binary16 value exactly, as ggml's
@@ -89,7 +91,11 @@ func FP32ToBF16(f float32) uint16 {
 // len(src) must be 2*len(dst).
 func DecodeF16(dst []float32, src []byte) {
 	src = src[:2*len(dst)]
-	i := 0
+	i := decodeF16Wide(dst, src) // F16C at AVX2 and above
+	if simd.Current() < simd.SSE2 {
+		decodeF16Scalar(dst[i:], src[2*i:])
+		return
+	}
 	for {
 		// The vector loop converts groups of 8 normal values and stops at
 		// the first group with a zero, subnormal, Inf or NaN.

@@ -1,6 +1,8 @@
 package ggml
 
 import (
+	"github.com/gantry-dev/gantry/compress/internal/simd"
+
 	"encoding/binary"
 	"math"
 )
@@ -155,7 +157,7 @@ func kScales(x *[QK_K]float32, nmax int32, rmin, rdelta float32, nstep int, sc *
 			weights[32*j+i] = avX + abs32(v)
 		}
 	}
-	if kSearch && allFinite(x[:]) {
+	if kSearch && simd.Current() >= simd.SSE2 && allFinite(x[:]) {
 		scales, mins = qkx2Search(nmax, x, &weights, l, rmin, rdelta, nstep, t)
 	} else {
 		for j := 0; j < QK_K/32; j++ {
@@ -384,7 +386,7 @@ func quantizeQ6K(dst []byte, src []float32) {
 		x := (*[QK_K]float32)(src)
 		y := (*[210]byte)(dst)
 		var maxScale, maxAbsScale float32
-		if kSearch && allFinite(x[:]) {
+		if kSearch && simd.Current() >= simd.SSE2 && allFinite(x[:]) {
 			qx6Search(x, &l, &scales, &t)
 		} else {
 			for ib := 0; ib < QK_K/16; ib++ {

@@ -26,8 +26,8 @@ func roundHalfAway(v float32) int32 {
 func putF16(b []byte, v float32) { binary.LittleEndian.PutUint16(b, FP32ToFP16(v)) }
 func getF16(b []byte) float32    { return f16Table[binary.LittleEndian.Uint16(b)] }
 
-// quantizeQ8_0 is quantize_row_q8_0_ref: d = max|x|/127, q = roundf(x/d).
-func quantizeQ8_0(dst []byte, src []float32) {
+// quantizeQ8_0Go is quantize_row_q8_0_ref: d = max|x|/127, q = roundf(x/d).
+func quantizeQ8_0Go(dst []byte, src []float32) {
 	for ; len(src) >= QK; src, dst = src[QK:], dst[34:] {
 		x := (*[QK]float32)(src)
 		y := (*[34]byte)(dst)
@@ -50,7 +50,7 @@ func quantizeQ8_0(dst []byte, src []float32) {
 	}
 }
 
-func dequantizeQ8_0(dst []float32, src []byte) {
+func dequantizeQ8_0Go(dst []float32, src []byte) {
 	for ; len(dst) >= QK; src, dst = src[34:], dst[QK:] {
 		y := (*[QK]float32)(dst)
 		x := (*[34]byte)(src)

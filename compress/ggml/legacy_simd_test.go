@@ -1,0 +1,160 @@
+package ggml
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gantry-dev/gantry/compress/internal/simd"
+)
+
+// eachLevel runs f once per simd level this CPU supports.
+func eachLevel(t *testing.T, f func(t *testing.T, l simd.Level)) {
+	for _, l := range simd.Supported() {
+		t.Run(l.String(), func(t *testing.T) {
+			defer simd.Set(l)()
+			f(t, l)
+		})
+	}
+}
+
+// adversarialBlocks returns Q8_0-sized blocks that stress the vector
+// code: exact halves after scaling, ±0, all-equal, subnormal, huge, signed
+// ties of the largest magnitude, lone NaN and ±Inf, then random ones.
+func adversarialBlocks(rng *rand.Rand, nrand int) []float32 {
+	var x []float32
+	block := func(f func(j int) float32) {
+		for j := 0; j < QK; j++ {
+			x = append(x, f(j))
+		}
+	}
+	negz := float32(math.Copysign(0, -1))
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	block(func(j int) float32 { return 0 })
+	block(func(j int) float32 { return negz })
+	block(func(j int) float32 { return []float32{0, negz}[j%2] })
+	block(func(j int) float32 { return 0.75 })
+	block(func(j int) float32 { return float32(j%3-1) * 127 })            // ±127 ties and 0
+	block(func(j int) float32 { return float32(j) - 15.5 })               // halves
+	block(func(j int) float32 { return (float32(j) + 0.5) * 127 / 63.5 }) // x*id near .5
+	block(func(j int) float32 { return float32(j-16) * 0.5 })
+	block(func(j int) float32 { return math.Float32frombits(uint32(j + 1)) }) // subnormals
+	block(func(j int) float32 { return float32(j%5-2) * 1e-41 })
+	block(func(j int) float32 { return float32(j%7-3) * 1.1e38 })
+	block(func(j int) float32 { return []float32{math.MaxFloat32, -math.MaxFloat32, 1}[j%3] })
+	block(func(j int) float32 { return float32(j) * 1e-8 }) // tiny scale: subnormal fp16 d
+	block(func(j int) float32 { return float32(j) * 6e-6 })
+	block(func(j int) float32 { return float32(j-16) * 7e-39 })   // subnormal d
+	block(func(j int) float32 { return float32(j-16) * 9.33e-38 }) // d near FLT_MIN
+	for _, bad := range []float32{nan, inf, -inf} {
+		for _, pos := range []int{0, 13, 31} {
+			block(func(j int) float32 {
+				if j == pos {
+					return bad
+				}
+				return float32(j) - 7
+			})
+		}
+	}
+	for i := 0; i < nrand; i++ {
+		scale := float32(math.Pow(10, rng.Float64()*8-4))
+		block(func(j int) float32 {
+			v := float32(rng.NormFloat64()) * scale
+			if rng.IntN(8) == 0 {
+				v = float32(math.Round(float64(v*4))) / 4 // ties
+			}
+			return v
+		})
+	}
+	return x
+}
+
+// TestQ8_0EveryLevel checks Quantize and Dequantize of Q8_0 at every level
+// against the Go reference, byte for byte and bit for bit.
+func TestQ8_0EveryLevel(t *testing.T) {
+	eachLevel(t, func(t *testing.T, l simd.Level) {
+		for seed := uint64(1); seed <= 20; seed++ {
+			rng := rand.New(rand.NewPCG(seed, 8))
+			x := adversarialBlocks(rng, 200)
+			want := make([]byte, len(x)/QK*34)
+			quantizeQ8_0Go(want, x)
+			got := make([]byte, len(want))
+			if _, err := Quantize(Q8_0, got, x); err != nil {
+				t.Fatal(err)
+			}
+			for b := 0; b < len(x)/QK; b++ {
+				if !bytes.Equal(got[34*b:34*b+34], want[34*b:34*b+34]) {
+					t.Fatalf("seed %d block %d: %v\n got %x\nwant %x", seed, b, x[QK*b:QK*b+QK], got[34*b:34*b+34], want[34*b:34*b+34])
+				}
+			}
+			// Dequantize the blocks and random bytes (NaN, Inf and
+			// subnormal fp16 scales among them).
+			for _, src := range [][]byte{want, randomBytes(rng, len(want))} {
+				y0 := make([]float32, len(x))
+				y1 := make([]float32, len(x))
+				dequantizeQ8_0Go(y0, src)
+				if err := Dequantize(Q8_0, y1, src); err != nil {
+					t.Fatal(err)
+				}
+				for i := range y0 {
+					if math.Float32bits(y0[i]) != math.Float32bits(y1[i]) {
+						t.Fatalf("seed %d: dequantized value %d is %x, want %x", seed, i, math.Float32bits(y1[i]), math.Float32bits(y0[i]))
+					}
+				}
+			}
+		}
+	})
+}
+
+func randomBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// TestDecodeF16EveryLevel decodes all 2^16 binary16 patterns, at offsets
+// that leave every tail length, and compares with FP16ToFP32 bit for bit.
+func TestDecodeF16EveryLevel(t *testing.T) {
+	src := make([]byte, 2<<16)
+	for i := 0; i < 1<<16; i++ {
+		binary.LittleEndian.PutUint16(src[2*i:], uint16(i))
+	}
+	eachLevel(t, func(t *testing.T, l simd.Level) {
+		for _, skip := range []int{0, 1, 7, 15} {
+			n := 1<<16 - skip
+			dst := make([]float32, n)
+			DecodeF16(dst, src[2*skip:])
+			for i, v := range dst {
+				if want := FP16ToFP32(uint16(i + skip)); math.Float32bits(v) != math.Float32bits(want) {
+					t.Fatalf("skip %d: %#04x decodes to %#08x, want %#08x", skip, i+skip, math.Float32bits(v), math.Float32bits(want))
+				}
+			}
+		}
+	})
+}
+
+// TestScalarFallbackForced checks that at the Scalar level the portable
+// code is what runs: a block the AVX2 kernel would stop at and ordinary
+// blocks alike come out as the Go reference writes them, and the level
+// really is Scalar while it runs.
+func TestScalarFallbackForced(t *testing.T) {
+	defer simd.Set(simd.Scalar)()
+	if simd.Current() != simd.Scalar {
+		t.Fatalf("level %v after Set(Scalar)", simd.Current())
+	}
+	if n := decodeF16Wide(make([]float32, 64), make([]byte, 128)); n != 0 {
+		t.Errorf("the F16C decode ran %d values at the Scalar level", n)
+	}
+	x := adversarialBlocks(rand.New(rand.NewPCG(3, 3)), 50)
+	want := make([]byte, len(x)/QK*34)
+	quantizeQ8_0Go(want, x)
+	got := make([]byte, len(want))
+	Quantize(Q8_0, got, x)
+	if !bytes.Equal(got, want) {
+		t.Error("Scalar level differs from the Go reference")
+	}
+}
