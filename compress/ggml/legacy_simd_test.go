@@ -46,7 +46,7 @@ func adversarialBlocks(rng *rand.Rand, nrand int) []float32 {
 	block(func(j int) float32 { return []float32{math.MaxFloat32, -math.MaxFloat32, 1}[j%3] })
 	block(func(j int) float32 { return float32(j) * 1e-8 }) // tiny scale: subnormal fp16 d
 	block(func(j int) float32 { return float32(j) * 6e-6 })
-	block(func(j int) float32 { return float32(j-16) * 7e-39 })   // subnormal d
+	block(func(j int) float32 { return float32(j-16) * 7e-39 })    // subnormal d
 	block(func(j int) float32 { return float32(j-16) * 9.33e-38 }) // d near FLT_MIN
 	for _, bad := range []float32{nan, inf, -inf} {
 		for _, pos := range []int{0, 13, 31} {
