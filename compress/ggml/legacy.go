@@ -74,8 +74,8 @@ func absMaxSigned(x *[QK]float32) float32 {
 	return max
 }
 
-// quantizeQ4_0 is quantize_row_q4_0_ref: d = max/−8, q = min(15, (int8)(x/d + 8.5)).
-func quantizeQ4_0(dst []byte, src []float32) {
+// quantizeQ4_0Go is quantize_row_q4_0_ref: d = max/−8, q = min(15, (int8)(x/d + 8.5)).
+func quantizeQ4_0Go(dst []byte, src []float32) {
 	for ; len(src) >= QK; src, dst = src[QK:], dst[18:] {
 		x := (*[QK]float32)(src)
 		y := (*[18]byte)(dst)

@@ -23,6 +23,23 @@ func quantizeQ8_0(dst []byte, src []float32) {
 	}
 }
 
+// quantizeQ4_0 is quantizeQ4_0Go, in AVX2 at that level and above, with
+// the same hand-off to the Go code as quantizeQ8_0.
+func quantizeQ4_0(dst []byte, src []float32) {
+	if simd.Current() < simd.AVX2 {
+		quantizeQ4_0Go(dst, src)
+		return
+	}
+	for nb := len(src) / QK; nb > 0; {
+		k := quantizeQ4_0AVX2(&dst[0], &src[0], nb)
+		dst, src, nb = dst[18*k:], src[QK*k:], nb-k
+		if nb > 0 {
+			quantizeQ4_0Go(dst[:18], src[:QK])
+			dst, src, nb = dst[18:], src[QK:], nb-1
+		}
+	}
+}
+
 // dequantizeQ8_0 is dequantizeQ8_0Go, in AVX2 at that level and above.
 func dequantizeQ8_0(dst []float32, src []byte) {
 	nb := len(dst) / QK
@@ -47,6 +64,9 @@ func decodeF16Wide(dst []float32, src []byte) int {
 
 //go:noescape
 func quantizeQ8_0AVX2(dst *byte, src *float32, nb int) int
+
+//go:noescape
+func quantizeQ4_0AVX2(dst *byte, src *float32, nb int) int
 
 //go:noescape
 func dequantizeQ8_0AVX2(dst *float32, src *byte, nb int)

@@ -196,3 +196,145 @@ f16loop:
 f16done:
 	VZEROUPPER
 	RET
+
+DATA q4c<>+0(SB)/4, $0xc1000000   // -8.0
+DATA q4c<>+4(SB)/4, $0x41080000   // 8.5
+DATA q4c<>+8(SB)/4, $15
+GLOBL q4c<>(SB), RODATA|NOPTR, $12
+
+// func quantizeQ4_0AVX2(dst *byte, src *float32, nb int) int
+// quantizeQ4_0 for up to nb blocks; it stops before the first block that
+// holds a NaN or ±Inf or whose scale is subnormal, and returns the number
+// of blocks done.
+TEXT ·quantizeQ4_0AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ nb+16(FP), CX
+	XORQ AX, AX
+	VBROADCASTSS q8c<>+0(SB), Y10  // exponent mask
+	VBROADCASTSS q8c<>+4(SB), Y11  // abs mask
+	VBROADCASTSS q4c<>+4(SB), Y12  // 8.5
+	VPBROADCASTD q4c<>+8(SB), Y13  // 15
+	VBROADCASTSS q8c<>+12(SB), Y14 // 1
+	TESTQ CX, CX
+	JZ q4done
+
+q4loop:
+	VMOVUPS 0(SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS 64(SI), Y2
+	VMOVUPS 96(SI), Y3
+
+	VANDPS Y10, Y0, Y4
+	VPCMPEQD Y10, Y4, Y4
+	VANDPS Y10, Y1, Y5
+	VPCMPEQD Y10, Y5, Y5
+	VPOR Y5, Y4, Y4
+	VANDPS Y10, Y2, Y5
+	VPCMPEQD Y10, Y5, Y5
+	VPOR Y5, Y4, Y4
+	VANDPS Y10, Y3, Y5
+	VPCMPEQD Y10, Y5, Y5
+	VPOR Y5, Y4, Y4
+	VPTEST Y4, Y4
+	JNZ q4done
+
+	// amax = max |x|, then the first element whose |x| is amax: its
+	// signed value is ggml's max (the first one wins ties, as with <).
+	VANDPS Y11, Y0, Y4
+	VANDPS Y11, Y1, Y5
+	VANDPS Y11, Y2, Y6
+	VANDPS Y11, Y3, Y7
+	VMAXPS Y5, Y4, Y8
+	VMAXPS Y6, Y8, Y8
+	VMAXPS Y7, Y8, Y8
+	VEXTRACTF128 $1, Y8, X9
+	VMAXPS X9, X8, X8
+	VPERMILPS $0x4e, X8, X9
+	VMAXPS X9, X8, X8
+	VPERMILPS $0xb1, X8, X9
+	VMAXPS X9, X8, X8
+	// All zero (±0): ggml's scan never moves off its +0 start.
+	VXORPS X9, X9, X9
+	VUCOMISS X9, X8
+	JNE q4find
+	VXORPS X4, X4, X4
+	JMP q4havemax
+
+q4find:
+	VBROADCASTSS X8, Y8
+	VCMPPS $0, Y8, Y4, Y4
+	VMOVMSKPS Y4, R8
+	VCMPPS $0, Y8, Y5, Y5
+	VMOVMSKPS Y5, R9
+	SHLQ $8, R9
+	ORQ R9, R8
+	VCMPPS $0, Y8, Y6, Y6
+	VMOVMSKPS Y6, R9
+	SHLQ $16, R9
+	ORQ R9, R8
+	VCMPPS $0, Y8, Y7, Y7
+	VMOVMSKPS Y7, R9
+	SHLQ $24, R9
+	ORQ R9, R8
+	XORQ R9, R9
+	BSFQ R8, R9            // amax is some |x|, so the mask is not empty
+	VMOVSS (SI)(R9*4), X4  // max
+
+q4havemax:
+
+	// d = max/-8; a subnormal nonzero d goes to the Go code.
+	VMOVSS q4c<>+0(SB), X5
+	VDIVSS X5, X4, X6      // d
+	VANDPS X11, X6, X9     // |d|
+	VMOVSS q8c<>+24(SB), X5
+	VUCOMISS X5, X9
+	JAE q4normal
+	VXORPS X5, X5, X5
+	VUCOMISS X5, X9
+	JNE q4done
+
+q4normal:
+	VDIVSS X6, X14, X7     // 1/d
+	VXORPS X8, X8, X8
+	VCMPSS $4, X8, X6, X8  // d != 0
+	VANDPS X8, X7, X7
+	VCVTPS2PH $0, X6, X9
+	VMOVD X9, R8
+	MOVW R8, 0(DI)
+	VBROADCASTSS X7, Y7
+
+	// q = min(15, (int)(x*id + 8.5)); in range for a normal d.
+#define Q4Q(R) \
+	VMULPS Y7, R, R \
+	VADDPS Y12, R, R \
+	VCVTTPS2DQ R, R \
+	VPMINSD Y13, R, R
+
+	Q4Q(Y0)
+	Q4Q(Y1)
+	Q4Q(Y2)
+	Q4Q(Y3)
+#undef Q4Q
+
+	// byte j = q[j] | q[j+16]<<4, j < 16.
+	VPSLLD $4, Y2, Y2
+	VPOR Y2, Y0, Y0        // j = 0..7
+	VPSLLD $4, Y3, Y3
+	VPOR Y3, Y1, Y1        // j = 8..15
+	VPACKUSDW Y1, Y0, Y0   // words 0-3 8-11 | 4-7 12-15
+	VPERMQ $0xd8, Y0, Y0   // words 0-15 in order
+	VEXTRACTI128 $1, Y0, X1
+	VPACKUSWB X1, X0, X0
+	VMOVDQU X0, 2(DI)
+
+	ADDQ $128, SI
+	ADDQ $18, DI
+	INCQ AX
+	CMPQ AX, CX
+	JLT q4loop
+
+q4done:
+	MOVQ AX, ret+24(FP)
+	VZEROUPPER
+	RET

@@ -36,7 +36,9 @@ func adversarialBlocks(rng *rand.Rand, nrand int) []float32 {
 	block(func(j int) float32 { return negz })
 	block(func(j int) float32 { return []float32{0, negz}[j%2] })
 	block(func(j int) float32 { return 0.75 })
-	block(func(j int) float32 { return float32(j%3-1) * 127 })            // ±127 ties and 0
+	block(func(j int) float32 { return float32(j%3-1) * 127 }) // ±127 ties and 0
+	block(func(j int) float32 { return float32(1-j%3) * 8 })   // −8 first: the signed tie
+	block(func(j int) float32 { return []float32{negz, 0}[j%2] })
 	block(func(j int) float32 { return float32(j) - 15.5 })               // halves
 	block(func(j int) float32 { return (float32(j) + 0.5) * 127 / 63.5 }) // x*id near .5
 	block(func(j int) float32 { return float32(j-16) * 0.5 })
@@ -114,6 +116,28 @@ func randomBytes(rng *rand.Rand, n int) []byte {
 		b[i] = byte(rng.Uint32())
 	}
 	return b
+}
+
+// TestQ4_0EveryLevel checks Quantize of Q4_0 at every level against the Go
+// reference, byte for byte.
+func TestQ4_0EveryLevel(t *testing.T) {
+	eachLevel(t, func(t *testing.T, l simd.Level) {
+		for seed := uint64(1); seed <= 20; seed++ {
+			rng := rand.New(rand.NewPCG(seed, 4))
+			x := adversarialBlocks(rng, 200)
+			want := make([]byte, len(x)/QK*18)
+			quantizeQ4_0Go(want, x)
+			got := make([]byte, len(want))
+			if _, err := Quantize(Q4_0, got, x); err != nil {
+				t.Fatal(err)
+			}
+			for b := 0; b < len(x)/QK; b++ {
+				if !bytes.Equal(got[18*b:18*b+18], want[18*b:18*b+18]) {
+					t.Fatalf("seed %d block %d: %v\n got %x\nwant %x", seed, b, x[QK*b:QK*b+QK], got[18*b:18*b+18], want[18*b:18*b+18])
+				}
+			}
+		}
+	})
 }
 
 // TestDecodeF16EveryLevel decodes all 2^16 binary16 patterns, at offsets
