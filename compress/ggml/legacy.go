@@ -103,7 +103,7 @@ func clampTrunc(v float32, max int32) byte {
 	return byte(q)
 }
 
-func dequantizeQ4_0(dst []float32, src []byte) {
+func dequantizeQ4_0Go(dst []float32, src []byte) {
 	for ; len(dst) >= QK; src, dst = src[18:], dst[QK:] {
 		y := (*[QK]float32)(dst)
 		x := (*[18]byte)(src)

@@ -51,6 +51,17 @@ func dequantizeQ8_0(dst []float32, src []byte) {
 	dequantizeQ8_0AVX2(&dst[0], &src[0], nb)
 }
 
+// dequantizeQ4_0 is dequantizeQ4_0Go, in AVX2 at that level and above.
+func dequantizeQ4_0(dst []float32, src []byte) {
+	nb := len(dst) / QK
+	if simd.Current() < simd.AVX2 || nb == 0 {
+		dequantizeQ4_0Go(dst, src)
+		return
+	}
+	_ = src[18*nb-1]
+	dequantizeQ4_0AVX2(&dst[0], &src[0], nb)
+}
+
 // decodeF16Wide converts the leading values of src to dst in groups of 16
 // with F16C at the AVX2 level and above, and returns how many it did.
 func decodeF16Wide(dst []float32, src []byte) int {
@@ -70,6 +81,9 @@ func quantizeQ4_0AVX2(dst *byte, src *float32, nb int) int
 
 //go:noescape
 func dequantizeQ8_0AVX2(dst *float32, src *byte, nb int)
+
+//go:noescape
+func dequantizeQ4_0AVX2(dst *float32, src *byte, nb int)
 
 //go:noescape
 func decodeF16AVX2(dst *float32, src *byte, n int)

@@ -338,3 +338,54 @@ q4done:
 	MOVQ AX, ret+24(FP)
 	VZEROUPPER
 	RET
+
+DATA q4d<>+0(SB)/4, $15
+DATA q4d<>+4(SB)/4, $8
+GLOBL q4d<>(SB), RODATA|NOPTR, $8
+
+// func dequantizeQ4_0AVX2(dst *float32, src *byte, nb int)
+// dequantizeQ4_0 for nb blocks: float32(q−8)*d, low nibbles first.
+TEXT ·dequantizeQ4_0AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ nb+16(FP), CX
+	VPBROADCASTD q4d<>+0(SB), Y14
+	VPBROADCASTD q4d<>+4(SB), Y15
+	TESTQ CX, CX
+	JZ dq4done
+
+dq4loop:
+	MOVWLZX 0(SI), R8
+	VMOVD R8, X7
+	VCVTPH2PS X7, X7
+	VBROADCASTSS X7, Y7
+	VPMOVZXBD 2(SI), Y0    // bytes 0-7
+	VPMOVZXBD 10(SI), Y1   // bytes 8-15
+	VPSRLD $4, Y0, Y2      // high nibbles: values 16-23
+	VPSRLD $4, Y1, Y3      // 24-31
+	VPAND Y14, Y0, Y0
+	VPAND Y14, Y1, Y1
+	VPSUBD Y15, Y0, Y0
+	VPSUBD Y15, Y1, Y1
+	VPSUBD Y15, Y2, Y2
+	VPSUBD Y15, Y3, Y3
+	VCVTDQ2PS Y0, Y0
+	VCVTDQ2PS Y1, Y1
+	VCVTDQ2PS Y2, Y2
+	VCVTDQ2PS Y3, Y3
+	VMULPS Y7, Y0, Y0
+	VMULPS Y7, Y1, Y1
+	VMULPS Y7, Y2, Y2
+	VMULPS Y7, Y3, Y3
+	VMOVUPS Y0, 0(DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ $18, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ dq4loop
+
+dq4done:
+	VZEROUPPER
+	RET

@@ -118,7 +118,7 @@ func randomBytes(rng *rand.Rand, n int) []byte {
 	return b
 }
 
-// TestQ4_0EveryLevel checks Quantize of Q4_0 at every level against the Go
+// TestQ4_0EveryLevel checks Quantize and Dequantize of Q4_0 at every level against the Go
 // reference, byte for byte.
 func TestQ4_0EveryLevel(t *testing.T) {
 	eachLevel(t, func(t *testing.T, l simd.Level) {
@@ -134,6 +134,19 @@ func TestQ4_0EveryLevel(t *testing.T) {
 			for b := 0; b < len(x)/QK; b++ {
 				if !bytes.Equal(got[18*b:18*b+18], want[18*b:18*b+18]) {
 					t.Fatalf("seed %d block %d: %v\n got %x\nwant %x", seed, b, x[QK*b:QK*b+QK], got[18*b:18*b+18], want[18*b:18*b+18])
+				}
+			}
+			for _, src := range [][]byte{want, randomBytes(rng, len(want))} {
+				y0 := make([]float32, len(x))
+				y1 := make([]float32, len(x))
+				dequantizeQ4_0Go(y0, src)
+				if err := Dequantize(Q4_0, y1, src); err != nil {
+					t.Fatal(err)
+				}
+				for i := range y0 {
+					if math.Float32bits(y0[i]) != math.Float32bits(y1[i]) {
+						t.Fatalf("seed %d: dequantized value %d is %x, want %x", seed, i, math.Float32bits(y1[i]), math.Float32bits(y0[i]))
+					}
 				}
 			}
 		}
