@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# quantize-vs-llama.sh runs llama.cpp's llama_model_quantize (through lq,
+# built from llama-quantize.c) and gantry quantize on the same model,
+# interleaved, pinned with taskset, best of N, and checks that the outputs
+# are byte-identical. It prints one Markdown row per type.
+#
+#   quantize-vs-llama.sh MODEL THREADS CPUS N TYPE...
+#   e.g. quantize-vs-llama.sh /tmp/bench/tinyllama-f16.gguf 1 1 2 q8_0 q4_0 q4_k_m
+#
+# LQ and GANTRY name the binaries (default /tmp/bench/lq and /tmp/gantry).
+# Before every run the page cache is warmed with the model and the previous
+# outputs are removed, the same for both tools. The first row is a plain cp
+# of the model, the I/O baseline. Times are wall seconds; RSS is max RSS.
+set -euo pipefail
+model=$1 threads=$2 cpus=$3 n=$4
+shift 4
+lq=${LQ:-/tmp/bench/lq}
+gantry=${GANTRY:-/tmp/gantry}
+dir=$(dirname "$model")
+tf=$(mktemp)
+trap 'rm -f "$tf" "$dir/bench-lq.gguf" "$dir/bench-g.gguf" "$dir/bench-cp.gguf"' EXIT
+
+ftype() {
+	case $1 in
+	q4_0) echo 2 ;; q4_1) echo 3 ;; q8_0) echo 7 ;; q5_0) echo 8 ;; q5_1) echo 9 ;;
+	q4_k_s) echo 14 ;; q4_k_m) echo 15 ;; q5_k_s) echo 16 ;; q5_k_m) echo 17 ;; q6_k) echo 18 ;;
+	*) echo "unknown type $1" >&2; exit 2 ;;
+	esac
+}
+
+# measure CMD...: prints "seconds maxrss_kB"; fails if CMD fails.
+measure() {
+	cat "$model" >/dev/null
+	/usr/bin/time -f "%e %M" -o "$tf" taskset -c "$cpus" "$@" >/dev/null 2>&1
+	cat "$tf"
+}
+
+best() { sort -n | head -1; }
+
+cpt=""
+for i in $(seq "$n"); do
+	rm -f "$dir/bench-cp.gguf"
+	cpt+="$(measure cp "$model" "$dir/bench-cp.gguf")"$'\n'
+done
+cpbest=$(printf '%s' "$cpt" | best | cut -d' ' -f1)
+echo "| cp (baseline) | - | $cpbest | | | | |"
+echo "| type | threads | llama.cpp s (best of $n) | gantry s (best of $n) | gantry's speed-up | gantry / cp | RSS llama / gantry MB | identical |"
+for typ in "$@"; do
+	lt="" gt="" same=yes
+	for i in $(seq "$n"); do
+		rm -f "$dir/bench-lq.gguf" "$dir/bench-g.gguf"
+		lt+="$(measure "$lq" "$model" "$dir/bench-lq.gguf" "$(ftype "$typ")" "$threads")"$'\n'
+		gt+="$(measure "$gantry" quantize --in "$model" --out "$dir/bench-g.gguf" --type "$typ" --threads "$threads")"$'\n'
+		cmp -s "$dir/bench-lq.gguf" "$dir/bench-g.gguf" || same=NO
+	done
+	lb=$(printf '%s' "$lt" | best) gb=$(printf '%s' "$gt" | best)
+	lrss=$(printf '%s' "$lt" | awk '$2>m{m=$2}END{printf "%.0f", m/1024}')
+	grss=$(printf '%s' "$gt" | awk '$2>m{m=$2}END{printf "%.0f", m/1024}')
+	ls=${lb%% *} gs=${gb%% *}
+	echo "| $typ | $threads | $ls | $gs | $(awk "BEGIN{printf \"%.2f×\", $ls/$gs}") | $(awk "BEGIN{printf \"%.2f\", $gs/$cpbest}") | $lrss / $grss | $same |"
+done
