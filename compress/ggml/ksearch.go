@@ -37,7 +37,9 @@ type qkLanes struct {
 // qkScratch is the working memory of qkx2Search.
 type qkScratch struct {
 	xt, wt, fq [QK_K]float32 // transposed: [8*i+k] is element i of sub-block k
+	bq         [QK_K]float32 // the best candidate's quants so far, transposed
 	ln         qkLanes
+	st         qkState
 }
 
 // qkx2SumsGo is the portable qkx2Sums: for every lane k, with
@@ -95,14 +97,19 @@ func allFinite(x []float32) bool {
 	return acc == 0
 }
 
+// qkState is the per-lane state of qkx2Search between candidates. The
+// AVX2 loop depends on this layout.
+type qkState struct {
+	mn, mx, lo, sumW, sumX, best, scale [8]float32
+	act                                 [8]uint32 // all ones in active lanes
+}
+
 // qkx2Search is makeQKX2 (with the given weights) on the 8 sub-blocks of a
 // super-block whose values are all finite. It fills l and returns the
 // scales and the negated mins, bit-for-bit as 8 makeQKX2 calls.
 func qkx2Search(nmax int32, x *[QK_K]float32, w *[QK_K]float32, l *[QK_K]uint8, rmin, rdelta float32, nstep int, t *qkScratch) (scales, negMins [8]float32) {
-	var (
-		mn, mx, lo, sumW, sumX, best, scale [8]float32
-		active                              [8]bool
-	)
+	s := &t.st
+	*s = qkState{}
 	fnmax := float32(nmax)
 	for k := 0; k < 8; k++ {
 		xs := (*[32]float32)(x[32*k : 32*k+32])
@@ -121,7 +128,7 @@ func qkx2Search(nmax int32, x *[QK_K]float32, w *[QK_K]float32, l *[QK_K]uint8, 
 			sw += ws[i]
 			sx += float32(ws[i] * xs[i])
 		}
-		lo[k] = min
+		s.lo[k] = min
 		if min > 0 {
 			min = 0
 		}
@@ -131,91 +138,108 @@ func qkx2Search(nmax int32, x *[QK_K]float32, w *[QK_K]float32, l *[QK_K]uint8, 
 		}
 		if max == min {
 			*ls = [32]uint8{}
+			for i := 0; i < 32; i++ {
+				t.bq[8*i+k] = 0
+			}
 			scales[k], negMins[k] = 0, -min
 			continue
 		}
-		active[k] = true
-		mn[k], mx[k], sumW[k], sumX[k] = min, max, sw, sx
+		s.act[k] = ^uint32(0)
+		s.mn[k], s.mx[k], s.sumW[k], s.sumX[k] = min, max, sw, sx
 		iscale := fnmax / (max - min)
-		scale[k] = 1 / iscale
+		s.scale[k] = 1 / iscale
 		var bestError float32
 		for i := 0; i < 32; i++ {
 			q := clampInt(nearestInt(iscale*(xs[i]-min)), 0, nmax)
-			ls[i] = uint8(q)
-			diff := float32(float32(scale[k]*float32(q))+min) - xs[i]
+			t.bq[8*i+k] = float32(q)
+			diff := float32(float32(s.scale[k]*float32(q))+min) - xs[i]
 			bestError += float32(ws[i] * float32(diff*diff))
 		}
-		best[k] = bestError
+		s.best[k] = bestError
 	}
-	ln := &t.ln
-	ln.nmax = [4]float32{fnmax, fnmax, fnmax, fnmax}
-	const limit = 1 << 21
+	t.ln.nmax = [4]float32{fnmax, fnmax, fnmax, fnmax}
 	for is := 0; is <= nstep; is++ {
-		num := float32(float32(rmin+float32(rdelta*float32(is))) + fnmax)
-		var scalar [8]bool
-		anyScalar := false
-		for k := 0; k < 8; k++ {
-			if !active[k] {
-				ln.isc[k], ln.mn[k] = 0, 0
-				continue
-			}
-			isc := num / (mx[k] - mn[k])
-			ln.isc[k], ln.mn[k] = isc, mn[k]
-			// y = isc·(x−mn) lies between these two (rounding is monotonic).
-			a, b := float32(isc*float32(lo[k]-mn[k])), float32(isc*float32(mx[k]-mn[k]))
-			if !(a > -limit && a < limit && b > -limit && b < limit) {
-				scalar[k], anyScalar = true, true
-			}
+		// The AVX2 loop runs the candidates from is on until one needs
+		// the scalar rounding in some lane; that one is done below.
+		if is = qkx2Loop(t, fnmax, rmin, rdelta, is, nstep); is > nstep {
+			break
 		}
-		qkx2Sums(&t.xt, &t.wt, &t.fq, ln)
-		if anyScalar {
-			for k := 0; k < 8; k++ {
-				if scalar[k] {
-					qkx2LaneScalar(nmax, k, t)
-				}
-			}
-		}
-		anyOK := false
-		var ok [8]bool
-		for k := 0; k < 8; k++ {
-			ln.ts[k], ln.tm[k] = 0, 0
-			if !active[k] {
-				continue
-			}
-			sL, sL2, sXL := ln.sL[k], ln.sL2[k], ln.sXL[k]
-			d := float32(sumW[k]*sL2) - float32(sL*sL)
-			if d > 0 {
-				thisScale := (float32(sumW[k]*sXL) - float32(sumX[k]*sL)) / d
-				thisMin := (float32(sL2*sumX[k]) - float32(sL*sXL)) / d
-				if thisMin > 0 {
-					thisMin = 0
-					thisScale = sXL / sL2
-				}
-				ln.ts[k], ln.tm[k] = thisScale, thisMin
-				ok[k], anyOK = true, true
-			}
-		}
-		if !anyOK {
-			continue
-		}
-		qkx2Errors(&t.xt, &t.wt, &t.fq, ln)
-		for k := 0; k < 8; k++ {
-			if ok[k] && ln.ce[k] < best[k] {
-				for i := 0; i < 32; i++ {
-					l[32*k+i] = uint8(t.fq[8*i+k])
-				}
-				best[k] = ln.ce[k]
-				scale[k] = ln.ts[k]
-				mn[k] = ln.tm[k]
-			}
-		}
+		qkx2Step(nmax, rmin, rdelta, is, t)
 	}
 	for k := 0; k < 8; k++ {
-		if active[k] {
-			scales[k], negMins[k] = scale[k], -mn[k]
+		if s.act[k] != 0 {
+			scales[k], negMins[k] = s.scale[k], -s.mn[k]
+			for i := 0; i < 32; i++ {
+				l[32*k+i] = uint8(t.bq[8*i+k])
+			}
 		}
 	}
 	return scales, negMins
+}
+
+// qkx2Step tries candidate is of qkx2Search on every lane, with the
+// 4-lane kernels and the scalar rounding in lanes whose range needs it.
+func qkx2Step(nmax int32, rmin, rdelta float32, is int, t *qkScratch) {
+	const limit = 1 << 21
+	s, ln := &t.st, &t.ln
+	num := float32(float32(rmin+float32(rdelta*float32(is))) + float32(nmax))
+	var scalar [8]bool
+	anyScalar := false
+	for k := 0; k < 8; k++ {
+		if s.act[k] == 0 {
+			ln.isc[k], ln.mn[k] = 0, 0
+			continue
+		}
+		isc := num / (s.mx[k] - s.mn[k])
+		ln.isc[k], ln.mn[k] = isc, s.mn[k]
+		// y = isc·(x−mn) lies between these two (rounding is monotonic).
+		a, b := float32(isc*float32(s.lo[k]-s.mn[k])), float32(isc*float32(s.mx[k]-s.mn[k]))
+		if !(a > -limit && a < limit && b > -limit && b < limit) {
+			scalar[k], anyScalar = true, true
+		}
+	}
+	qkx2Sums(&t.xt, &t.wt, &t.fq, ln)
+	if anyScalar {
+		for k := 0; k < 8; k++ {
+			if scalar[k] {
+				qkx2LaneScalar(nmax, k, t)
+			}
+		}
+	}
+	anyOK := false
+	var ok [8]bool
+	for k := 0; k < 8; k++ {
+		ln.ts[k], ln.tm[k] = 0, 0
+		if s.act[k] == 0 {
+			continue
+		}
+		sL, sL2, sXL := ln.sL[k], ln.sL2[k], ln.sXL[k]
+		d := float32(s.sumW[k]*sL2) - float32(sL*sL)
+		if d > 0 {
+			thisScale := (float32(s.sumW[k]*sXL) - float32(s.sumX[k]*sL)) / d
+			thisMin := (float32(sL2*s.sumX[k]) - float32(sL*sXL)) / d
+			if thisMin > 0 {
+				thisMin = 0
+				thisScale = sXL / sL2
+			}
+			ln.ts[k], ln.tm[k] = thisScale, thisMin
+			ok[k], anyOK = true, true
+		}
+	}
+	if !anyOK {
+		return
+	}
+	qkx2Errors(&t.xt, &t.wt, &t.fq, ln)
+	for k := 0; k < 8; k++ {
+		if ok[k] && ln.ce[k] < s.best[k] {
+			for i := 0; i < 32; i++ {
+				t.bq[8*i+k] = t.fq[8*i+k]
+			}
+			s.best[k] = ln.ce[k]
+			s.scale[k] = ln.ts[k]
+			s.mn[k] = ln.tm[k]
+		}
+	}
 }
 
 // qkx2LaneScalar redoes lane k of qkx2Sums with the reference operations

@@ -2,6 +2,8 @@
 
 package ggml
 
+import "github.com/gantry-dev/gantry/compress/internal/simd"
+
 // qkx2Sums is qkx2SumsGo in SSE2 (8 lanes as two vectors).
 //
 //go:noescape
@@ -16,3 +18,15 @@ func qkx2Errors(xt, wt, fq *[QK_K]float32, ln *qkLanes)
 //
 //go:noescape
 func qx6Sums(xt, wt, wvt *[QK_K]float32, isc, sLX, sL2 *[16]float32)
+
+// qkx2Loop runs qkx2Step for candidates is… with AVX2 at that level and
+// above, and returns the first candidate it did not do (nstep+1 when done).
+func qkx2Loop(t *qkScratch, nmax, rmin, rdelta float32, is, nstep int) int {
+	if simd.Current() < simd.AVX2 {
+		return is
+	}
+	return qkx2LoopAVX2(&t.xt, &t.wt, &t.fq, &t.bq, &t.st, nmax, rmin, rdelta, is, nstep)
+}
+
+//go:noescape
+func qkx2LoopAVX2(xt, wt, fq, bq *[QK_K]float32, s *qkState, nmax, rmin, rdelta float32, is, nstep int) int

@@ -200,3 +200,153 @@ qx6row:
 	CMPQ BX, $64
 	JLT qx6pass
 	RET
+
+DATA ksOne<>+0(SB)/4, $0x4b400000  // 1.5·2²³
+DATA ksOne<>+4(SB)/4, $0x4a000000  // 2²¹, the range limit of the rounding
+DATA ksOne<>+8(SB)/4, $0x7fffffff  // |·| mask
+GLOBL ksOne<>(SB), RODATA|NOPTR, $12
+
+// func qkx2LoopAVX2(xt, wt, fq, bq *[QK_K]float32, s *qkState, nmax, rmin, rdelta float32, is, nstep int) int
+//
+// qkx2Step for candidates is, is+1, …, nstep with the 8 lanes in one
+// register, each doing the scalar operations of makeQKX2 in its order. It
+// returns nstep+1, or the first candidate whose rounding range needs the
+// scalar code in some lane (left for qkx2Step).
+TEXT ·qkx2LoopAVX2(SB), NOSPLIT, $0-80
+	MOVQ xt+0(FP), SI
+	MOVQ wt+8(FP), DI
+	MOVQ fq+16(FP), R8
+	MOVQ bq+24(FP), R11
+	MOVQ s+32(FP), R9
+	MOVQ is+56(FP), BX
+	MOVQ nstep+64(FP), DX
+	VBROADCASTSS ksOne<>+0(SB), Y15
+	VXORPS Y14, Y14, Y14
+	VBROADCASTSS nmax+40(FP), Y13
+	VBROADCASTSS ksOne<>+4(SB), Y12
+	VBROADCASTSS ksOne<>+8(SB), Y11
+	CMPQ BX, DX
+	JGT qkldone
+
+qkltop:
+	// num = (rmin + rdelta·is) + nmax, in float32 as qkx2Step.
+	VCVTSI2SSQ BX, X0, X0
+	VMULSS rdelta+48(FP), X0, X0
+	VADDSS rmin+44(FP), X0, X0
+	VADDSS nmax+40(FP), X0, X0
+	VBROADCASTSS X0, Y0
+	VMOVUPS 0(R9), Y1          // mn
+	VMOVUPS 32(R9), Y2         // mx
+	VSUBPS Y1, Y2, Y3          // mx − mn
+	VDIVPS Y3, Y0, Y4          // isc = num / (mx − mn)
+	VANDPS 224(R9), Y4, Y4     // 0 in inactive lanes
+	VMULPS Y3, Y4, Y5          // b = isc·(mx − mn)
+	VMOVUPS 64(R9), Y6
+	VSUBPS Y1, Y6, Y6
+	VMULPS Y4, Y6, Y6          // a = isc·(lo − mn)
+	VANDPS Y11, Y5, Y5
+	VANDPS Y11, Y6, Y6
+	VCMPPS $0x11, Y12, Y5, Y5  // |b| < 2²¹
+	VCMPPS $0x11, Y12, Y6, Y6  // |a| < 2²¹
+	VANDPS Y5, Y6, Y6
+	VMOVMSKPS Y6, AX
+	CMPL AX, $0xff
+	JNE qkldone
+
+	VXORPS Y6, Y6, Y6          // sL
+	VXORPS Y7, Y7, Y7          // sL2
+	VXORPS Y8, Y8, Y8          // sXL
+	XORQ R10, R10
+	MOVQ $32, CX
+
+qklsums:
+	VMOVUPS (SI)(R10*1), Y2    // x
+	VSUBPS Y1, Y2, Y3
+	VMULPS Y4, Y3, Y3          // isc·(x − mn)
+	VMAXPS Y14, Y3, Y3
+	VMINPS Y13, Y3, Y3
+	VADDPS Y15, Y3, Y3
+	VSUBPS Y15, Y3, Y3         // L
+	VMOVUPS Y3, (R8)(R10*1)
+	VMULPS (DI)(R10*1), Y3, Y5 // wl = w·L
+	VADDPS Y5, Y6, Y6
+	VMULPS Y2, Y5, Y9          // wl·x
+	VMULPS Y3, Y5, Y5          // wl·L
+	VADDPS Y5, Y7, Y7
+	VADDPS Y9, Y8, Y8
+	ADDQ $32, R10
+	DECQ CX
+	JNZ qklsums
+
+	VMOVUPS 96(R9), Y9         // sumW
+	VMOVUPS 128(R9), Y10       // sumX
+	VMULPS Y7, Y9, Y0
+	VMULPS Y6, Y6, Y1
+	VSUBPS Y1, Y0, Y0          // d = sumW·sL2 − sL·sL
+	VCMPPS $0x11, Y0, Y14, Y1  // ok = 0 < d
+	VMOVMSKPS Y1, AX
+	TESTL AX, AX
+	JZ qklnext
+	VMULPS Y8, Y9, Y2
+	VMULPS Y6, Y10, Y3
+	VSUBPS Y3, Y2, Y2
+	VDIVPS Y0, Y2, Y2          // ts = (sumW·sXL − sumX·sL) / d
+	VMULPS Y10, Y7, Y3
+	VMULPS Y8, Y6, Y5
+	VSUBPS Y5, Y3, Y3
+	VDIVPS Y0, Y3, Y3          // tm = (sL2·sumX − sL·sXL) / d
+	VCMPPS $0x11, Y3, Y14, Y5  // tm > 0
+	VDIVPS Y7, Y8, Y9          // sXL / sL2
+	VBLENDVPS Y5, Y9, Y2, Y2
+	VANDNPS Y3, Y5, Y3
+
+	VXORPS Y6, Y6, Y6          // ce
+	XORQ R10, R10
+	MOVQ $32, CX
+
+qklerrs:
+	VMOVUPS (R8)(R10*1), Y0
+	VMULPS Y2, Y0, Y0          // ts·L
+	VADDPS Y3, Y0, Y0          // + tm
+	VSUBPS (SI)(R10*1), Y0, Y0 // − x
+	VMULPS Y0, Y0, Y0
+	VMULPS (DI)(R10*1), Y0, Y0 // w·d²
+	VADDPS Y0, Y6, Y6
+	ADDQ $32, R10
+	DECQ CX
+	JNZ qklerrs
+
+	VMOVUPS 160(R9), Y0        // best
+	VCMPPS $0x11, Y0, Y6, Y5   // ce < best
+	VANDPS Y1, Y5, Y5
+	VMOVMSKPS Y5, AX
+	TESTL AX, AX
+	JZ qklnext
+	VBLENDVPS Y5, Y6, Y0, Y0
+	VMOVUPS Y0, 160(R9)
+	VMOVUPS 192(R9), Y0
+	VBLENDVPS Y5, Y2, Y0, Y0
+	VMOVUPS Y0, 192(R9)        // scale = ts
+	VMOVUPS 0(R9), Y0
+	VBLENDVPS Y5, Y3, Y0, Y0
+	VMOVUPS Y0, 0(R9)          // mn = tm
+	XORQ R10, R10
+	MOVQ $32, CX
+
+qklcopy:
+	VMOVUPS (R11)(R10*1), Y0
+	VBLENDVPS Y5, (R8)(R10*1), Y0, Y0
+	VMOVUPS Y0, (R11)(R10*1)
+	ADDQ $32, R10
+	DECQ CX
+	JNZ qklcopy
+
+qklnext:
+	INCQ BX
+	CMPQ BX, DX
+	JLE qkltop
+
+qkldone:
+	MOVQ BX, ret+72(FP)
+	VZEROUPPER
+	RET

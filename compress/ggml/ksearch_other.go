@@ -9,3 +9,5 @@ func qkx2Errors(xt, wt, fq *[QK_K]float32, ln *qkLanes) { qkx2ErrorsGo(xt, wt, f
 func qx6Sums(xt, wt, wvt *[QK_K]float32, isc, sLX, sL2 *[16]float32) {
 	qx6SumsGo(xt, wt, wvt, isc, sLX, sL2)
 }
+
+func qkx2Loop(t *qkScratch, nmax, rmin, rdelta float32, is, nstep int) int { return is }

@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"math"
 	"testing"
+
+	"github.com/gantry-dev/gantry/compress/internal/simd"
 )
 
 // kSearchInputs returns super-blocks that exercise the transposed searches:
 // ordinary weights, F16-rounded ones, constant, zero, one-signed, tiny,
 // subnormal, huge (near MaxFloat32) and non-finite sub-blocks.
+// kSearchKinds is the number of kinds of super-block kSearchInputs cycles through.
+const kSearchKinds = 17
+
 func kSearchInputs(nblocks int, seed uint64) []float32 {
 	s := seed | 1
 	next := func() uint64 {
@@ -21,7 +26,7 @@ func kSearchInputs(nblocks int, seed uint64) []float32 {
 	x := make([]float32, nblocks*QK_K)
 	for b := 0; b < nblocks; b++ {
 		blk := x[b*QK_K : (b+1)*QK_K]
-		kind := b % 16
+		kind := b % kSearchKinds
 		scale := float32(math.Pow(10, float64(int(next()%13))-8)) // 1e-8 … 1e4
 		for i := range blk {
 			v := (unit() + unit() + unit()) * scale
@@ -85,6 +90,13 @@ func kSearchInputs(nblocks int, seed uint64) []float32 {
 					part[i] = float32(math.Copysign(0, -1))
 				}
 			}
+		case 16: // one 32-value sub-block of subnormals two steps apart
+			// among ordinary ones: its inverse scale overflows, so that lane
+			// needs the scalar rounding at every candidate while the
+			// others take the vector path
+			for i := range blk[32*(sub/2) : 32*(sub/2)+32] {
+				blk[32*(sub/2)+i] = math.Float32frombits(uint32(next() % 3))
+			}
 		case 14: // halves on the rounding boundaries
 			for i := range blk {
 				blk[i] = float32(int(next()%64)-32) * 0.5
@@ -100,6 +112,18 @@ func TestKSearchMatchesScalar(t *testing.T) {
 		n = 512
 	}
 	x := kSearchInputs(n, 12345)
+	for _, lv := range simd.Supported() {
+		if lv < simd.SSE2 {
+			continue // no search: the scalar path is the reference itself
+		}
+		restore := simd.Set(lv)
+		kSearchMatchesScalar(t, lv, x)
+		restore()
+	}
+}
+
+func kSearchMatchesScalar(t *testing.T, lv simd.Level, x []float32) {
+	n := len(x) / QK_K
 	for _, typ := range []Type{Q4_K, Q5_K, Q6_K} {
 		size, _ := typ.RowSize(int64(len(x)))
 		got := make([]byte, size)
@@ -117,7 +141,7 @@ func TestKSearchMatchesScalar(t *testing.T) {
 			bs := int(size) / n
 			for b := 0; b < n; b++ {
 				if !bytes.Equal(got[b*bs:(b+1)*bs], want[b*bs:(b+1)*bs]) {
-					t.Errorf("%v: block %d (kind %d) differs from the scalar search", typ, b, b%16)
+					t.Errorf("%v at %v: block %d (kind %d) differs from the scalar search", typ, lv, b, b%kSearchKinds)
 					break
 				}
 			}
