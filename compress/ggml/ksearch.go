@@ -266,7 +266,28 @@ func qkx2LaneScalar(nmax int32, k int, t *qkScratch) {
 type q6Scratch struct {
 	xt, wt, wvt   [QK_K]float32 // transposed: [16*i+k] is element i of sub-block k
 	isc, sLX, sL2 [16]float32
+	st            q6State
 }
+
+// q6State is the per-lane state of qx6Search between candidates. The AVX2
+// loop depends on this layout.
+type q6State struct {
+	mx, best, scale, bisc [16]float32 // bisc: the best candidate's inverse scale
+	act                   [16]uint32  // all ones in active lanes
+}
+
+// q6Nums are the numerators of qx6Search's candidate inverse scales,
+// −(32 + 0.1·is) for is = −9…−1, 1…9, computed as makeQX6 does.
+var q6Nums = func() (n [18]float32) {
+	j := 0
+	for is := -9; is <= 9; is++ {
+		if is != 0 {
+			n[j] = -float32(32 + float32(0.1*float32(is)))
+			j++
+		}
+	}
+	return n
+}()
 
 // qx6SumsGo is the portable qx6Sums: per lane k, with
 // L = round(clamp(isc·x, −32, 31)), Σ(w·x)·L and Σ(w·L)·L in index order.
@@ -288,10 +309,8 @@ func qx6SumsGo(xt, wt, wvt *[QK_K]float32, isc, sLX, sL2 *[16]float32) {
 // the SIMD rounding always applies.
 func qx6Search(x *[QK_K]float32, l *[QK_K]int8, scales *[16]float32, t *q6Scratch) {
 	const nmax = 32
-	var (
-		mx, best [16]float32
-		active   [16]bool
-	)
+	s := &t.st
+	*s = q6State{}
 	for k := 0; k < 16; k++ {
 		xs := (*[16]float32)(x[16*k : 16*k+16])
 		var max, amax float32
@@ -305,55 +324,57 @@ func qx6Search(x *[QK_K]float32, l *[QK_K]int8, scales *[16]float32, t *q6Scratc
 			t.wt[16*i+k] = w
 			t.wvt[16*i+k] = float32(w * v)
 		}
+		t.isc[k] = 0
 		if amax < groupMaxEps {
-			for i := 0; i < 16; i++ {
-				l[16*k+i] = 0
-			}
-			scales[k] = 0
-			t.isc[k] = 0
 			continue
 		}
-		active[k] = true
-		mx[k] = max
+		s.act[k] = ^uint32(0)
+		s.mx[k] = max
 		t.isc[k] = -nmax / max
 	}
 	qx6Sums(&t.xt, &t.wt, &t.wvt, &t.isc, &t.sLX, &t.sL2)
 	for k := 0; k < 16; k++ {
-		if !active[k] {
+		if s.act[k] == 0 {
 			continue
-		}
-		isc := t.isc[k]
-		for i := 0; i < 16; i++ {
-			l[16*k+i] = int8(clampInt(nearestInt(isc*x[16*k+i]), -nmax, nmax-1) + nmax)
 		}
 		var scale float32
 		if t.sL2[k] != 0 {
 			scale = t.sLX[k] / t.sL2[k]
 		}
-		scales[k] = scale
-		best[k] = scale * t.sLX[k]
+		s.scale[k] = scale
+		s.best[k] = scale * t.sLX[k]
+		s.bisc[k] = t.isc[k]
 	}
-	for is := -9; is <= 9; is++ {
-		if is == 0 {
+	if !qx6Loop(t) {
+		for _, num := range q6Nums {
+			for k := 0; k < 16; k++ {
+				if s.act[k] != 0 {
+					t.isc[k] = num / s.mx[k]
+				}
+			}
+			qx6Sums(&t.xt, &t.wt, &t.wvt, &t.isc, &t.sLX, &t.sL2)
+			for k := 0; k < 16; k++ {
+				sumLX, sumL2 := t.sLX[k], t.sL2[k]
+				if s.act[k] != 0 && sumL2 > 0 && float32(sumLX*sumLX) > float32(s.best[k]*sumL2) {
+					s.bisc[k] = t.isc[k]
+					s.scale[k] = sumLX / sumL2
+					s.best[k] = s.scale[k] * sumLX
+				}
+			}
+		}
+	}
+	// The quants of the best candidate, with the reference rounding.
+	for k := 0; k < 16; k++ {
+		scales[k] = s.scale[k]
+		if s.act[k] == 0 {
+			for i := 0; i < 16; i++ {
+				l[16*k+i] = 0
+			}
 			continue
 		}
-		num := -float32(nmax + float32(0.1*float32(is)))
-		for k := 0; k < 16; k++ {
-			if active[k] {
-				t.isc[k] = num / mx[k]
-			}
-		}
-		qx6Sums(&t.xt, &t.wt, &t.wvt, &t.isc, &t.sLX, &t.sL2)
-		for k := 0; k < 16; k++ {
-			sumLX, sumL2 := t.sLX[k], t.sL2[k]
-			if active[k] && sumL2 > 0 && float32(sumLX*sumLX) > float32(best[k]*sumL2) {
-				isc := t.isc[k]
-				for i := 0; i < 16; i++ {
-					l[16*k+i] = int8(nmax + clampInt(nearestInt(isc*x[16*k+i]), -nmax, nmax-1))
-				}
-				scales[k] = sumLX / sumL2
-				best[k] = scales[k] * sumLX
-			}
+		isc := s.bisc[k]
+		for i := 0; i < 16; i++ {
+			l[16*k+i] = int8(nmax + clampInt(nearestInt(isc*x[16*k+i]), -nmax, nmax-1))
 		}
 	}
 }

@@ -30,3 +30,16 @@ func qkx2Loop(t *qkScratch, nmax, rmin, rdelta float32, is, nstep int) int {
 
 //go:noescape
 func qkx2LoopAVX2(xt, wt, fq, bq *[QK_K]float32, s *qkState, nmax, rmin, rdelta float32, is, nstep int) int
+
+// qx6Loop runs qx6Search's candidate loop with AVX2 at that level and
+// above, and reports whether it did.
+func qx6Loop(t *q6Scratch) bool {
+	if simd.Current() < simd.AVX2 {
+		return false
+	}
+	qx6LoopAVX2(&t.xt, &t.wt, &t.wvt, &t.st, &q6Nums)
+	return true
+}
+
+//go:noescape
+func qx6LoopAVX2(xt, wt, wvt *[QK_K]float32, s *q6State, nums *[18]float32)

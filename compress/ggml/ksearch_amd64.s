@@ -350,3 +350,109 @@ qkldone:
 	MOVQ BX, ret+72(FP)
 	VZEROUPPER
 	RET
+
+// func qx6LoopAVX2(xt, wt, wvt *[QK_K]float32, s *q6State, nums *[18]float32)
+//
+// The candidate loop of qx6Search with 8 lanes a register (two registers
+// for the 16 sub-blocks): each lane does makeQX6's operations in its order
+// and keeps the best candidate's scale, error and inverse scale.
+TEXT ·qx6LoopAVX2(SB), NOSPLIT, $0-40
+	MOVQ xt+0(FP), SI
+	MOVQ wt+8(FP), DI
+	MOVQ wvt+16(FP), R8
+	MOVQ s+24(FP), R9
+	MOVQ nums+32(FP), R10
+	VBROADCASTSS ksM32<>(SB), Y15
+	VBROADCASTSS ksP31<>(SB), Y14
+	VBROADCASTSS ksMagic<>(SB), Y13
+	VXORPS Y12, Y12, Y12
+	XORQ R12, R12
+
+q6ltop:
+	VBROADCASTSS (R10)(R12*4), Y0
+	VDIVPS 0(R9), Y0, Y1       // isc = num / mx, lanes 0-7
+	VANDPS 256(R9), Y1, Y1
+	VDIVPS 32(R9), Y0, Y2      // lanes 8-15
+	VANDPS 288(R9), Y2, Y2
+	VXORPS Y3, Y3, Y3          // sLX 0-7
+	VXORPS Y4, Y4, Y4          // sL2 0-7
+	VXORPS Y5, Y5, Y5          // sLX 8-15
+	VXORPS Y6, Y6, Y6          // sL2 8-15
+	XORQ AX, AX
+	MOVQ $16, CX
+
+q6lrow:
+	VMULPS (SI)(AX*1), Y1, Y7
+	VMAXPS Y15, Y7, Y7
+	VMINPS Y14, Y7, Y7
+	VADDPS Y13, Y7, Y7
+	VSUBPS Y13, Y7, Y7         // L
+	VMULPS (R8)(AX*1), Y7, Y8  // (w·x)·L
+	VADDPS Y8, Y3, Y3
+	VMULPS (DI)(AX*1), Y7, Y8  // w·L
+	VMULPS Y7, Y8, Y8          // ·L
+	VADDPS Y8, Y4, Y4
+	VMULPS 32(SI)(AX*1), Y2, Y9
+	VMAXPS Y15, Y9, Y9
+	VMINPS Y14, Y9, Y9
+	VADDPS Y13, Y9, Y9
+	VSUBPS Y13, Y9, Y9
+	VMULPS 32(R8)(AX*1), Y9, Y10
+	VADDPS Y10, Y5, Y5
+	VMULPS 32(DI)(AX*1), Y9, Y10
+	VMULPS Y9, Y10, Y10
+	VADDPS Y10, Y6, Y6
+	ADDQ $64, AX
+	DECQ CX
+	JNZ q6lrow
+
+	// lanes 0-7: take the candidate where sL2 > 0 and sLX² > best·sL2.
+	VCMPPS $0x11, Y4, Y12, Y7  // 0 < sL2
+	VMULPS Y3, Y3, Y8
+	VMULPS 64(R9), Y4, Y9
+	VCMPPS $0x11, Y8, Y9, Y9   // best·sL2 < sLX²
+	VANDPS Y7, Y9, Y9
+	VANDPS 256(R9), Y9, Y9
+	VMOVMSKPS Y9, AX
+	TESTL AX, AX
+	JZ q6lhi
+	VDIVPS Y4, Y3, Y10         // scale = sLX / sL2
+	VMULPS Y3, Y10, Y11        // best = scale·sLX
+	VMOVUPS 128(R9), Y8
+	VBLENDVPS Y9, Y10, Y8, Y8
+	VMOVUPS Y8, 128(R9)
+	VMOVUPS 64(R9), Y8
+	VBLENDVPS Y9, Y11, Y8, Y8
+	VMOVUPS Y8, 64(R9)
+	VMOVUPS 192(R9), Y8
+	VBLENDVPS Y9, Y1, Y8, Y8
+	VMOVUPS Y8, 192(R9)
+
+q6lhi:
+	VCMPPS $0x11, Y6, Y12, Y7
+	VMULPS Y5, Y5, Y8
+	VMULPS 96(R9), Y6, Y9
+	VCMPPS $0x11, Y8, Y9, Y9
+	VANDPS Y7, Y9, Y9
+	VANDPS 288(R9), Y9, Y9
+	VMOVMSKPS Y9, AX
+	TESTL AX, AX
+	JZ q6lnext
+	VDIVPS Y6, Y5, Y10
+	VMULPS Y5, Y10, Y11
+	VMOVUPS 160(R9), Y8
+	VBLENDVPS Y9, Y10, Y8, Y8
+	VMOVUPS Y8, 160(R9)
+	VMOVUPS 96(R9), Y8
+	VBLENDVPS Y9, Y11, Y8, Y8
+	VMOVUPS Y8, 96(R9)
+	VMOVUPS 224(R9), Y8
+	VBLENDVPS Y9, Y2, Y8, Y8
+	VMOVUPS Y8, 224(R9)
+
+q6lnext:
+	INCQ R12
+	CMPQ R12, $18
+	JLT q6ltop
+	VZEROUPPER
+	RET

@@ -11,3 +11,5 @@ func qx6Sums(xt, wt, wvt *[QK_K]float32, isc, sLX, sL2 *[16]float32) {
 }
 
 func qkx2Loop(t *qkScratch, nmax, rmin, rdelta float32, is, nstep int) int { return is }
+
+func qx6Loop(t *q6Scratch) bool { return false }
