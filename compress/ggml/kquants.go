@@ -190,18 +190,27 @@ func kScales(x *[QK_K]float32, nmax int32, rmin, rdelta float32, nstep int, sc *
 	dh = FP32ToFP16(maxScale / 63)
 	dminh = FP32ToFP16(maxMin / 63)
 	df, dminf := f16Table[dh], f16Table[dminh]
+	var d, dm [QK_K / 32]float32
 	for j := 0; j < QK_K/32; j++ {
 		s, m := scaleMinK4(sc, j)
-		d := df * float32(s)
-		if d == 0 {
+		d[j] = df * float32(s)
+		dm[j] = float32(dminf * float32(m)) // explicit: no fusion with x+dm below
+	}
+	kQuants(l, x, &d, &dm, nmax)
+	return dh, dminh
+}
+
+// kQuantsGo is the last step of kScales: the quants of every sub-block j
+// with d[j] != 0 for its final scale and min (the others keep the search's).
+func kQuantsGo(l *[QK_K]uint8, x *[QK_K]float32, d, dm *[QK_K / 32]float32, nmax int32) {
+	for j := 0; j < QK_K/32; j++ {
+		if d[j] == 0 {
 			continue
 		}
-		dm := float32(dminf * float32(m)) // explicit: no fusion with x+dm below
 		for i := 32 * j; i < 32*j+32; i++ {
-			l[i] = uint8(clampInt(nearestInt((x[i]+dm)/d), 0, nmax))
+			l[i] = uint8(clampInt(nearestInt((x[i]+dm[j])/d[j]), 0, nmax))
 		}
 	}
-	return dh, dminh
 }
 
 // quantizeQ4K is quantize_row_q4_K_ref. Layout: f16 d, f16 dmin,

@@ -43,3 +43,15 @@ func qx6Loop(t *q6Scratch) bool {
 
 //go:noescape
 func qx6LoopAVX2(xt, wt, wvt *[QK_K]float32, s *q6State, nums *[18]float32)
+
+// kQuants is kQuantsGo, in AVX2 at that level and above.
+func kQuants(l *[QK_K]uint8, x *[QK_K]float32, d, dm *[QK_K / 32]float32, nmax int32) {
+	if simd.Current() < simd.AVX2 {
+		kQuantsGo(l, x, d, dm, nmax)
+		return
+	}
+	kQuantsAVX2(l, x, d, dm, nmax)
+}
+
+//go:noescape
+func kQuantsAVX2(l *[QK_K]uint8, x *[QK_K]float32, d, dm *[QK_K / 32]float32, nmax int32)

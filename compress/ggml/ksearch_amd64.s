@@ -456,3 +456,90 @@ q6lnext:
 	JLT q6ltop
 	VZEROUPPER
 	RET
+
+DATA kqc<>+0(SB)/4, $0x4b400000  // 1.5·2²³
+DATA kqc<>+4(SB)/4, $0x007fffff  // mantissa mask
+DATA kqc<>+8(SB)/4, $0x00400000
+GLOBL kqc<>(SB), RODATA|NOPTR, $12
+
+// VPERMD order that undoes the lane interleaving of the two packs.
+DATA kqperm<>+0(SB)/4, $0
+DATA kqperm<>+4(SB)/4, $4
+DATA kqperm<>+8(SB)/4, $1
+DATA kqperm<>+12(SB)/4, $5
+DATA kqperm<>+16(SB)/4, $2
+DATA kqperm<>+20(SB)/4, $6
+DATA kqperm<>+24(SB)/4, $3
+DATA kqperm<>+28(SB)/4, $7
+GLOBL kqperm<>(SB), RODATA|NOPTR, $32
+
+// func kQuantsAVX2(l *[QK_K]uint8, x *[QK_K]float32, d, dm *[8]float32, nmax int32)
+//
+// For every sub-block j with d[j] != 0: l = clamp(nearestInt((x+dm)/d),
+// 0, nmax), nearestInt being the reference's bit trick, exact for every
+// input (NaN and ±Inf included).
+TEXT ·kQuantsAVX2(SB), NOSPLIT, $0-36
+	MOVQ l+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ d+16(FP), R8
+	MOVQ dm+24(FP), R9
+	MOVL nmax+32(FP), AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+	VPBROADCASTD kqc<>+0(SB), Y14
+	VPBROADCASTD kqc<>+4(SB), Y13
+	VPBROADCASTD kqc<>+8(SB), Y12
+	VPXOR Y11, Y11, Y11
+	VMOVDQU kqperm<>(SB), Y10
+	XORQ R12, R12
+
+kqtop:
+	VMOVSS (R8)(R12*4), X0
+	VUCOMISS X11, X0
+	JP kqdo    // NaN: not 0
+	JE kqnext  // ±0: leave the search's quants
+kqdo:
+	VBROADCASTSS X0, Y0
+	VBROADCASTSS (R9)(R12*4), Y1
+	VADDPS 0(SI), Y1, Y2
+	VADDPS 32(SI), Y1, Y3
+	VADDPS 64(SI), Y1, Y4
+	VADDPS 96(SI), Y1, Y5
+	VDIVPS Y0, Y2, Y2
+	VDIVPS Y0, Y3, Y3
+	VDIVPS Y0, Y4, Y4
+	VDIVPS Y0, Y5, Y5
+	VADDPS Y14, Y2, Y2
+	VADDPS Y14, Y3, Y3
+	VADDPS Y14, Y4, Y4
+	VADDPS Y14, Y5, Y5
+	VPAND Y13, Y2, Y2
+	VPAND Y13, Y3, Y3
+	VPAND Y13, Y4, Y4
+	VPAND Y13, Y5, Y5
+	VPSUBD Y12, Y2, Y2
+	VPSUBD Y12, Y3, Y3
+	VPSUBD Y12, Y4, Y4
+	VPSUBD Y12, Y5, Y5
+	VPMINSD Y15, Y2, Y2
+	VPMINSD Y15, Y3, Y3
+	VPMINSD Y15, Y4, Y4
+	VPMINSD Y15, Y5, Y5
+	VPMAXSD Y11, Y2, Y2
+	VPMAXSD Y11, Y3, Y3
+	VPMAXSD Y11, Y4, Y4
+	VPMAXSD Y11, Y5, Y5
+	VPACKSSDW Y3, Y2, Y2
+	VPACKSSDW Y5, Y4, Y4
+	VPACKUSWB Y4, Y2, Y2
+	VPERMD Y2, Y10, Y2
+	VMOVDQU Y2, (DI)
+
+kqnext:
+	ADDQ $128, SI
+	ADDQ $32, DI
+	INCQ R12
+	CMPQ R12, $8
+	JLT kqtop
+	VZEROUPPER
+	RET

@@ -13,3 +13,7 @@ func qx6Sums(xt, wt, wvt *[QK_K]float32, isc, sLX, sL2 *[16]float32) {
 func qkx2Loop(t *qkScratch, nmax, rmin, rdelta float32, is, nstep int) int { return is }
 
 func qx6Loop(t *q6Scratch) bool { return false }
+
+func kQuants(l *[QK_K]uint8, x *[QK_K]float32, d, dm *[QK_K / 32]float32, nmax int32) {
+	kQuantsGo(l, x, d, dm, nmax)
+}

@@ -114,7 +114,7 @@ func TestKSearchMatchesScalar(t *testing.T) {
 	x := kSearchInputs(n, 12345)
 	for _, lv := range simd.Supported() {
 		if lv < simd.SSE2 {
-			continue // no search: the scalar path is the reference itself
+			continue // the reference itself
 		}
 		restore := simd.Set(lv)
 		kSearchMatchesScalar(t, lv, x)
@@ -122,6 +122,8 @@ func TestKSearchMatchesScalar(t *testing.T) {
 	}
 }
 
+// kSearchMatchesScalar compares the K-quants at the current level lv with
+// the portable Go code on x.
 func kSearchMatchesScalar(t *testing.T, lv simd.Level, x []float32) {
 	n := len(x) / QK_K
 	for _, typ := range []Type{Q4_K, Q5_K, Q6_K} {
@@ -131,9 +133,10 @@ func kSearchMatchesScalar(t *testing.T, lv simd.Level, x []float32) {
 		if _, err := Quantize(typ, got, x); err != nil {
 			t.Fatal(err)
 		}
-		kSearch = false
+		// The reference: the scalar searches and every other step in Go.
+		restore := simd.Set(simd.Scalar)
 		_, err := Quantize(typ, want, x)
-		kSearch = true
+		restore()
 		if err != nil {
 			t.Fatal(err)
 		}
