@@ -109,6 +109,43 @@ type qkState struct {
 // scales and the negated mins, bit-for-bit as 8 makeQKX2 calls.
 func qkx2Search(nmax int32, x *[QK_K]float32, w *[QK_K]float32, l *[QK_K]uint8, rmin, rdelta float32, nstep int, t *qkScratch) (scales, negMins [8]float32) {
 	s := &t.st
+	fnmax := float32(nmax)
+	if qkx2Setup(x, w, t, nmax) {
+		for k := 0; k < 8; k++ {
+			if s.act[k] == 0 {
+				*(*[32]uint8)(l[32*k : 32*k+32]) = [32]uint8{}
+				scales[k], negMins[k] = 0, -s.mn[k]
+				s.mn[k], s.mx[k], s.sumW[k], s.sumX[k] = 0, 0, 0, 0
+			}
+		}
+	} else {
+		qkx2SetupGo(nmax, x, w, l, t, &scales, &negMins)
+	}
+	t.ln.nmax = [4]float32{fnmax, fnmax, fnmax, fnmax}
+	for is := 0; is <= nstep; is++ {
+		// The AVX2 loop runs the candidates from is on until one needs
+		// the scalar rounding in some lane; that one is done below.
+		if is = qkx2Loop(t, fnmax, rmin, rdelta, is, nstep); is > nstep {
+			break
+		}
+		qkx2Step(nmax, rmin, rdelta, is, t)
+	}
+	for k := 0; k < 8; k++ {
+		if s.act[k] != 0 {
+			scales[k], negMins[k] = s.scale[k], -s.mn[k]
+			for i := 0; i < 32; i++ {
+				l[32*k+i] = uint8(t.bq[8*i+k])
+			}
+		}
+	}
+	return scales, negMins
+}
+
+// qkx2SetupGo is the first part of qkx2Search: the transposed copies, the
+// per-lane state and the first candidate of every lane; it fills l,
+// scales and negMins for the inactive (constant) lanes.
+func qkx2SetupGo(nmax int32, x, w *[QK_K]float32, l *[QK_K]uint8, t *qkScratch, scales, negMins *[8]float32) {
+	s := &t.st
 	*s = qkState{}
 	fnmax := float32(nmax)
 	for k := 0; k < 8; k++ {
@@ -157,24 +194,6 @@ func qkx2Search(nmax int32, x *[QK_K]float32, w *[QK_K]float32, l *[QK_K]uint8, 
 		}
 		s.best[k] = bestError
 	}
-	t.ln.nmax = [4]float32{fnmax, fnmax, fnmax, fnmax}
-	for is := 0; is <= nstep; is++ {
-		// The AVX2 loop runs the candidates from is on until one needs
-		// the scalar rounding in some lane; that one is done below.
-		if is = qkx2Loop(t, fnmax, rmin, rdelta, is, nstep); is > nstep {
-			break
-		}
-		qkx2Step(nmax, rmin, rdelta, is, t)
-	}
-	for k := 0; k < 8; k++ {
-		if s.act[k] != 0 {
-			scales[k], negMins[k] = s.scale[k], -s.mn[k]
-			for i := 0; i < 32; i++ {
-				l[32*k+i] = uint8(t.bq[8*i+k])
-			}
-		}
-	}
-	return scales, negMins
 }
 
 // qkx2Step tries candidate is of qkx2Search on every lane, with the

@@ -543,3 +543,115 @@ kqnext:
 	JLT kqtop
 	VZEROUPPER
 	RET
+
+DATA kgidx<>+0(SB)/4, $0
+DATA kgidx<>+4(SB)/4, $32
+DATA kgidx<>+8(SB)/4, $64
+DATA kgidx<>+12(SB)/4, $96
+DATA kgidx<>+16(SB)/4, $128
+DATA kgidx<>+20(SB)/4, $160
+DATA kgidx<>+24(SB)/4, $192
+DATA kgidx<>+28(SB)/4, $224
+GLOBL kgidx<>(SB), RODATA|NOPTR, $32
+
+DATA kone<>+0(SB)/4, $0x3f800000
+GLOBL kone<>(SB), RODATA|NOPTR, $4
+
+// func qkx2SetupAVX2(x, w, xt, wt, bq *[QK_K]float32, s *qkState, nmax int32)
+//
+// The first part of qkx2Search for all 8 lanes: transpose x and w (lane k
+// is sub-block k), per lane the in-order min, max, Σw and Σw·x, the
+// active mask (max != min, after min = min(min, 0)), the first scale and
+// its error with the reference's nearestInt bit trick (exact for every
+// input), and its quants in bq (0 in inactive lanes).
+TEXT ·qkx2SetupAVX2(SB), NOSPLIT, $0-52
+	MOVQ x+0(FP), SI
+	MOVQ w+8(FP), DI
+	MOVQ xt+16(FP), R8
+	MOVQ wt+24(FP), R10
+	MOVQ bq+32(FP), R11
+	MOVQ s+40(FP), R9
+	MOVL nmax+48(FP), AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15      // nmax (int)
+	VCVTDQ2PS Y15, Y14         // nmax (float)
+	VMOVDQU kgidx<>(SB), Y13
+	VXORPS Y12, Y12, Y12
+
+	// row 0
+	VPCMPEQD Y11, Y11, Y11
+	VGATHERDPS Y11, (SI)(Y13*4), Y0  // x row 0
+	VPCMPEQD Y11, Y11, Y11
+	VGATHERDPS Y11, (DI)(Y13*4), Y1  // w row 0
+	VMOVUPS Y0, (R8)
+	VMOVUPS Y1, (R10)
+	VMOVAPS Y0, Y2                   // min
+	VMOVAPS Y0, Y3                   // max
+	VMOVAPS Y1, Y4                   // Σw
+	VMULPS Y0, Y1, Y5                // Σw·x
+	MOVQ $4, AX
+	MOVQ $32, DX
+
+ksrow:
+	LEAQ (SI)(AX*1), BX
+	VPCMPEQD Y11, Y11, Y11
+	VGATHERDPS Y11, (BX)(Y13*4), Y0
+	LEAQ (DI)(AX*1), BX
+	VPCMPEQD Y11, Y11, Y11
+	VGATHERDPS Y11, (BX)(Y13*4), Y1
+	VMOVUPS Y0, (R8)(DX*1)
+	VMOVUPS Y1, (R10)(DX*1)
+	VMINPS Y2, Y0, Y2                // x < min ? x : min
+	VMAXPS Y3, Y0, Y3                // x > max ? x : max
+	VADDPS Y1, Y4, Y4
+	VMULPS Y0, Y1, Y6
+	VADDPS Y6, Y5, Y5
+	ADDQ $4, AX
+	ADDQ $32, DX
+	CMPQ AX, $128
+	JLT ksrow
+
+	VMOVUPS Y2, 64(R9)               // lo
+	VMINPS Y2, Y12, Y2               // min = 0 < min ? 0 : min
+	VMOVUPS Y2, 0(R9)                // mn
+	VMOVUPS Y3, 32(R9)               // mx
+	VMOVUPS Y4, 96(R9)               // Σw
+	VMOVUPS Y5, 128(R9)              // Σw·x
+	VCMPPS $0x04, Y2, Y3, Y10        // act = max != min
+	VMOVUPS Y10, 224(R9)
+	VSUBPS Y2, Y3, Y6
+	VDIVPS Y6, Y14, Y7               // iscale = nmax / (max − min)
+	VBROADCASTSS kone<>(SB), Y6
+	VDIVPS Y7, Y6, Y8                // scale = 1 / iscale
+	VMOVUPS Y8, 192(R9)
+	VBROADCASTSS kqc<>+0(SB), Y9     // 1.5·2²³
+	VPBROADCASTD kqc<>+4(SB), Y5     // mantissa mask
+	VPBROADCASTD kqc<>+8(SB), Y4     // 2²²
+	VXORPS Y3, Y3, Y3                // error
+	XORQ DX, DX
+
+kserr:
+	VMOVUPS (R8)(DX*1), Y0           // x
+	VSUBPS Y2, Y0, Y1
+	VMULPS Y7, Y1, Y1                // iscale·(x − min)
+	VADDPS Y9, Y1, Y1
+	VPAND Y5, Y1, Y1
+	VPSUBD Y4, Y1, Y1                // nearestInt
+	VPMINSD Y15, Y1, Y1
+	VPMAXSD Y12, Y1, Y1
+	VCVTDQ2PS Y1, Y1                 // q
+	VANDPS Y10, Y1, Y1
+	VMOVUPS Y1, (R11)(DX*1)
+	VMULPS Y8, Y1, Y1                // scale·q
+	VADDPS Y2, Y1, Y1                // + min
+	VSUBPS Y0, Y1, Y1                // − x
+	VMULPS Y1, Y1, Y1
+	VMULPS (R10)(DX*1), Y1, Y1       // w·diff²
+	VADDPS Y1, Y3, Y3
+	ADDQ $32, DX
+	CMPQ DX, $1024
+	JLT kserr
+
+	VMOVUPS Y3, 160(R9)              // best
+	VZEROUPPER
+	RET

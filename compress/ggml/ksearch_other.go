@@ -17,3 +17,5 @@ func qx6Loop(t *q6Scratch) bool { return false }
 func kQuants(l *[QK_K]uint8, x *[QK_K]float32, d, dm *[QK_K / 32]float32, nmax int32) {
 	kQuantsGo(l, x, d, dm, nmax)
 }
+
+func qkx2Setup(x, w *[QK_K]float32, t *qkScratch, nmax int32) bool { return false }
