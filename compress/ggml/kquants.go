@@ -146,20 +146,10 @@ func kScales(x *[QK_K]float32, nmax int32, rmin, rdelta float32, nstep int, sc *
 		scales  [QK_K / 32]float32
 	)
 	var maxScale, maxMin float32
-	for j := 0; j < QK_K/32; j++ {
-		xs := x[32*j : 32*j+32]
-		var sumX2 float32
-		for _, v := range xs {
-			sumX2 += float32(v * v)
-		}
-		avX := sqrt32(sumX2 / 32)
-		for i, v := range xs {
-			weights[32*j+i] = avX + abs32(v)
-		}
-	}
 	if kSearch && simd.Current() >= simd.SSE2 && allFinite(x[:]) {
-		scales, mins = qkx2Search(nmax, x, &weights, l, rmin, rdelta, nstep, t)
+		scales, mins = qkx2Search(nmax, x, l, rmin, rdelta, nstep, t)
 	} else {
+		kWeights(x, &weights)
 		for j := 0; j < QK_K/32; j++ {
 			scales[j], mins[j] = makeQKX2(nmax, x[32*j:32*j+32], weights[32*j:32*j+32], l[32*j:32*j+32], laux[:], rmin, rdelta, nstep)
 		}
@@ -198,6 +188,22 @@ func kScales(x *[QK_K]float32, nmax int32, rmin, rdelta float32, nstep int, sc *
 	}
 	kQuants(l, x, &d, &dm, nmax)
 	return dh, dminh
+}
+
+// kWeights are the importance weights of the Q4_K/Q5_K searches without an
+// imatrix: sqrt(Σx²/32) + |x| within each sub-block of 32.
+func kWeights(x, weights *[QK_K]float32) {
+	for j := 0; j < QK_K/32; j++ {
+		xs := x[32*j : 32*j+32]
+		var sumX2 float32
+		for _, v := range xs {
+			sumX2 += float32(v * v)
+		}
+		avX := sqrt32(sumX2 / 32)
+		for i, v := range xs {
+			weights[32*j+i] = avX + abs32(v)
+		}
+	}
 }
 
 // kQuantsGo is the last step of kScales: the quants of every sub-block j

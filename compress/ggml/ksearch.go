@@ -88,13 +88,22 @@ func roundClamp(y, lo, hi float32) float32 {
 	return float32(y+12582912) - 12582912
 }
 
-// allFinite reports whether x holds no NaN or ±Inf.
+// allFinite reports whether x holds no NaN or ±Inf. v − v is 0 for finite
+// v and NaN otherwise, and a NaN sticks in the sum; four sums keep the adds
+// out of one dependency chain.
 func allFinite(x []float32) bool {
-	var acc float32
-	for _, v := range x {
-		acc += v - v // 0 for finite v, NaN otherwise; NaN sticks
+	var a0, a1, a2, a3 float32
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		a0 += x[i] - x[i]
+		a1 += x[i+1] - x[i+1]
+		a2 += x[i+2] - x[i+2]
+		a3 += x[i+3] - x[i+3]
 	}
-	return acc == 0
+	for ; i < len(x); i++ {
+		a0 += x[i] - x[i]
+	}
+	return a0+a1+a2+a3 == 0
 }
 
 // qkState is the per-lane state of qkx2Search between candidates. The
@@ -104,13 +113,13 @@ type qkState struct {
 	act                                 [8]uint32 // all ones in active lanes
 }
 
-// qkx2Search is makeQKX2 (with the given weights) on the 8 sub-blocks of a
+// qkx2Search is makeQKX2 (with kWeights' weights) on the 8 sub-blocks of a
 // super-block whose values are all finite. It fills l and returns the
 // scales and the negated mins, bit-for-bit as 8 makeQKX2 calls.
-func qkx2Search(nmax int32, x *[QK_K]float32, w *[QK_K]float32, l *[QK_K]uint8, rmin, rdelta float32, nstep int, t *qkScratch) (scales, negMins [8]float32) {
+func qkx2Search(nmax int32, x *[QK_K]float32, l *[QK_K]uint8, rmin, rdelta float32, nstep int, t *qkScratch) (scales, negMins [8]float32) {
 	s := &t.st
 	fnmax := float32(nmax)
-	if qkx2Setup(x, w, t, nmax) {
+	if qkx2Setup(x, t, nmax) {
 		for k := 0; k < 8; k++ {
 			if s.act[k] == 0 {
 				*(*[32]uint8)(l[32*k : 32*k+32]) = [32]uint8{}
@@ -119,7 +128,9 @@ func qkx2Search(nmax int32, x *[QK_K]float32, w *[QK_K]float32, l *[QK_K]uint8, 
 			}
 		}
 	} else {
-		qkx2SetupGo(nmax, x, w, l, t, &scales, &negMins)
+		var w [QK_K]float32
+		kWeights(x, &w)
+		qkx2SetupGo(nmax, x, &w, l, t, &scales, &negMins)
 	}
 	t.ln.nmax = [4]float32{fnmax, fnmax, fnmax, fnmax}
 	for is := 0; is <= nstep; is++ {

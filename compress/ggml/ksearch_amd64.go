@@ -56,15 +56,16 @@ func kQuants(l *[QK_K]uint8, x *[QK_K]float32, d, dm *[QK_K / 32]float32, nmax i
 //go:noescape
 func kQuantsAVX2(l *[QK_K]uint8, x *[QK_K]float32, d, dm *[QK_K / 32]float32, nmax int32)
 
-// qkx2Setup does the first part of qkx2Search with AVX2 at that level and
-// above, and reports whether it did.
-func qkx2Setup(x, w *[QK_K]float32, t *qkScratch, nmax int32) bool {
+// qkx2Setup computes kScales' weights (transposed, in t.wt) and does the
+// first part of qkx2Search with AVX2 at that level and above, and reports
+// whether it did.
+func qkx2Setup(x *[QK_K]float32, t *qkScratch, nmax int32) bool {
 	if simd.Current() < simd.AVX2 {
 		return false
 	}
-	qkx2SetupAVX2(x, w, &t.xt, &t.wt, &t.bq, &t.st, nmax)
+	qkx2SetupAVX2(x, &t.xt, &t.wt, &t.bq, &t.st, nmax)
 	return true
 }
 
 //go:noescape
-func qkx2SetupAVX2(x, w, xt, wt, bq *[QK_K]float32, s *qkState, nmax int32)
+func qkx2SetupAVX2(x, xt, wt, bq *[QK_K]float32, s *qkState, nmax int32)

@@ -557,58 +557,78 @@ GLOBL kgidx<>(SB), RODATA|NOPTR, $32
 DATA kone<>+0(SB)/4, $0x3f800000
 GLOBL kone<>(SB), RODATA|NOPTR, $4
 
-// func qkx2SetupAVX2(x, w, xt, wt, bq *[QK_K]float32, s *qkState, nmax int32)
+DATA kc32<>+0(SB)/4, $0x42000000
+GLOBL kc32<>(SB), RODATA|NOPTR, $4
+
+DATA kabs<>+0(SB)/4, $0x7fffffff
+GLOBL kabs<>(SB), RODATA|NOPTR, $4
+
+// func qkx2SetupAVX2(x, xt, wt, bq *[QK_K]float32, s *qkState, nmax int32)
 //
-// The first part of qkx2Search for all 8 lanes: transpose x and w (lane k
-// is sub-block k), per lane the in-order min, max, Σw and Σw·x, the
-// active mask (max != min, after min = min(min, 0)), the first scale and
-// its error with the reference's nearestInt bit trick (exact for every
-// input), and its quants in bq (0 in inactive lanes).
-TEXT ·qkx2SetupAVX2(SB), NOSPLIT, $0-52
+// The weights of kScales and the first part of qkx2Search for all 8 lanes:
+// transpose x (lane k is sub-block k), per lane the in-order Σx², the
+// weights sqrt(Σx²/32) + |x| (transposed into wt), the in-order min, max,
+// Σw and Σw·x, the active mask (max != min, after min = min(min, 0)), the
+// first scale and its error with the reference's nearestInt bit trick
+// (exact for every input), and its quants in bq (0 in inactive lanes).
+TEXT ·qkx2SetupAVX2(SB), NOSPLIT, $0-44
 	MOVQ x+0(FP), SI
-	MOVQ w+8(FP), DI
-	MOVQ xt+16(FP), R8
-	MOVQ wt+24(FP), R10
-	MOVQ bq+32(FP), R11
-	MOVQ s+40(FP), R9
-	MOVL nmax+48(FP), AX
+	MOVQ xt+8(FP), R8
+	MOVQ wt+16(FP), R10
+	MOVQ bq+24(FP), R11
+	MOVQ s+32(FP), R9
+	MOVL nmax+40(FP), AX
 	VMOVD AX, X15
 	VPBROADCASTD X15, Y15      // nmax (int)
 	VCVTDQ2PS Y15, Y14         // nmax (float)
 	VMOVDQU kgidx<>(SB), Y13
 	VXORPS Y12, Y12, Y12
 
-	// row 0
-	VPCMPEQD Y11, Y11, Y11
-	VGATHERDPS Y11, (SI)(Y13*4), Y0  // x row 0
-	VPCMPEQD Y11, Y11, Y11
-	VGATHERDPS Y11, (DI)(Y13*4), Y1  // w row 0
-	VMOVUPS Y0, (R8)
-	VMOVUPS Y1, (R10)
-	VMOVAPS Y0, Y2                   // min
-	VMOVAPS Y0, Y3                   // max
-	VMOVAPS Y1, Y4                   // Σw
-	VMULPS Y0, Y1, Y5                // Σw·x
-	MOVQ $4, AX
-	MOVQ $32, DX
+	// Σx² per lane, transposing x into xt.
+	VXORPS Y5, Y5, Y5
+	XORQ AX, AX
+	XORQ DX, DX
 
-ksrow:
+ksx2:
 	LEAQ (SI)(AX*1), BX
 	VPCMPEQD Y11, Y11, Y11
 	VGATHERDPS Y11, (BX)(Y13*4), Y0
-	LEAQ (DI)(AX*1), BX
-	VPCMPEQD Y11, Y11, Y11
-	VGATHERDPS Y11, (BX)(Y13*4), Y1
 	VMOVUPS Y0, (R8)(DX*1)
-	VMOVUPS Y1, (R10)(DX*1)
-	VMINPS Y2, Y0, Y2                // x < min ? x : min
-	VMAXPS Y3, Y0, Y3                // x > max ? x : max
-	VADDPS Y1, Y4, Y4
-	VMULPS Y0, Y1, Y6
-	VADDPS Y6, Y5, Y5
+	VMULPS Y0, Y0, Y1
+	VADDPS Y1, Y5, Y5
 	ADDQ $4, AX
 	ADDQ $32, DX
 	CMPQ AX, $128
+	JLT ksx2
+
+	VBROADCASTSS kc32<>(SB), Y1
+	VDIVPS Y1, Y5, Y5
+	VSQRTPS Y5, Y10            // avX = sqrt(Σx²/32)
+	VBROADCASTSS kabs<>(SB), Y9
+
+	// row 0
+	VMOVUPS (R8), Y0
+	VANDPS Y9, Y0, Y1
+	VADDPS Y1, Y10, Y1         // w = avX + |x|
+	VMOVUPS Y1, (R10)
+	VMOVAPS Y0, Y2             // min
+	VMOVAPS Y0, Y3             // max
+	VMOVAPS Y1, Y4             // Σw
+	VMULPS Y0, Y1, Y5          // Σw·x
+	MOVQ $32, DX
+
+ksrow:
+	VMOVUPS (R8)(DX*1), Y0
+	VANDPS Y9, Y0, Y1
+	VADDPS Y1, Y10, Y1
+	VMOVUPS Y1, (R10)(DX*1)
+	VMINPS Y2, Y0, Y2          // x < min ? x : min
+	VMAXPS Y3, Y0, Y3          // x > max ? x : max
+	VADDPS Y1, Y4, Y4
+	VMULPS Y0, Y1, Y6
+	VADDPS Y6, Y5, Y5
+	ADDQ $32, DX
+	CMPQ DX, $1024
 	JLT ksrow
 
 	VMOVUPS Y2, 64(R9)               // lo

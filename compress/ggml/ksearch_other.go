@@ -18,4 +18,4 @@ func kQuants(l *[QK_K]uint8, x *[QK_K]float32, d, dm *[QK_K / 32]float32, nmax i
 	kQuantsGo(l, x, d, dm, nmax)
 }
 
-func qkx2Setup(x, w *[QK_K]float32, t *qkScratch, nmax int32) bool { return false }
+func qkx2Setup(x *[QK_K]float32, t *qkScratch, nmax int32) bool { return false }
