@@ -10,16 +10,18 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/gantry-dev/gantry/compress/internal/simd"
 	"github.com/gantry-dev/gantry/compress/quality"
 	st "github.com/gantry-dev/gantry/compress/safetensors"
 	"github.com/gantry-dev/gantry/compress/safetensors/stgen"
 )
 
 // Kernel benchmarks: one 1 MiB block of BF16 input (128 rows × 4096),
-// through the whole per-block path of Convert: decode to float32,
-// quantize, dequantize, error statistics. Throughput is in bytes of BF16
-// input. BenchmarkKernel/copy is the baseline: a plain copy of the same
-// bytes.
+// through the whole per-block path of Convert (rowKernel.row): decode to
+// float32, finite check, quantize, dequantize, error statistics, once per
+// SIMD level (BenchmarkKernel/fp8/scalar is the Go code, /fp8/avx2 the
+// vector kernels). Throughput is in bytes of BF16 input.
+// BenchmarkKernel/copy is the baseline: a plain copy of the same bytes.
 func BenchmarkKernel(b *testing.B) {
 	const rows, cols = 128, 4096
 	x := make([]float32, rows*cols)
@@ -36,27 +38,25 @@ func BenchmarkKernel(b *testing.B) {
 	for _, tc := range []struct {
 		name        string
 		bits, group int
-	}{{"fp8", 8, 0}, {"int8", 8, cols}, {"int4", 4, 128}} {
-		b.Run(tc.name, func(b *testing.B) {
-			xr := make([]float32, cols)
-			y := make([]float32, cols)
-			q := make([]byte, cols)
-			packed := make([]uint32, cols*tc.bits/32)
-			scales := make([]float32, cols/max(tc.group, 1))
-			b.SetBytes(int64(len(in)))
-			for b.Loop() {
-				var s quality.Stats
-				for r := 0; r < rows; r++ {
-					st.DecodeFloat32(xr, in[r*cols*2:], st.BF16)
-					if tc.name == "fp8" {
-						QuantizeFP8Row(q, y, xr)
-					} else {
-						QuantizeIntRow(packed, scales, y, xr, tc.bits, tc.group, st.BF16)
+	}{{"fp8", 8, cols}, {"int8", 8, cols}, {"int4", 4, 128}} {
+		for _, l := range simd.Supported() {
+			b.Run(tc.name+"/"+l.String(), func(b *testing.B) {
+				defer simd.Set(l)()
+				k := rowKernel{dt: st.BF16, fp8: tc.name == "fp8", bits: tc.bits, group: tc.group, scaleType: st.BF16}
+				buf := rowBuf{x: make([]float32, cols), y: make([]float32, cols), packed: make([]uint32, cols*tc.bits/32)}
+				out := make([]byte, cols*tc.bits/8)
+				scales := make([]float32, cols/tc.group)
+				b.SetBytes(int64(len(in)))
+				for b.Loop() {
+					var s quality.Stats
+					for r := 0; r < rows; r++ {
+						if _, err := k.row(out, scales, &buf, in[r*cols*2:], &s); err != nil {
+							b.Fatal(err)
+						}
 					}
-					addStats(&s, xr, y)
 				}
-			}
-		})
+			})
+		}
 	}
 }
 

@@ -592,9 +592,8 @@ feed:
 // worker holds one goroutine's reusable buffers.
 type worker struct {
 	in       []byte
-	x, y     []float32
+	b        rowBuf
 	out      []byte
-	packed   []uint32
 	scales   []float32
 	scaleOut []byte
 }
@@ -632,8 +631,8 @@ func (w *worker) do(u unit, sch scheme, opts Options) (int64, error) {
 	if err := sj.in.ReadAt(j.in.Name, w.in, u.lo*rowBytes); err != nil {
 		return 0, fmt.Errorf("ctensors: %w", err)
 	}
-	w.x = grow(w.x, cols)
-	w.y = grow(w.y, cols)
+	w.b.x = grow(w.b.x, cols)
+	w.b.y = grow(w.b.y, cols)
 	groups := 1
 	if sch.group > 0 {
 		groups = cols / sch.group
@@ -645,46 +644,26 @@ func (w *worker) do(u unit, sch scheme, opts Options) (int64, error) {
 	outRow := cols // fp8: one byte per value
 	if !sch.float {
 		outRow = cols * sch.bits / 8
-		w.packed = grow(w.packed, cols*sch.bits/32)
+		w.b.packed = grow(w.b.packed, cols*sch.bits/32)
 	}
 	w.out = grow(w.out, nrows*outRow)
 	w.scales = grow(w.scales, groups)
 	ssz := int(j.scaleType.Size())
 	w.scaleOut = grow(w.scaleOut, nrows*groups*ssz)
+	k := rowKernel{dt: j.in.DType, fp8: sch.float, bits: sch.bits, group: group, scaleType: j.scaleType, allow: opts.AllowNonFinite}
 	var stats quality.Stats
 	for r := 0; r < nrows; r++ {
-		if err := st.DecodeFloat32(w.x, w.in[int64(r)*rowBytes:], j.in.DType); err != nil {
+		bad, err := k.row(w.out[r*outRow:(r+1)*outRow], w.scales, &w.b, w.in[int64(r)*rowBytes:], &stats)
+		if err != nil {
 			return 0, err
-		}
-		bad := -1
-		for i, v := range w.x {
-			if !(math.Abs(float64(v)) <= math.MaxFloat32) {
-				bad = i
-				break
-			}
 		}
 		if bad >= 0 && !opts.AllowNonFinite {
 			row := u.lo + int64(r)
 			off := sj.in.DataStart() + j.in.Offsets[0] + (row*j.cols+int64(bad))*esz
-			return 0, fmt.Errorf("ctensors: %s: tensor %q: offset %d: %w %g at [%d, %d]", sj.inPath, j.in.Name, off, ErrNonFinite, w.x[bad], row, bad)
-		}
-		if sch.float {
-			s := QuantizeFP8Row(w.out[r*outRow:(r+1)*outRow], w.y, w.x)
-			w.scales[0] = s
-		} else {
-			QuantizeIntRow(w.packed, w.scales, w.y, w.x, sch.bits, group, j.scaleType)
-			o := w.out[r*outRow:]
-			for i, p := range w.packed {
-				binary.LittleEndian.PutUint32(o[4*i:], p)
-			}
+			return 0, fmt.Errorf("ctensors: %s: tensor %q: offset %d: %w %g at [%d, %d]", sj.inPath, j.in.Name, off, ErrNonFinite, w.b.x[bad], row, bad)
 		}
 		if err := st.EncodeFloat32(w.scaleOut[r*groups*ssz:], w.scales, j.scaleType); err != nil {
 			return 0, err
-		}
-		if bad >= 0 {
-			addFinite(&stats, w.x, w.y)
-		} else {
-			addStats(&stats, w.x, w.y)
 		}
 	}
 	if _, err := sj.out.WriteAt(w.out, j.outOff+u.lo*int64(outRow)); err != nil {

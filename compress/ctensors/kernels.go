@@ -70,11 +70,26 @@ func absMax(x []float32) float32 {
 // QuantizeFP8Row quantizes one row (one output channel) to FP8 E4M3 with a
 // single float32 scale = max|x|/448. It writes len(x) codes to q, the
 // dequantized values q·scale to y when y is not nil, and returns the scale.
+// At the AVX2 level it runs vector code (see quantizeFP8Row), bit for bit
+// the same as quantizeFP8RowGo.
 func QuantizeFP8Row(q []byte, y, x []float32) float32 {
+	return quantizeFP8Row(q, y, x)
+}
+
+// quantizeFP8RowGo is QuantizeFP8Row in portable Go: the reference the
+// vector code is tested against, and its fallback.
+func quantizeFP8RowGo(q []byte, y, x []float32) float32 {
 	s := absMax(x) / FP8Max
 	if s == 0 {
 		s = scaleEps(st.F32)
 	}
+	quantizeFP8Go(q, y, x, s)
+	return s
+}
+
+// quantizeFP8Go writes the codes of x/s to q and, when y is not nil, the
+// dequantized values to y.
+func quantizeFP8Go(q []byte, y, x []float32, s float32) {
 	q = q[:len(x)]
 	for i, v := range x {
 		v /= s
@@ -87,7 +102,6 @@ func QuantizeFP8Row(q []byte, y, x []float32) float32 {
 			y[i] = st.F8E4M3ToF32(c) * s
 		}
 	}
-	return s
 }
 
 // roundEven rounds v, |v| ≤ 2^22, to the nearest integer, ties to even: adding
@@ -110,8 +124,23 @@ func roundEven(v float32) float32 {
 // Scales are rounded to scaleType (the dtype they will be stored in) before
 // use and written to scales (len(x)/group of them). packed receives
 // len(x)·bits/32 words; y, when not nil, the dequantized values q·scale.
-// NaN inputs quantize to 0 and ±Inf saturate.
+// NaN inputs quantize to 0 and ±Inf saturate. At the AVX2 level it runs
+// vector code (see quantizeIntRow), bit for bit the same as
+// quantizeIntRowGo.
 func QuantizeIntRow(packed []uint32, scales []float32, y, x []float32, bits, group int, scaleType st.DType) {
+	quantizeIntRow(packed, scales, y, x, bits, group, scaleType)
+}
+
+// intScale is the scale of a group whose largest finite magnitude is m.
+func intScale(m float32, bits int, scaleType st.DType) float32 {
+	qmax := float32(int(1)<<(bits-1) - 1)
+	half := (qmax - (-qmax - 1)) / 2
+	return roundScale(m/half, scaleType)
+}
+
+// quantizeIntRowGo is QuantizeIntRow in portable Go: the reference the
+// vector code is tested against, and its fallback.
+func quantizeIntRowGo(packed []uint32, scales []float32, y, x []float32, bits, group int, scaleType st.DType) {
 	qmax := float32(int(1)<<(bits-1) - 1) // 7 or 127
 	qmin := -qmax - 1                     // -8 or -128
 	half := (qmax - qmin) / 2             // 7.5 or 127.5
@@ -169,32 +198,59 @@ func UnpackInt(dst []int8, packed []uint32, bits int) {
 // accumulators and no data-dependent branches so that it keeps up with the
 // kernels. The summation order is fixed, so results are deterministic.
 func addStats(s *quality.Stats, x, y []float32) {
+	var a statAcc
+	a.add(x, y)
+	a.merge(s, len(x))
+}
+
+// statAcc holds the accumulators of addStats: for each sum the even (index
+// 0) and odd (index 1) elements' partial sums, then the largest |x−y|. The
+// assembly kernels read and write it at these offsets: xx at 0, yy at 16,
+// xy at 32, ee at 48, mx at 64.
+type statAcc struct {
+	xx, yy, xy, ee [2]float64
+	mx             float64
+}
+
+// add continues the sums over x and y. Elements pair up from x[0], so
+// splitting a row for add calls keeps the order of one call only at even
+// lengths. The explicit float64 conversions keep the compiler from fusing a
+// product and a sum into one FMA, whose single rounding the vector code
+// does not reproduce.
+func (a *statAcc) add(x, y []float32) {
 	y = y[:len(x)]
-	var xx0, yy0, xy0, ee0, xx1, yy1, xy1, ee1, mx0, mx1 float64
+	xx0, yy0, xy0, ee0 := a.xx[0], a.yy[0], a.xy[0], a.ee[0]
+	xx1, yy1, xy1, ee1 := a.xx[1], a.yy[1], a.xy[1], a.ee[1]
+	mx0, mx1 := a.mx, 0.0
 	i := 0
 	for ; i+1 < len(x); i += 2 {
 		a0, b0 := float64(x[i]), float64(y[i])
 		a1, b1 := float64(x[i+1]), float64(y[i+1])
 		e0, e1 := a0-b0, a1-b1
-		xx0 += a0 * a0
-		xx1 += a1 * a1
-		yy0 += b0 * b0
-		yy1 += b1 * b1
-		xy0 += a0 * b0
-		xy1 += a1 * b1
-		ee0 += e0 * e0
-		ee1 += e1 * e1
+		xx0 += float64(a0 * a0)
+		xx1 += float64(a1 * a1)
+		yy0 += float64(b0 * b0)
+		yy1 += float64(b1 * b1)
+		xy0 += float64(a0 * b0)
+		xy1 += float64(a1 * b1)
+		ee0 += float64(e0 * e0)
+		ee1 += float64(e1 * e1)
 		mx0 = max(mx0, math.Abs(e0))
 		mx1 = max(mx1, math.Abs(e1))
 	}
 	if i < len(x) {
 		a0, b0 := float64(x[i]), float64(y[i])
 		e0 := a0 - b0
-		xx0 += a0 * a0
-		yy0 += b0 * b0
-		xy0 += a0 * b0
-		ee0 += e0 * e0
+		xx0 += float64(a0 * a0)
+		yy0 += float64(b0 * b0)
+		xy0 += float64(a0 * b0)
+		ee0 += float64(e0 * e0)
 		mx0 = max(mx0, math.Abs(e0))
 	}
-	s.Merge(quality.Stats{N: int64(len(x)), SumXX: xx0 + xx1, SumYY: yy0 + yy1, SumXY: xy0 + xy1, SumEE: ee0 + ee1, MaxAbs: max(mx0, mx1)})
+	*a = statAcc{xx: [2]float64{xx0, xx1}, yy: [2]float64{yy0, yy1}, xy: [2]float64{xy0, xy1}, ee: [2]float64{ee0, ee1}, mx: max(mx0, mx1)}
+}
+
+// merge adds the sums of n elements to s.
+func (a *statAcc) merge(s *quality.Stats, n int) {
+	s.Merge(quality.Stats{N: int64(n), SumXX: a.xx[0] + a.xx[1], SumYY: a.yy[0] + a.yy[1], SumXY: a.xy[0] + a.xy[1], SumEE: a.ee[0] + a.ee[1], MaxAbs: a.mx})
 }
