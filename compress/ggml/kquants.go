@@ -219,6 +219,20 @@ func kQuantsGo(l *[QK_K]uint8, x *[QK_K]float32, d, dm *[QK_K / 32]float32, nmax
 	}
 }
 
+// q6QuantsGo is the last step of quantizeQ6K: the quants of every
+// sub-block j with d[j] != 0 for its final scale (the others keep the
+// search's).
+func q6QuantsGo(l *[QK_K]int8, x *[QK_K]float32, d *[QK_K / 16]float32) {
+	for j := 0; j < QK_K/16; j++ {
+		if d[j] == 0 {
+			continue
+		}
+		for i := 16 * j; i < 16*j+16; i++ {
+			l[i] = int8(clampInt(nearestInt(x[i]/d[j]), -32, 31) + 32)
+		}
+	}
+}
+
 // quantizeQ4K is quantize_row_q4_K_ref. Layout: f16 d, f16 dmin,
 // scales[12], qs[128].
 func quantizeQ4K(dst []byte, src []float32) {
@@ -401,8 +415,9 @@ func quantizeQ6K(dst []byte, src []float32) {
 		x := (*[QK_K]float32)(src)
 		y := (*[210]byte)(dst)
 		var maxScale, maxAbsScale float32
-		if kSearch && simd.Current() >= simd.SSE2 && allFinite(x[:]) {
-			qx6Search(x, &l, &scales, &t)
+		searched := kSearch && simd.Current() >= simd.SSE2 && allFinite(x[:])
+		if searched {
+			qx6Search(x, &scales, &t)
 		} else {
 			for ib := 0; ib < QK_K/16; ib++ {
 				scales[ib] = makeQX6(x[16*ib:16*ib+16], l[16*ib:16*ib+16])
@@ -426,15 +441,14 @@ func quantizeQ6K(dst []byte, src []float32) {
 			sc[ib] = byte(int8(min(127, nearestInt(iscale*scales[ib]))))
 		}
 		df := f16Table[dh]
-		for j := 0; j < QK_K/16; j++ {
-			d := df * float32(int8(sc[j]))
-			if d == 0 {
-				continue
-			}
-			for i := 16 * j; i < 16*j+16; i++ {
-				l[i] = int8(clampInt(nearestInt(x[i]/d), -32, 31) + 32)
+		var d [QK_K / 16]float32
+		for j := range d {
+			d[j] = df * float32(int8(sc[j]))
+			if d[j] == 0 && searched {
+				qx6Quants(x, &l, j, &t) // the search's, as makeQX6 leaves them
 			}
 		}
+		q6Quants(&l, x, &d)
 		ql := y[0:128]
 		qh := y[128:192]
 		for j := 0; j < QK_K; j += 128 {

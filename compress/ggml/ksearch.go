@@ -334,33 +334,37 @@ func qx6SumsGo(xt, wt, wvt *[QK_K]float32, isc, sLX, sL2 *[16]float32) {
 }
 
 // qx6Search is makeQX6 on the 16 sub-blocks of a super-block whose values
-// are all finite: it fills l and scales bit-for-bit as 16 makeQX6 calls.
+// are all finite: it fills scales bit-for-bit as 16 makeQX6 calls, and
+// leaves the best candidate of every sub-block in t.st for qx6Quants, which
+// gives the quants makeQX6 would have left.
 // With finite x, |isc·x| ≤ 32.9 (isc = −(32+0.1·is)/max, |x| ≤ |max|), so
 // the SIMD rounding always applies.
-func qx6Search(x *[QK_K]float32, l *[QK_K]int8, scales *[16]float32, t *q6Scratch) {
+func qx6Search(x *[QK_K]float32, scales *[16]float32, t *q6Scratch) {
 	const nmax = 32
 	s := &t.st
-	*s = q6State{}
-	for k := 0; k < 16; k++ {
-		xs := (*[16]float32)(x[16*k : 16*k+16])
-		var max, amax float32
-		for i, v := range xs {
-			if a := abs32(v); a > amax {
-				amax = a
-				max = v
+	if !qx6Setup(x, t) {
+		*s = q6State{}
+		for k := 0; k < 16; k++ {
+			xs := (*[16]float32)(x[16*k : 16*k+16])
+			var max, amax float32
+			for i, v := range xs {
+				if a := abs32(v); a > amax {
+					amax = a
+					max = v
+				}
+				w := v * v
+				t.xt[16*i+k] = v
+				t.wt[16*i+k] = w
+				t.wvt[16*i+k] = float32(w * v)
 			}
-			w := v * v
-			t.xt[16*i+k] = v
-			t.wt[16*i+k] = w
-			t.wvt[16*i+k] = float32(w * v)
+			t.isc[k] = 0
+			if amax < groupMaxEps {
+				continue
+			}
+			s.act[k] = ^uint32(0)
+			s.mx[k] = max
+			t.isc[k] = -nmax / max
 		}
-		t.isc[k] = 0
-		if amax < groupMaxEps {
-			continue
-		}
-		s.act[k] = ^uint32(0)
-		s.mx[k] = max
-		t.isc[k] = -nmax / max
 	}
 	qx6Sums(&t.xt, &t.wt, &t.wvt, &t.isc, &t.sLX, &t.sL2)
 	for k := 0; k < 16; k++ {
@@ -393,18 +397,19 @@ func qx6Search(x *[QK_K]float32, l *[QK_K]int8, scales *[16]float32, t *q6Scratc
 			}
 		}
 	}
-	// The quants of the best candidate, with the reference rounding.
-	for k := 0; k < 16; k++ {
-		scales[k] = s.scale[k]
-		if s.act[k] == 0 {
-			for i := 0; i < 16; i++ {
-				l[16*k+i] = 0
-			}
-			continue
-		}
-		isc := s.bisc[k]
-		for i := 0; i < 16; i++ {
-			l[16*k+i] = int8(nmax + clampInt(nearestInt(isc*x[16*k+i]), -nmax, nmax-1))
-		}
+	*scales = s.scale
+}
+
+// qx6Quants writes sub-block k's quants of the best candidate qx6Search
+// found, with the reference rounding.
+func qx6Quants(x *[QK_K]float32, l *[QK_K]int8, k int, t *q6Scratch) {
+	const nmax = 32
+	if t.st.act[k] == 0 {
+		*(*[16]int8)(l[16*k : 16*k+16]) = [16]int8{}
+		return
+	}
+	isc := t.st.bisc[k]
+	for i := 16 * k; i < 16*k+16; i++ {
+		l[i] = int8(nmax + clampInt(nearestInt(isc*x[i]), -nmax, nmax-1))
 	}
 }

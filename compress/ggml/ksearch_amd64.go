@@ -69,3 +69,28 @@ func qkx2Setup(x *[QK_K]float32, t *qkScratch, nmax int32) bool {
 
 //go:noescape
 func qkx2SetupAVX2(x, xt, wt, bq *[QK_K]float32, s *qkState, nmax int32)
+
+// qx6Setup does the first part of qx6Search with AVX2 at that level and
+// above, and reports whether it did.
+func qx6Setup(x *[QK_K]float32, t *q6Scratch) bool {
+	if simd.Current() < simd.AVX2 {
+		return false
+	}
+	qx6SetupAVX2(x, &t.xt, &t.wt, &t.wvt, &t.st, &t.isc)
+	return true
+}
+
+// q6Quants is q6QuantsGo, in AVX2 at that level and above.
+func q6Quants(l *[QK_K]int8, x *[QK_K]float32, d *[QK_K / 16]float32) {
+	if simd.Current() < simd.AVX2 {
+		q6QuantsGo(l, x, d)
+		return
+	}
+	q6QuantsAVX2(l, x, d)
+}
+
+//go:noescape
+func qx6SetupAVX2(x, xt, wt, wvt *[QK_K]float32, s *q6State, isc *[16]float32)
+
+//go:noescape
+func q6QuantsAVX2(l *[QK_K]int8, x *[QK_K]float32, d *[QK_K / 16]float32)

@@ -675,3 +675,158 @@ kserr:
 	VMOVUPS Y3, 160(R9)              // best
 	VZEROUPPER
 	RET
+
+DATA q6idx<>+0(SB)/4, $0
+DATA q6idx<>+4(SB)/4, $16
+DATA q6idx<>+8(SB)/4, $32
+DATA q6idx<>+12(SB)/4, $48
+DATA q6idx<>+16(SB)/4, $64
+DATA q6idx<>+20(SB)/4, $80
+DATA q6idx<>+24(SB)/4, $96
+DATA q6idx<>+28(SB)/4, $112
+GLOBL q6idx<>(SB), RODATA|NOPTR, $32
+
+DATA q6c<>+0(SB)/4, $0x26901d7d  // groupMaxEps, 1e-15
+DATA q6c<>+4(SB)/4, $0xc2000000  // −32
+DATA q6c<>+8(SB)/4, $0xffffffe0  // −32 (int)
+DATA q6c<>+12(SB)/4, $31
+DATA q6c<>+16(SB)/4, $32
+GLOBL q6c<>(SB), RODATA|NOPTR, $20
+
+// func qx6SetupAVX2(x, xt, wt, wvt *[QK_K]float32, s *q6State, isc *[16]float32)
+//
+// The first part of qx6Search for the 16 sub-blocks (lanes 0-7 in one
+// register, 8-15 in another): transposed x, w = x², w·x, the first largest
+// magnitude and its signed value in index order, the active mask
+// (max|x| ≥ groupMaxEps), mx and the first inverse scale −32/max (0 in
+// inactive lanes), and best, scale, bisc zeroed.
+TEXT ·qx6SetupAVX2(SB), NOSPLIT, $0-48
+	MOVQ x+0(FP), SI
+	MOVQ xt+8(FP), R8
+	MOVQ wt+16(FP), DI
+	MOVQ wvt+24(FP), R10
+	MOVQ s+32(FP), R9
+	MOVQ isc+40(FP), R11
+	VMOVDQU q6idx<>(SB), Y15           // lanes 0-7
+	VPCMPEQD Y0, Y0, Y0
+	VPSRLD $25, Y0, Y0                 // 127 …
+	VPADDD Y0, Y15, Y14
+	VPCMPEQD Y0, Y0, Y0
+	VPSUBD Y0, Y14, Y14                // … + 1: lanes 8-15 start at 128
+	VBROADCASTSS kabs<>(SB), Y13
+	VXORPS Y2, Y2, Y2                  // amax 0-7
+	VXORPS Y3, Y3, Y3                  // amax 8-15
+	VXORPS Y4, Y4, Y4                  // max 0-7
+	VXORPS Y5, Y5, Y5                  // max 8-15
+	XORQ AX, AX
+	XORQ DX, DX
+
+q6srow:
+	LEAQ (SI)(AX*1), BX
+	VPCMPEQD Y12, Y12, Y12
+	VGATHERDPS Y12, (BX)(Y15*4), Y0
+	VPCMPEQD Y12, Y12, Y12
+	VGATHERDPS Y12, (BX)(Y14*4), Y1
+	VMOVUPS Y0, (R8)(DX*1)
+	VMOVUPS Y1, 32(R8)(DX*1)
+	VMULPS Y0, Y0, Y6                  // w
+	VMULPS Y1, Y1, Y7
+	VMOVUPS Y6, (DI)(DX*1)
+	VMOVUPS Y7, 32(DI)(DX*1)
+	VMULPS Y0, Y6, Y6                  // w·x
+	VMULPS Y1, Y7, Y7
+	VMOVUPS Y6, (R10)(DX*1)
+	VMOVUPS Y7, 32(R10)(DX*1)
+	VANDPS Y13, Y0, Y6                 // |x|
+	VANDPS Y13, Y1, Y7
+	VCMPPS $0x11, Y6, Y2, Y8           // amax < |x|
+	VCMPPS $0x11, Y7, Y3, Y9
+	VBLENDVPS Y8, Y6, Y2, Y2
+	VBLENDVPS Y9, Y7, Y3, Y3
+	VBLENDVPS Y8, Y0, Y4, Y4
+	VBLENDVPS Y9, Y1, Y5, Y5
+	ADDQ $4, AX
+	ADDQ $64, DX
+	CMPQ AX, $64
+	JLT q6srow
+
+	VBROADCASTSS q6c<>+0(SB), Y0
+	VCMPPS $0x12, Y2, Y0, Y8           // act = eps ≤ amax
+	VCMPPS $0x12, Y3, Y0, Y9
+	VMOVUPS Y8, 256(R9)
+	VMOVUPS Y9, 288(R9)
+	VANDPS Y8, Y4, Y4
+	VANDPS Y9, Y5, Y5
+	VMOVUPS Y4, 0(R9)                  // mx
+	VMOVUPS Y5, 32(R9)
+	VBROADCASTSS q6c<>+4(SB), Y0
+	VDIVPS Y4, Y0, Y6                  // −32 / max
+	VDIVPS Y5, Y0, Y7
+	VANDPS Y8, Y6, Y6
+	VANDPS Y9, Y7, Y7
+	VMOVUPS Y6, (R11)
+	VMOVUPS Y7, 32(R11)
+	VXORPS Y0, Y0, Y0
+	VMOVUPS Y0, 64(R9)
+	VMOVUPS Y0, 96(R9)
+	VMOVUPS Y0, 128(R9)
+	VMOVUPS Y0, 160(R9)
+	VMOVUPS Y0, 192(R9)
+	VMOVUPS Y0, 224(R9)
+	VZEROUPPER
+	RET
+
+// func q6QuantsAVX2(l *[QK_K]int8, x *[QK_K]float32, d *[16]float32)
+//
+// q6QuantsGo: for every sub-block j with d[j] != 0, l = clamp(nearestInt(
+// x/d), −32, 31) + 32 with the reference's bit trick, exact for every input.
+TEXT ·q6QuantsAVX2(SB), NOSPLIT, $0-24
+	MOVQ l+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ d+16(FP), R8
+	VPBROADCASTD kqc<>+0(SB), Y15
+	VPBROADCASTD kqc<>+4(SB), Y14
+	VPBROADCASTD kqc<>+8(SB), Y13
+	VPBROADCASTD q6c<>+8(SB), Y12      // −32
+	VPBROADCASTD q6c<>+12(SB), Y11     // 31
+	VPBROADCASTD q6c<>+16(SB), Y10     // 32
+	VMOVDQU kqperm<>(SB), Y9
+	VXORPS X8, X8, X8
+	XORQ R12, R12
+
+q6qtop:
+	VMOVSS (R8)(R12*4), X0
+	VUCOMISS X8, X0
+	JP q6qdo
+	JE q6qnext
+q6qdo:
+	VBROADCASTSS X0, Y0
+	VMOVUPS 0(SI), Y2
+	VMOVUPS 32(SI), Y3
+	VDIVPS Y0, Y2, Y2
+	VDIVPS Y0, Y3, Y3
+	VADDPS Y15, Y2, Y2
+	VADDPS Y15, Y3, Y3
+	VPAND Y14, Y2, Y2
+	VPAND Y14, Y3, Y3
+	VPSUBD Y13, Y2, Y2
+	VPSUBD Y13, Y3, Y3
+	VPMINSD Y11, Y2, Y2
+	VPMINSD Y11, Y3, Y3
+	VPMAXSD Y12, Y2, Y2
+	VPMAXSD Y12, Y3, Y3
+	VPADDD Y10, Y2, Y2
+	VPADDD Y10, Y3, Y3
+	VPACKSSDW Y3, Y2, Y2
+	VPACKUSWB Y2, Y2, Y2
+	VPERMD Y2, Y9, Y2
+	VMOVDQU X2, (DI)
+
+q6qnext:
+	ADDQ $64, SI
+	ADDQ $16, DI
+	INCQ R12
+	CMPQ R12, $16
+	JLT q6qtop
+	VZEROUPPER
+	RET

@@ -19,3 +19,7 @@ func kQuants(l *[QK_K]uint8, x *[QK_K]float32, d, dm *[QK_K / 32]float32, nmax i
 }
 
 func qkx2Setup(x *[QK_K]float32, t *qkScratch, nmax int32) bool { return false }
+
+func qx6Setup(x *[QK_K]float32, t *q6Scratch) bool { return false }
+
+func q6Quants(l *[QK_K]int8, x *[QK_K]float32, d *[QK_K / 16]float32) { q6QuantsGo(l, x, d) }
