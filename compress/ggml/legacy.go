@@ -129,9 +129,9 @@ func minMax(x *[QK]float32) (min, max float32) {
 	return min, max
 }
 
-// quantizeQ4_1 is quantize_row_q4_1_ref: d = (max−min)/15, m = min,
+// quantizeQ4_1Go is quantize_row_q4_1_ref: d = (max−min)/15, m = min,
 // q = min(15, (int8)((x−min)/d + 0.5)).
-func quantizeQ4_1(dst []byte, src []float32) {
+func quantizeQ4_1Go(dst []byte, src []float32) {
 	for ; len(src) >= QK; src, dst = src[QK:], dst[20:] {
 		x := (*[QK]float32)(src)
 		y := (*[20]byte)(dst)
@@ -151,7 +151,7 @@ func quantizeQ4_1(dst []byte, src []float32) {
 	}
 }
 
-func dequantizeQ4_1(dst []float32, src []byte) {
+func dequantizeQ4_1Go(dst []float32, src []byte) {
 	for ; len(dst) >= QK; src, dst = src[20:], dst[QK:] {
 		y := (*[QK]float32)(dst)
 		x := (*[20]byte)(src)
@@ -163,9 +163,9 @@ func dequantizeQ4_1(dst []float32, src []byte) {
 	}
 }
 
-// quantizeQ5_0 is quantize_row_q5_0_ref: d = max/−16,
+// quantizeQ5_0Go is quantize_row_q5_0_ref: d = max/−16,
 // q = min(31, (int8)(x/d + 16.5)), bit 4 of q[k] in bit k of qh.
-func quantizeQ5_0(dst []byte, src []float32) {
+func quantizeQ5_0Go(dst []byte, src []float32) {
 	for ; len(src) >= QK; src, dst = src[QK:], dst[22:] {
 		x := (*[QK]float32)(src)
 		y := (*[22]byte)(dst)
@@ -187,7 +187,7 @@ func quantizeQ5_0(dst []byte, src []float32) {
 	}
 }
 
-func dequantizeQ5_0(dst []float32, src []byte) {
+func dequantizeQ5_0Go(dst []float32, src []byte) {
 	for ; len(dst) >= QK; src, dst = src[22:], dst[QK:] {
 		y := (*[QK]float32)(dst)
 		x := (*[22]byte)(src)
@@ -202,9 +202,9 @@ func dequantizeQ5_0(dst []float32, src []byte) {
 	}
 }
 
-// quantizeQ5_1 is quantize_row_q5_1_ref: d = (max−min)/31, m = min,
+// quantizeQ5_1Go is quantize_row_q5_1_ref: d = (max−min)/31, m = min,
 // q = (uint8)((x−min)/d + 0.5) with no clamp.
-func quantizeQ5_1(dst []byte, src []float32) {
+func quantizeQ5_1Go(dst []byte, src []float32) {
 	for ; len(src) >= QK; src, dst = src[QK:], dst[24:] {
 		x := (*[QK]float32)(src)
 		y := (*[24]byte)(dst)
@@ -228,7 +228,7 @@ func quantizeQ5_1(dst []byte, src []float32) {
 	}
 }
 
-func dequantizeQ5_1(dst []float32, src []byte) {
+func dequantizeQ5_1Go(dst []float32, src []byte) {
 	for ; len(dst) >= QK; src, dst = src[24:], dst[QK:] {
 		y := (*[QK]float32)(dst)
 		x := (*[24]byte)(src)

@@ -23,6 +23,39 @@ func quantizeQ8_0(dst []byte, src []float32) {
 	}
 }
 
+// qx0Params and qx1Params are the constants of one legacy type for
+// quantizeQx0AVX2 (d = signed max/div) and quantizeQx1AVX2 (d =
+// (max−min)/div, m = min). The assembly depends on this layout.
+type qx0Params struct {
+	div, add    float32
+	clamp, five int32
+	size        int64
+}
+
+type qx1Params = qx0Params
+
+var (
+	q4_0Params = qx0Params{div: -8, add: 8.5, clamp: 15, size: 18}
+	q5_0Params = qx0Params{div: -16, add: 16.5, clamp: 31, five: 1, size: 22}
+	q4_1Params = qx1Params{div: 15, add: 0.5, clamp: 15, size: 20}
+	q5_1Params = qx1Params{div: 31, add: 0.5, clamp: 255, five: 1, size: 24}
+)
+
+// legacyAVX2 runs kernel (which does what it can and returns the number of
+// blocks done) over src and hands each block it stops at to goRef.
+func legacyAVX2(dst []byte, src []float32, p *qx0Params, kernel func(*byte, *float32, int, *qx0Params) int, goRef func([]byte, []float32)) {
+	size := int(p.size)
+	for nb := len(src) / QK; nb > 0; {
+		_ = dst[size*nb-1]
+		k := kernel(&dst[0], &src[0], nb, p)
+		dst, src, nb = dst[size*k:], src[QK*k:], nb-k
+		if nb > 0 {
+			goRef(dst[:size], src[:QK])
+			dst, src, nb = dst[size:], src[QK:], nb-1
+		}
+	}
+}
+
 // quantizeQ4_0 is quantizeQ4_0Go, in AVX2 at that level and above, with
 // the same hand-off to the Go code as quantizeQ8_0.
 func quantizeQ4_0(dst []byte, src []float32) {
@@ -30,14 +63,36 @@ func quantizeQ4_0(dst []byte, src []float32) {
 		quantizeQ4_0Go(dst, src)
 		return
 	}
-	for nb := len(src) / QK; nb > 0; {
-		k := quantizeQ4_0AVX2(&dst[0], &src[0], nb)
-		dst, src, nb = dst[18*k:], src[QK*k:], nb-k
-		if nb > 0 {
-			quantizeQ4_0Go(dst[:18], src[:QK])
-			dst, src, nb = dst[18:], src[QK:], nb-1
-		}
+	legacyAVX2(dst, src, &q4_0Params, quantizeQx0AVX2, quantizeQ4_0Go)
+}
+
+// quantizeQ5_0 is quantizeQ5_0Go, in AVX2 at that level and above.
+func quantizeQ5_0(dst []byte, src []float32) {
+	if simd.Current() < simd.AVX2 {
+		quantizeQ5_0Go(dst, src)
+		return
 	}
+	legacyAVX2(dst, src, &q5_0Params, quantizeQx0AVX2, quantizeQ5_0Go)
+}
+
+// quantizeQ4_1 is quantizeQ4_1Go, in AVX2 at that level and above; blocks
+// whose min is 0 or subnormal also go to the Go code.
+func quantizeQ4_1(dst []byte, src []float32) {
+	if simd.Current() < simd.AVX2 {
+		quantizeQ4_1Go(dst, src)
+		return
+	}
+	legacyAVX2(dst, src, &q4_1Params, quantizeQx1AVX2, quantizeQ4_1Go)
+}
+
+// quantizeQ5_1 is quantizeQ5_1Go, in AVX2 at that level and above, as
+// quantizeQ4_1.
+func quantizeQ5_1(dst []byte, src []float32) {
+	if simd.Current() < simd.AVX2 {
+		quantizeQ5_1Go(dst, src)
+		return
+	}
+	legacyAVX2(dst, src, &q5_1Params, quantizeQx1AVX2, quantizeQ5_1Go)
 }
 
 // dequantizeQ8_0 is dequantizeQ8_0Go, in AVX2 at that level and above.
@@ -51,16 +106,35 @@ func dequantizeQ8_0(dst []float32, src []byte) {
 	dequantizeQ8_0AVX2(&dst[0], &src[0], nb)
 }
 
-// dequantizeQ4_0 is dequantizeQ4_0Go, in AVX2 at that level and above.
-func dequantizeQ4_0(dst []float32, src []byte) {
+// dqParams are the constants of one legacy type for dequantizeLegacyAVX2.
+// The assembly depends on this layout.
+type dqParams struct {
+	off, five, hasMin, qs int32
+	size                  int64
+}
+
+var (
+	q4_0DQ = dqParams{off: 8, qs: 2, size: 18}
+	q4_1DQ = dqParams{hasMin: 1, qs: 4, size: 20}
+	q5_0DQ = dqParams{off: 16, five: 1, qs: 6, size: 22}
+	q5_1DQ = dqParams{five: 1, hasMin: 1, qs: 8, size: 24}
+)
+
+// dequantizeLegacy is goRef, in AVX2 at that level and above.
+func dequantizeLegacy(dst []float32, src []byte, p *dqParams, goRef func([]float32, []byte)) {
 	nb := len(dst) / QK
 	if simd.Current() < simd.AVX2 || nb == 0 {
-		dequantizeQ4_0Go(dst, src)
+		goRef(dst, src)
 		return
 	}
-	_ = src[18*nb-1]
-	dequantizeQ4_0AVX2(&dst[0], &src[0], nb)
+	_ = src[int(p.size)*nb-1]
+	dequantizeLegacyAVX2(&dst[0], &src[0], nb, p)
 }
+
+func dequantizeQ4_0(dst []float32, src []byte) { dequantizeLegacy(dst, src, &q4_0DQ, dequantizeQ4_0Go) }
+func dequantizeQ4_1(dst []float32, src []byte) { dequantizeLegacy(dst, src, &q4_1DQ, dequantizeQ4_1Go) }
+func dequantizeQ5_0(dst []float32, src []byte) { dequantizeLegacy(dst, src, &q5_0DQ, dequantizeQ5_0Go) }
+func dequantizeQ5_1(dst []float32, src []byte) { dequantizeLegacy(dst, src, &q5_1DQ, dequantizeQ5_1Go) }
 
 // decodeF16Wide converts the leading values of src to dst in groups of 16
 // with F16C at the AVX2 level and above, and returns how many it did.
@@ -77,13 +151,16 @@ func decodeF16Wide(dst []float32, src []byte) int {
 func quantizeQ8_0AVX2(dst *byte, src *float32, nb int) int
 
 //go:noescape
-func quantizeQ4_0AVX2(dst *byte, src *float32, nb int) int
+func quantizeQx0AVX2(dst *byte, src *float32, nb int, p *qx0Params) int
+
+//go:noescape
+func quantizeQx1AVX2(dst *byte, src *float32, nb int, p *qx1Params) int
 
 //go:noescape
 func dequantizeQ8_0AVX2(dst *float32, src *byte, nb int)
 
 //go:noescape
-func dequantizeQ4_0AVX2(dst *float32, src *byte, nb int)
+func dequantizeLegacyAVX2(dst *float32, src *byte, nb int, p *dqParams)
 
 //go:noescape
 func decodeF16AVX2(dst *float32, src *byte, n int)

@@ -197,47 +197,102 @@ f16done:
 	VZEROUPPER
 	RET
 
-DATA q4c<>+0(SB)/4, $0xc1000000   // -8.0
-DATA q4c<>+4(SB)/4, $0x41080000   // 8.5
-DATA q4c<>+8(SB)/4, $15
-GLOBL q4c<>(SB), RODATA|NOPTR, $12
+// The NaN/±Inf test of a block in Y0-Y3 (exponent mask in Y10): Y4 is
+// nonzero when some element has all exponent bits set.
+#define NONFINITE4 \
+	VANDPS Y10, Y0, Y4 \
+	VPCMPEQD Y10, Y4, Y4 \
+	VANDPS Y10, Y1, Y5 \
+	VPCMPEQD Y10, Y5, Y5 \
+	VPOR Y5, Y4, Y4 \
+	VANDPS Y10, Y2, Y5 \
+	VPCMPEQD Y10, Y5, Y5 \
+	VPOR Y5, Y4, Y4 \
+	VANDPS Y10, Y3, Y5 \
+	VPCMPEQD Y10, Y5, Y5 \
+	VPOR Y5, Y4, Y4 \
+	VPTEST Y4, Y4
 
-// func quantizeQ4_0AVX2(dst *byte, src *float32, nb int) int
-// quantizeQ4_0 for up to nb blocks; it stops before the first block that
-// holds a NaN or ±Inf or whose scale is subnormal, and returns the number
-// of blocks done.
-TEXT ·quantizeQ4_0AVX2(SB), NOSPLIT, $0-32
+// q = min(clamp, (int)(R·id + add)) for id in Y7, add in Y12, clamp in Y13.
+#define QTRUNC(R) \
+	VMULPS Y7, R, R \
+	VADDPS Y12, R, R \
+	VCVTTPS2DQ R, R \
+	VPMINSD Y13, R, R
+
+// The 32 codes in Y0-Y3 (int32, elements 0-7, 8-15, 16-23, 24-31): bit 4
+// of each into R8 (bit j for element j), then byte j = (q[j]&15) |
+// (q[j+16]&15)<<4, j < 16, into X0. Y14 holds 15 in every lane.
+#define QHIGHBITS \
+	VPSLLD $27, Y0, Y4 \
+	VMOVMSKPS Y4, R8 \
+	VPSLLD $27, Y1, Y4 \
+	VMOVMSKPS Y4, R9 \
+	SHLQ $8, R9 \
+	ORQ R9, R8 \
+	VPSLLD $27, Y2, Y4 \
+	VMOVMSKPS Y4, R9 \
+	SHLQ $16, R9 \
+	ORQ R9, R8 \
+	VPSLLD $27, Y3, Y4 \
+	VMOVMSKPS Y4, R9 \
+	SHLQ $24, R9 \
+	ORQ R9, R8
+
+#define QNIBBLES \
+	VPAND Y14, Y0, Y0 \
+	VPAND Y14, Y1, Y1 \
+	VPAND Y14, Y2, Y2 \
+	VPAND Y14, Y3, Y3 \
+	VPSLLD $4, Y2, Y2 \
+	VPOR Y2, Y0, Y0 \
+	VPSLLD $4, Y3, Y3 \
+	VPOR Y3, Y1, Y1 \
+	VPACKUSDW Y1, Y0, Y0 \
+	VPERMQ $0xd8, Y0, Y0 \
+	VEXTRACTI128 $1, Y0, X1 \
+	VPACKUSWB X1, X0, X0
+
+// A scale d in X6 that is subnormal and not zero jumps to L (the Go code
+// takes the block): |d|'s bits − 1 < 2²³ − 1. Uses X9, R8; X11 holds the
+// abs mask.
+#define SUBNORMAL(R, L) \
+	VANDPS X11, R, X9 \
+	VMOVD X9, R8 \
+	DECL R8 \
+	CMPL R8, $0x7fffff \
+	JB L
+
+// qx0Params and qx1Params mirror the Go structs of legacy_amd64.go.
+// qx0: div float32 (−8, −16), add float32 (8.5, 16.5), clamp int32 (15,
+// 31), five int32 (Q5_0: a qh word), size int64 (bytes a block).
+
+// func quantizeQx0AVX2(dst *byte, src *float32, nb int, p *qx0Params) int
+// quantizeQ4_0 or quantizeQ5_0 for up to nb blocks; it stops before the
+// first block that holds a NaN or ±Inf or whose scale is subnormal, and
+// returns the number of blocks done.
+TEXT ·quantizeQx0AVX2(SB), NOSPLIT, $0-40
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ nb+16(FP), CX
+	MOVQ p+24(FP), DX
 	XORQ AX, AX
 	VBROADCASTSS q8c<>+0(SB), Y10  // exponent mask
 	VBROADCASTSS q8c<>+4(SB), Y11  // abs mask
-	VBROADCASTSS q4c<>+4(SB), Y12  // 8.5
-	VPBROADCASTD q4c<>+8(SB), Y13  // 15
-	VBROADCASTSS q8c<>+12(SB), Y14 // 1
+	VBROADCASTSS 4(DX), Y12        // add
+	VPBROADCASTD 8(DX), Y13        // clamp
+	VPBROADCASTD q4c<>+0(SB), Y14  // 15
+	VBROADCASTSS q8c<>+12(SB), Y15 // 1
 	TESTQ CX, CX
-	JZ q4done
+	JZ qx0done
 
-q4loop:
+qx0loop:
 	VMOVUPS 0(SI), Y0
 	VMOVUPS 32(SI), Y1
 	VMOVUPS 64(SI), Y2
 	VMOVUPS 96(SI), Y3
-
-	VANDPS Y10, Y0, Y4
-	VPCMPEQD Y10, Y4, Y4
-	VANDPS Y10, Y1, Y5
-	VPCMPEQD Y10, Y5, Y5
-	VPOR Y5, Y4, Y4
-	VANDPS Y10, Y2, Y5
-	VPCMPEQD Y10, Y5, Y5
-	VPOR Y5, Y4, Y4
-	VANDPS Y10, Y3, Y5
-	VPCMPEQD Y10, Y5, Y5
-	VPOR Y5, Y4, Y4
-	VPTEST Y4, Y4
-	JNZ q4done
+	NONFINITE4
+	JNZ qx0done
 
 	// amax = max |x|, then the first element whose |x| is amax: its
 	// signed value is ggml's max (the first one wins ties, as with <).
@@ -257,11 +312,11 @@ q4loop:
 	// All zero (±0): ggml's scan never moves off its +0 start.
 	VXORPS X9, X9, X9
 	VUCOMISS X9, X8
-	JNE q4find
+	JNE qx0find
 	VXORPS X4, X4, X4
-	JMP q4havemax
+	JMP qx0havemax
 
-q4find:
+qx0find:
 	VBROADCASTSS X8, Y8
 	VCMPPS $0, Y8, Y4, Y4
 	VMOVMSKPS Y4, R8
@@ -281,21 +336,11 @@ q4find:
 	BSFQ R8, R9            // amax is some |x|, so the mask is not empty
 	VMOVSS (SI)(R9*4), X4  // max
 
-q4havemax:
-
-	// d = max/-8; a subnormal nonzero d goes to the Go code.
-	VMOVSS q4c<>+0(SB), X5
-	VDIVSS X5, X4, X6      // d
-	VANDPS X11, X6, X9     // |d|
-	VMOVSS q8c<>+24(SB), X5
-	VUCOMISS X5, X9
-	JAE q4normal
-	VXORPS X5, X5, X5
-	VUCOMISS X5, X9
-	JNE q4done
-
-q4normal:
-	VDIVSS X6, X14, X7     // 1/d
+qx0havemax:
+	VMOVSS 0(DX), X5
+	VDIVSS X5, X4, X6      // d = max / div
+	SUBNORMAL(X6, qx0done)
+	VDIVSS X6, X15, X7     // 1/d
 	VXORPS X8, X8, X8
 	VCMPSS $4, X8, X6, X8  // d != 0
 	VANDPS X8, X7, X7
@@ -304,67 +349,213 @@ q4normal:
 	MOVW R8, 0(DI)
 	VBROADCASTSS X7, Y7
 
-	// q = min(15, (int)(x*id + 8.5)); in range for a normal d.
-#define Q4Q(R) \
-	VMULPS Y7, R, R \
-	VADDPS Y12, R, R \
-	VCVTTPS2DQ R, R \
-	VPMINSD Y13, R, R
+	// In range for a normal d: |x·id| ≤ −div.
+	QTRUNC(Y0)
+	QTRUNC(Y1)
+	QTRUNC(Y2)
+	QTRUNC(Y3)
+	CMPL 12(DX), $0
+	JEQ qx0four
+	QHIGHBITS
+	MOVL R8, 2(DI)
+	QNIBBLES
+	VMOVDQU X0, 6(DI)
+	JMP qx0next
 
-	Q4Q(Y0)
-	Q4Q(Y1)
-	Q4Q(Y2)
-	Q4Q(Y3)
-#undef Q4Q
-
-	// byte j = q[j] | q[j+16]<<4, j < 16.
-	VPSLLD $4, Y2, Y2
-	VPOR Y2, Y0, Y0        // j = 0..7
-	VPSLLD $4, Y3, Y3
-	VPOR Y3, Y1, Y1        // j = 8..15
-	VPACKUSDW Y1, Y0, Y0   // words 0-3 8-11 | 4-7 12-15
-	VPERMQ $0xd8, Y0, Y0   // words 0-15 in order
-	VEXTRACTI128 $1, Y0, X1
-	VPACKUSWB X1, X0, X0
+qx0four:
+	QNIBBLES
 	VMOVDQU X0, 2(DI)
 
+qx0next:
 	ADDQ $128, SI
-	ADDQ $18, DI
+	ADDQ 16(DX), DI
 	INCQ AX
 	CMPQ AX, CX
-	JLT q4loop
+	JLT qx0loop
 
-q4done:
-	MOVQ AX, ret+24(FP)
+qx0done:
+	MOVQ AX, ret+32(FP)
 	VZEROUPPER
 	RET
 
-DATA q4d<>+0(SB)/4, $15
-DATA q4d<>+4(SB)/4, $8
-GLOBL q4d<>(SB), RODATA|NOPTR, $8
+// qx1: div float32 (15, 31), add float32 (0.5), clamp int32 (15; 255 for
+// Q5_1, which does not clamp and cannot exceed 31), five int32 (Q5_1),
+// size int64.
 
-// func dequantizeQ4_0AVX2(dst *float32, src *byte, nb int)
-// dequantizeQ4_0 for nb blocks: float32(q−8)*d, low nibbles first.
-TEXT ·dequantizeQ4_0AVX2(SB), NOSPLIT, $0-24
+// func quantizeQx1AVX2(dst *byte, src *float32, nb int, p *qx1Params) int
+// quantizeQ4_1 or quantizeQ5_1 for up to nb blocks; it stops before the
+// first block that holds a NaN or ±Inf, whose min is 0 or subnormal
+// (the sign of a zero min depends on the scan order) or whose scale is
+// subnormal, and returns the number of blocks done.
+TEXT ·quantizeQx1AVX2(SB), NOSPLIT, $0-40
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ nb+16(FP), CX
-	VPBROADCASTD q4d<>+0(SB), Y14
-	VPBROADCASTD q4d<>+4(SB), Y15
+	MOVQ p+24(FP), DX
+	XORQ AX, AX
+	VBROADCASTSS q8c<>+0(SB), Y10  // exponent mask
+	VBROADCASTSS q8c<>+4(SB), Y11  // abs mask
+	VBROADCASTSS 4(DX), Y12        // add
+	VPBROADCASTD 8(DX), Y13        // clamp
+	VPBROADCASTD q4c<>+0(SB), Y14  // 15
+	VBROADCASTSS q8c<>+12(SB), Y15 // 1
 	TESTQ CX, CX
-	JZ dq4done
+	JZ qx1done
 
-dq4loop:
+qx1loop:
+	VMOVUPS 0(SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS 64(SI), Y2
+	VMOVUPS 96(SI), Y3
+	NONFINITE4
+	JNZ qx1done
+
+	// min and max (order-free for finite values, but for the sign of 0).
+	VMINPS Y1, Y0, Y4
+	VMINPS Y2, Y4, Y4
+	VMINPS Y3, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VMINPS X5, X4, X4
+	VPERMILPS $0x4e, X4, X5
+	VMINPS X5, X4, X4
+	VPERMILPS $0xb1, X4, X5
+	VMINPS X5, X4, X4      // min
+	VMAXPS Y1, Y0, Y8
+	VMAXPS Y2, Y8, Y8
+	VMAXPS Y3, Y8, Y8
+	VEXTRACTF128 $1, Y8, X5
+	VMAXPS X5, X8, X8
+	VPERMILPS $0x4e, X8, X5
+	VMAXPS X5, X8, X8
+	VPERMILPS $0xb1, X8, X5
+	VMAXPS X5, X8, X8      // max
+	VANDPS X11, X4, X9
+	VMOVSS q8c<>+24(SB), X5
+	VUCOMISS X5, X9
+	JB qx1done             // |min| < FLT_MIN, 0 included
+
+	VSUBSS X4, X8, X6
+	VMOVSS 0(DX), X5
+	VDIVSS X5, X6, X6      // d = (max − min) / div
+	SUBNORMAL(X6, qx1done)
+	VDIVSS X6, X15, X7     // 1/d
+	VXORPS X8, X8, X8
+	VCMPSS $4, X8, X6, X8  // d != 0
+	VANDPS X8, X7, X7
+	VCVTPS2PH $0, X6, X9
+	VMOVD X9, R8
+	MOVW R8, 0(DI)
+	VCVTPS2PH $0, X4, X9
+	VMOVD X9, R8
+	MOVW R8, 2(DI)
+	VBROADCASTSS X7, Y7
+	VBROADCASTSS X4, Y4
+
+	// q = min(clamp, (int)((x − min)·id + 0.5)), in [0, div+1).
+	VSUBPS Y4, Y0, Y0
+	VSUBPS Y4, Y1, Y1
+	VSUBPS Y4, Y2, Y2
+	VSUBPS Y4, Y3, Y3
+	QTRUNC(Y0)
+	QTRUNC(Y1)
+	QTRUNC(Y2)
+	QTRUNC(Y3)
+	CMPL 12(DX), $0
+	JEQ qx1four
+	QHIGHBITS
+	MOVL R8, 4(DI)
+	QNIBBLES
+	VMOVDQU X0, 8(DI)
+	JMP qx1next
+
+qx1four:
+	QNIBBLES
+	VMOVDQU X0, 4(DI)
+
+qx1next:
+	ADDQ $128, SI
+	ADDQ 16(DX), DI
+	INCQ AX
+	CMPQ AX, CX
+	JLT qx1loop
+
+qx1done:
+	MOVQ AX, ret+32(FP)
+	VZEROUPPER
+	RET
+
+DATA q4c<>+0(SB)/4, $15
+GLOBL q4c<>(SB), RODATA|NOPTR, $4
+
+DATA q4d<>+0(SB)/4, $15
+DATA q4d<>+4(SB)/4, $1
+GLOBL q4d<>(SB), RODATA|NOPTR, $8
+
+DATA dqshift<>+0(SB)/4, $0
+DATA dqshift<>+4(SB)/4, $1
+DATA dqshift<>+8(SB)/4, $2
+DATA dqshift<>+12(SB)/4, $3
+DATA dqshift<>+16(SB)/4, $4
+DATA dqshift<>+20(SB)/4, $5
+DATA dqshift<>+24(SB)/4, $6
+DATA dqshift<>+28(SB)/4, $7
+DATA dqshift<>+32(SB)/4, $8
+GLOBL dqshift<>(SB), RODATA|NOPTR, $36
+
+// Bit 4 of the elements of R (shifts in Y8) from the qh word in Y9:
+// R |= ((qh >> shift) & 1) << 4; then shift += 8 (Y10).
+#define DQHIGH(R) \
+	VPSRLVD Y8, Y9, Y11 \
+	VPAND Y13, Y11, Y11 \
+	VPSLLD $4, Y11, Y11 \
+	VPOR Y11, R, R \
+	VPADDD Y10, Y8, Y8
+
+// dqParams mirrors the Go struct of legacy_amd64.go: off int32 (8, 16 or
+// 0, subtracted from the code), five int32 (a qh word at 2 or 4), hasMin
+// int32 (an f16 min at 2, added), qs int32 (offset of the nibbles), size
+// int64 (bytes a block).
+
+// func dequantizeLegacyAVX2(dst *float32, src *byte, nb int, p *dqParams)
+// dequantizeQ4_0, Q4_1, Q5_0 or Q5_1 for nb blocks, low nibbles first:
+// y = float32(q − off)·d (+ m).
+TEXT ·dequantizeLegacyAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ nb+16(FP), CX
+	MOVQ p+24(FP), DX
+	VPBROADCASTD q4d<>+0(SB), Y14  // 15
+	VPBROADCASTD q4d<>+4(SB), Y13  // 1
+	VPBROADCASTD 0(DX), Y15        // off
+	VPBROADCASTD dqshift<>+32(SB), Y10
+	MOVL 12(DX), BX                // qs
+	MOVL 8(DX), R10                // hasMin: qh at 4, else 2
+	SHLL $1, R10
+	ADDL $2, R10
+	TESTQ CX, CX
+	JZ dqldone
+
+dqlloop:
 	MOVWLZX 0(SI), R8
 	VMOVD R8, X7
 	VCVTPH2PS X7, X7
-	VBROADCASTSS X7, Y7
-	VPMOVZXBD 2(SI), Y0    // bytes 0-7
-	VPMOVZXBD 10(SI), Y1   // bytes 8-15
-	VPSRLD $4, Y0, Y2      // high nibbles: values 16-23
-	VPSRLD $4, Y1, Y3      // 24-31
+	VBROADCASTSS X7, Y7            // d
+	VPMOVZXBD (SI)(BX*1), Y0       // bytes 0-7
+	VPMOVZXBD 8(SI)(BX*1), Y1      // bytes 8-15
+	VPSRLD $4, Y0, Y2              // high nibbles: values 16-23
+	VPSRLD $4, Y1, Y3              // 24-31
 	VPAND Y14, Y0, Y0
 	VPAND Y14, Y1, Y1
+	CMPL 4(DX), $0
+	JEQ dqlnoh
+	VPBROADCASTD (SI)(R10*1), Y9   // qh
+	VMOVDQU dqshift<>(SB), Y8
+	DQHIGH(Y0)
+	DQHIGH(Y1)
+	DQHIGH(Y2)
+	DQHIGH(Y3)
+
+dqlnoh:
 	VPSUBD Y15, Y0, Y0
 	VPSUBD Y15, Y1, Y1
 	VPSUBD Y15, Y2, Y2
@@ -377,15 +568,27 @@ dq4loop:
 	VMULPS Y7, Y1, Y1
 	VMULPS Y7, Y2, Y2
 	VMULPS Y7, Y3, Y3
+	CMPL 8(DX), $0
+	JEQ dqlstore
+	MOVWLZX 2(SI), R8
+	VMOVD R8, X6
+	VCVTPH2PS X6, X6
+	VBROADCASTSS X6, Y6            // m
+	VADDPS Y6, Y0, Y0
+	VADDPS Y6, Y1, Y1
+	VADDPS Y6, Y2, Y2
+	VADDPS Y6, Y3, Y3
+
+dqlstore:
 	VMOVUPS Y0, 0(DI)
 	VMOVUPS Y1, 32(DI)
 	VMOVUPS Y2, 64(DI)
 	VMOVUPS Y3, 96(DI)
-	ADDQ $18, SI
+	ADDQ 16(DX), SI
 	ADDQ $128, DI
 	DECQ CX
-	JNZ dq4loop
+	JNZ dqlloop
 
-dq4done:
+dqldone:
 	VZEROUPPER
 	RET

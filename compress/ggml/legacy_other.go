@@ -11,3 +11,15 @@ func decodeF16Wide(dst []float32, src []byte) int { return 0 }
 func quantizeQ4_0(dst []byte, src []float32) { quantizeQ4_0Go(dst, src) }
 
 func dequantizeQ4_0(dst []float32, src []byte) { dequantizeQ4_0Go(dst, src) }
+
+func quantizeQ4_1(dst []byte, src []float32) { quantizeQ4_1Go(dst, src) }
+
+func quantizeQ5_0(dst []byte, src []float32) { quantizeQ5_0Go(dst, src) }
+
+func quantizeQ5_1(dst []byte, src []float32) { quantizeQ5_1Go(dst, src) }
+
+func dequantizeQ4_1(dst []float32, src []byte) { dequantizeQ4_1Go(dst, src) }
+
+func dequantizeQ5_0(dst []float32, src []byte) { dequantizeQ5_0Go(dst, src) }
+
+func dequantizeQ5_1(dst []float32, src []byte) { dequantizeQ5_1Go(dst, src) }

@@ -118,39 +118,82 @@ func randomBytes(rng *rand.Rand, n int) []byte {
 	return b
 }
 
-// TestQ4_0EveryLevel checks Quantize and Dequantize of Q4_0 at every level against the Go
-// reference, byte for byte.
-func TestQ4_0EveryLevel(t *testing.T) {
+// legacyTypes are the legacy block types after Q8_0 with their Go
+// references and block sizes.
+var legacyTypes = []struct {
+	typ       Type
+	size      int
+	quant     func([]byte, []float32)
+	dequant   func([]float32, []byte)
+	minMaxed  bool // d from max−min, m = min
+	fiveBits  bool
+	wantsSeed uint64
+}{
+	{Q4_0, 18, quantizeQ4_0Go, dequantizeQ4_0Go, false, false, 4},
+	{Q4_1, 20, quantizeQ4_1Go, dequantizeQ4_1Go, true, false, 5},
+	{Q5_0, 22, quantizeQ5_0Go, dequantizeQ5_0Go, false, true, 6},
+	{Q5_1, 24, quantizeQ5_1Go, dequantizeQ5_1Go, true, true, 7},
+}
+
+// TestLegacyEveryLevel checks Quantize and Dequantize of Q4_0, Q4_1, Q5_0
+// and Q5_1 at every level against the Go references, byte for byte and bit
+// for bit, on adversarial and random blocks and (for the min-based types)
+// blocks shifted so that their min is ±0, subnormal or the only negative.
+func TestLegacyEveryLevel(t *testing.T) {
 	eachLevel(t, func(t *testing.T, l simd.Level) {
-		for seed := uint64(1); seed <= 20; seed++ {
-			rng := rand.New(rand.NewPCG(seed, 4))
-			x := adversarialBlocks(rng, 200)
-			want := make([]byte, len(x)/QK*18)
-			quantizeQ4_0Go(want, x)
-			got := make([]byte, len(want))
-			if _, err := Quantize(Q4_0, got, x); err != nil {
-				t.Fatal(err)
-			}
-			for b := 0; b < len(x)/QK; b++ {
-				if !bytes.Equal(got[18*b:18*b+18], want[18*b:18*b+18]) {
-					t.Fatalf("seed %d block %d: %v\n got %x\nwant %x", seed, b, x[QK*b:QK*b+QK], got[18*b:18*b+18], want[18*b:18*b+18])
+		for _, lt := range legacyTypes {
+			for seed := uint64(1); seed <= 20; seed++ {
+				rng := rand.New(rand.NewPCG(seed, lt.wantsSeed))
+				x := adversarialBlocks(rng, 200)
+				if lt.minMaxed {
+					x = append(x, shiftedMinBlocks(rng)...)
 				}
-			}
-			for _, src := range [][]byte{want, randomBytes(rng, len(want))} {
-				y0 := make([]float32, len(x))
-				y1 := make([]float32, len(x))
-				dequantizeQ4_0Go(y0, src)
-				if err := Dequantize(Q4_0, y1, src); err != nil {
+				nb := len(x) / QK
+				want := make([]byte, nb*lt.size)
+				lt.quant(want, x)
+				got := make([]byte, len(want))
+				if _, err := Quantize(lt.typ, got, x); err != nil {
 					t.Fatal(err)
 				}
-				for i := range y0 {
-					if math.Float32bits(y0[i]) != math.Float32bits(y1[i]) {
-						t.Fatalf("seed %d: dequantized value %d is %x, want %x", seed, i, math.Float32bits(y1[i]), math.Float32bits(y0[i]))
+				for b := 0; b < nb; b++ {
+					if g, w := got[lt.size*b:lt.size*(b+1)], want[lt.size*b:lt.size*(b+1)]; !bytes.Equal(g, w) {
+						t.Fatalf("%v seed %d block %d: %v\n got %x\nwant %x", lt.typ, seed, b, x[QK*b:QK*b+QK], g, w)
+					}
+				}
+				for _, src := range [][]byte{want, randomBytes(rng, len(want))} {
+					y0 := make([]float32, len(x))
+					y1 := make([]float32, len(x))
+					lt.dequant(y0, src)
+					if err := Dequantize(lt.typ, y1, src); err != nil {
+						t.Fatal(err)
+					}
+					for i := range y0 {
+						if math.Float32bits(y0[i]) != math.Float32bits(y1[i]) {
+							t.Fatalf("%v seed %d: dequantized value %d is %x, want %x", lt.typ, seed, i, math.Float32bits(y1[i]), math.Float32bits(y0[i]))
+						}
 					}
 				}
 			}
 		}
 	})
+}
+
+// shiftedMinBlocks returns blocks whose minimum is +0, −0 (first or after
+// a +0), subnormal, or FLT_MIN, among positive values.
+func shiftedMinBlocks(rng *rand.Rand) []float32 {
+	negz := float32(math.Copysign(0, -1))
+	var x []float32
+	for _, lows := range [][]float32{{0}, {negz}, {0, negz}, {negz, 0}, {1e-40}, {-1e-40}, {math.SmallestNonzeroFloat32}, {1.1754944e-38}, {-1.1754944e-38}} {
+		b := make([]float32, QK)
+		for j := range b {
+			b[j] = float32(rng.Float64()*3 + 0.25)
+		}
+		for k, v := range lows {
+			b[(7+5*k)%QK] = v
+		}
+		x = append(x, b...)
+	}
+	return x
 }
 
 // TestDecodeF16EveryLevel decodes all 2^16 binary16 patterns, at offsets
