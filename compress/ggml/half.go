@@ -136,6 +136,8 @@ var f16Table = func() *[1 << 16]float32 {
 // DecodeBF16 converts little-endian bfloat16 values in src to dst.
 func DecodeBF16(dst []float32, src []byte) {
 	src = src[:2*len(dst)]
+	n := decodeBF16Wide(dst, src) // AVX2
+	dst, src = dst[n:], src[2*n:]
 	for i := range dst {
 		dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16)
 	}
@@ -152,6 +154,19 @@ func DecodeF32(dst []float32, src []byte) {
 // EncodeF16 writes dst as little-endian binary16; len(dst) = 2*len(src).
 func EncodeF16(dst []byte, src []float32) {
 	dst = dst[:2*len(src)]
+	for len(src) >= 8 && simd.Current() >= simd.AVX2 {
+		n := encodeF16Wide(dst, src) // F16C, up to a group of 8 with a NaN
+		dst, src = dst[2*n:], src[n:]
+		if len(src) >= 8 { // that group
+			encodeF16Go(dst[:16], src[:8])
+			dst, src = dst[16:], src[8:]
+		}
+	}
+	encodeF16Go(dst, src)
+}
+
+// encodeF16Go is EncodeF16 one value at a time.
+func encodeF16Go(dst []byte, src []float32) {
 	for i, v := range src {
 		binary.LittleEndian.PutUint16(dst[2*i:], FP32ToFP16(v))
 	}

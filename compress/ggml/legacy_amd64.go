@@ -164,3 +164,31 @@ func dequantizeLegacyAVX2(dst *float32, src *byte, nb int, p *dqParams)
 
 //go:noescape
 func decodeF16AVX2(dst *float32, src *byte, n int)
+
+// decodeBF16Wide converts the leading values of src to dst in groups of 16
+// at the AVX2 level and above, and returns how many it did.
+func decodeBF16Wide(dst []float32, src []byte) int {
+	n := min(len(dst), len(src)/2) &^ 15
+	if n == 0 || simd.Current() < simd.AVX2 {
+		return 0
+	}
+	decodeBF16AVX2(&dst[0], &src[0], n)
+	return n
+}
+
+// encodeF16Wide converts the leading values of src to dst in groups of 8
+// with F16C at the AVX2 level and above, up to the first group holding a
+// NaN, and returns how many it did.
+func encodeF16Wide(dst []byte, src []float32) int {
+	n := min(len(dst)/2, len(src)) &^ 7
+	if n == 0 || simd.Current() < simd.AVX2 {
+		return 0
+	}
+	return encodeF16AVX2(&dst[0], &src[0], n)
+}
+
+//go:noescape
+func decodeBF16AVX2(dst *float32, src *byte, n int)
+
+//go:noescape
+func encodeF16AVX2(dst *byte, src *float32, n int) int

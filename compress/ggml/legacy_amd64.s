@@ -197,6 +197,64 @@ f16done:
 	VZEROUPPER
 	RET
 
+// func decodeBF16AVX2(dst *float32, src *byte, n int)
+// DecodeBF16 for n values (a multiple of 16): each 16-bit pattern becomes
+// the high half of a float32, exact for every pattern.
+TEXT ·decodeBF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $4, CX
+	JZ bf16done
+
+bf16loop:
+	VPMOVZXWD 0(SI), Y0
+	VPMOVZXWD 16(SI), Y1
+	VPSLLD $16, Y0, Y0
+	VPSLLD $16, Y1, Y1
+	VMOVDQU Y0, 0(DI)
+	VMOVDQU Y1, 32(DI)
+	ADDQ $32, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ bf16loop
+
+bf16done:
+	VZEROUPPER
+	RET
+
+// func encodeF16AVX2(dst *byte, src *float32, n int) int
+// EncodeF16 for up to n values (a multiple of 8) with F16C's VCVTPS2PH,
+// rounding to nearest even as FP32ToFP16 does for every non-NaN value; it
+// stops before the first group of 8 that holds a NaN (whose payload
+// VCVTPS2PH keeps and ggml does not) and returns the number of values done.
+TEXT ·encodeF16AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	SHRQ $3, CX
+	XORQ AX, AX
+	TESTQ CX, CX
+	JZ ef16done
+
+ef16loop:
+	VMOVUPS 0(SI), Y0
+	VCMPPS $3, Y0, Y0, Y1  // unordered: NaN
+	VPTEST Y1, Y1
+	JNZ ef16done
+	VCVTPS2PH $0, Y0, X2
+	VMOVDQU X2, 0(DI)
+	ADDQ $32, SI
+	ADDQ $16, DI
+	ADDQ $8, AX
+	DECQ CX
+	JNZ ef16loop
+
+ef16done:
+	MOVQ AX, ret+24(FP)
+	VZEROUPPER
+	RET
+
 // The NaN/±Inf test of a block in Y0-Y3 (exponent mask in Y10): Y4 is
 // nonzero when some element has all exponent bits set.
 #define NONFINITE4 \

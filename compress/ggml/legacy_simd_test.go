@@ -217,6 +217,68 @@ func TestDecodeF16EveryLevel(t *testing.T) {
 	})
 }
 
+// TestDecodeBF16EveryLevel decodes all 2^16 bfloat16 patterns, at offsets
+// that leave every tail length, and compares with BF16ToFP32 bit for bit.
+func TestDecodeBF16EveryLevel(t *testing.T) {
+	src := make([]byte, 2<<16)
+	for i := 0; i < 1<<16; i++ {
+		binary.LittleEndian.PutUint16(src[2*i:], uint16(i))
+	}
+	eachLevel(t, func(t *testing.T, l simd.Level) {
+		for _, skip := range []int{0, 1, 7, 15} {
+			dst := make([]float32, 1<<16-skip)
+			DecodeBF16(dst, src[2*skip:])
+			for i, v := range dst {
+				if want := BF16ToFP32(uint16(i + skip)); math.Float32bits(v) != math.Float32bits(want) {
+					t.Fatalf("skip %d: %#04x decodes to %#08x, want %#08x", skip, i+skip, math.Float32bits(v), math.Float32bits(want))
+				}
+			}
+		}
+	})
+}
+
+// TestEncodeF16EveryLevel encodes random bit patterns (every class:
+// NaNs, ±Inf, subnormals, values that overflow or round to binary16
+// subnormals), exact ties of binary16 rounding and lone NaNs among
+// ordinary values, at every level and every tail length, against
+// FP32ToFP16.
+func TestEncodeF16EveryLevel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(16, 16))
+	var src []float32
+	for i := 0; i < 1<<18; i++ {
+		src = append(src, math.Float32frombits(rng.Uint32()))
+	}
+	for i := 0; i < 1<<14; i++ {
+		// a binary16 value plus half its last place: a tie (normal and
+		// subnormal results, and the overflow boundary)
+		h := uint16(rng.Uint32()) & 0x7bff
+		v := FP16ToFP32(h)
+		next := FP16ToFP32(h + 1)
+		src = append(src, (v+next)/2, -(v+next)/2, v)
+	}
+	for i := 0; i < 64; i++ {
+		for j := 0; j < 16; j++ {
+			v := float32(j) * 0.3
+			if j == i%16 {
+				v = float32(math.NaN())
+			}
+			src = append(src, v)
+		}
+	}
+	eachLevel(t, func(t *testing.T, l simd.Level) {
+		for _, skip := range []int{0, 1, 7} {
+			x := src[skip:]
+			got := make([]byte, 2*len(x))
+			EncodeF16(got, x)
+			for i, v := range x {
+				if g, w := binary.LittleEndian.Uint16(got[2*i:]), FP32ToFP16(v); g != w {
+					t.Fatalf("skip %d: %#08x encodes to %#04x, want %#04x", skip, math.Float32bits(v), g, w)
+				}
+			}
+		}
+	})
+}
+
 // TestScalarFallbackForced checks that at the Scalar level the portable
 // code is what runs: a block the AVX2 kernel would stop at and ordinary
 // blocks alike come out as the Go reference writes them, and the level
