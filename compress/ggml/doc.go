@@ -21,6 +21,35 @@
 // The kernels work on whole blocks, allocate nothing, and make no interface
 // or indirect calls per element; callers own all buffers.
 //
+// # SIMD
+//
+// The portable Go code above is the reference and the fallback. On amd64
+// the kernels pick their instruction set once, at start-up, from the CPU
+// (compress/internal/simd; GANTRY_SIMD=scalar|sse2|avx2|avx512 caps it,
+// and tests switch it with simd.Set):
+//
+//   - AVX2 (with F16C): F16 and BF16 decode, EncodeF16, Q8_0, Q4_0, Q4_1,
+//     Q5_0 and Q5_1 quantize and dequantize; the Q4_K/Q5_K and Q6_K scale
+//     searches whole (set-up, every candidate, the solve, the error and the
+//     best-so-far choice) with 8 sub-blocks a register, and their final
+//     quants;
+//   - SSE2: the same K-quant searches 4 lanes a register, and a normal-only
+//     F16 decode;
+//   - Scalar: the Go code only.
+//
+// AVX-512 is detected but has no kernels of its own yet: it runs the AVX2
+// ones. No kernel reassociates a sum: the searches run the sub-blocks side
+// by side (one lane each, the values transposed) so every lane does the
+// reference's operations in its order; FMA is not used. nearest_int is its
+// own bit trick in integer lanes, roundf and the truncating conversions
+// are done as ggml does them, and a block whose handling the vector code
+// does not reproduce (a NaN or ±Inf, a subnormal scale, a zero or
+// subnormal min for Q4_1/Q5_1, a NaN for EncodeF16) is handed to the Go
+// code. The tests compare every vector path with the Go code at every
+// level the machine has, on random and adversarial input (halves and other
+// ties, ±0, subnormals, huge values, NaN and ±Inf), and the ggmlref check
+// below runs at the machine's level.
+//
 // # Checking against ggml
 //
 // The hand-derived known answers in the tests are backed by an opt-in
