@@ -43,8 +43,9 @@ for i in $(seq "$n"); do
 	cpt+="$(measure cp "$model" "$dir/bench-cp.gguf")"$'\n'
 done
 cpbest=$(printf '%s' "$cpt" | best | cut -d' ' -f1)
-echo "| cp (baseline) | - | $cpbest | | | | |"
 echo "| type | threads | llama.cpp s (best of $n) | gantry s (best of $n) | gantry's speed-up | gantry / cp | RSS llama / gantry MB | identical |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+echo "| cp of the model (baseline) | - | | $cpbest | | 1 | | |"
 for typ in "$@"; do
 	lt="" gt="" same=yes
 	for i in $(seq "$n"); do
