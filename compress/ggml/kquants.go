@@ -320,26 +320,19 @@ func dequantizeQ5K(dst []float32, src []byte) {
 		sc := (*[12]byte)(x[4:16])
 		qh := x[16:48]
 		ql := x[48:176]
-		u1, u2 := uint8(1), uint8(2)
 		for j := 0; j < QK_K/64; j++ {
 			s1, m1 := scaleMinK4(sc, 2*j)
 			s2, m2 := scaleMinK4(sc, 2*j+1)
 			d1, mm1 := d*float32(s1), dmin*float32(m1)
 			d2, mm2 := d*float32(s2), dmin*float32(m2)
+			sh := uint(2 * j) // bits 2j and 2j+1 of qh[i] are the fifth bits
 			for i := 0; i < 32; i++ {
 				b := ql[32*j+i]
-				h1, h2 := uint8(0), uint8(0)
-				if qh[i]&u1 != 0 {
-					h1 = 16
-				}
-				if qh[i]&u2 != 0 {
-					h2 = 16
-				}
+				h1 := (qh[i] >> sh & 1) << 4 // shifts, not branches: the bits are random
+				h2 := (qh[i] >> (sh + 1) & 1) << 4
 				y[64*j+i] = float32(d1*float32(b&15+h1)) - mm1
 				y[64*j+32+i] = float32(d2*float32(b>>4+h2)) - mm2
 			}
-			u1 <<= 2
-			u2 <<= 2
 		}
 	}
 }
