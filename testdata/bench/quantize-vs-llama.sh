@@ -8,8 +8,10 @@
 #   e.g. quantize-vs-llama.sh /tmp/bench/tinyllama-f16.gguf 1 1 2 q8_0 q4_0 q4_k_m
 #
 # LQ and GANTRY name the binaries (default /tmp/bench/lq and /tmp/gantry).
-# Before every run the page cache is warmed with the model and the previous
-# outputs are removed, the same for both tools. The first row is a plain cp
+# Before every run the page cache is warmed with the model, the previous
+# outputs are removed and dirty pages are written back (sync), the same for
+# both tools. Gantry fsyncs its output before it renames it into place;
+# llama_model_quantize does not, and that time is in gantry's figures. The first row is a plain cp
 # of the model, the I/O baseline. Times are wall seconds; RSS is max RSS.
 set -euo pipefail
 model=$1 threads=$2 cpus=$3 n=$4
@@ -31,6 +33,7 @@ ftype() {
 # measure CMD...: prints "seconds maxrss_kB"; fails if CMD fails.
 measure() {
 	cat "$model" >/dev/null
+	sync # no dirty pages of an earlier run's output left to compete with this one's
 	/usr/bin/time -f "%e %M" -o "$tf" taskset -c "$cpus" "$@" >/dev/null 2>&1
 	cat "$tf"
 }
