@@ -89,12 +89,26 @@ func FP32ToBF16(f float32) uint16 {
 
 // DecodeF16 converts little-endian binary16 values in src to dst.
 // len(src) must be 2*len(dst).
-func DecodeF16(dst []float32, src []byte) {
+func DecodeF16(dst []float32, src []byte) { DecodeF16Finite(dst, src) }
+
+// DecodeF16Finite is DecodeF16 that also reports whether every value was
+// finite (no NaN or ±Inf), at little extra cost: a caller that must refuse
+// non-finite values then needs no pass of its own over finite data.
+func DecodeF16Finite(dst []float32, src []byte) bool {
 	src = src[:2*len(dst)]
-	i := decodeF16Wide(dst, src) // F16C at AVX2 and above
+	i, finite := decodeF16Wide(dst, src) // F16C at AVX2 and above
+	if i == len(dst) {
+		return finite
+	}
+	for j := 2 * i; j < len(src); j += 2 {
+		if src[j+1]&0x7c == 0x7c { // the high byte holds the exponent
+			finite = false
+			break
+		}
+	}
 	if simd.Current() < simd.SSE2 {
 		decodeF16Scalar(dst[i:], src[2*i:])
-		return
+		return finite
 	}
 	for {
 		// The vector loop converts groups of 8 normal values and stops at
@@ -107,6 +121,7 @@ func DecodeF16(dst []float32, src []byte) {
 		i += 8
 	}
 	decodeF16Scalar(dst[i:], src[2*i:])
+	return finite
 }
 
 // decodeF16Scalar is DecodeF16 one value at a time.

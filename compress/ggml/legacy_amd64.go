@@ -137,14 +137,14 @@ func dequantizeQ5_0(dst []float32, src []byte) { dequantizeLegacy(dst, src, &q5_
 func dequantizeQ5_1(dst []float32, src []byte) { dequantizeLegacy(dst, src, &q5_1DQ, dequantizeQ5_1Go) }
 
 // decodeF16Wide converts the leading values of src to dst in groups of 16
-// with F16C at the AVX2 level and above, and returns how many it did.
-func decodeF16Wide(dst []float32, src []byte) int {
+// with F16C at the AVX2 level and above, and returns how many it did and
+// whether they were all finite.
+func decodeF16Wide(dst []float32, src []byte) (int, bool) {
 	n := min(len(dst), len(src)/2) &^ 15
 	if n == 0 || simd.Current() < simd.AVX2 {
-		return 0
+		return 0, true
 	}
-	decodeF16AVX2(&dst[0], &src[0], n)
-	return n
+	return n, decodeF16AVX2(&dst[0], &src[0], n)
 }
 
 //go:noescape
@@ -163,7 +163,7 @@ func dequantizeQ8_0AVX2(dst *float32, src *byte, nb int)
 func dequantizeLegacyAVX2(dst *float32, src *byte, nb int, p *dqParams)
 
 //go:noescape
-func decodeF16AVX2(dst *float32, src *byte, n int)
+func decodeF16AVX2(dst *float32, src *byte, n int) bool
 
 // decodeBF16Wide converts the leading values of src to dst in groups of 16
 // at the AVX2 level and above, and returns how many it did.

@@ -173,19 +173,30 @@ dq8done:
 	VZEROUPPER
 	RET
 
-// func decodeF16AVX2(dst *float32, src *byte, n int)
+DATA f16exp<>+0(SB)/2, $0x7c00
+GLOBL f16exp<>(SB), RODATA|NOPTR, $2
+
+// func decodeF16AVX2(dst *float32, src *byte, n int) bool
 // DecodeF16 for n values (a multiple of 16) with F16C's VCVTPH2PS, exact
 // for every binary16 pattern (a NaN keeps its payload and comes out quiet).
-TEXT ·decodeF16AVX2(SB), NOSPLIT, $0-24
+// It reports whether every value was finite (no exponent of all ones).
+TEXT ·decodeF16AVX2(SB), NOSPLIT, $0-25
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ n+16(FP), CX
+	VPBROADCASTW f16exp<>(SB), Y3
+	VPXOR Y4, Y4, Y4       // some exponent was all ones
 	SHRQ $4, CX
 	JZ f16done
 
 f16loop:
-	VCVTPH2PS 0(SI), Y0
-	VCVTPH2PS 16(SI), Y1
+	VMOVDQU 0(SI), Y2
+	VCVTPH2PS X2, Y0
+	VEXTRACTI128 $1, Y2, X1
+	VCVTPH2PS X1, Y1
+	VPAND Y3, Y2, Y2
+	VPCMPEQW Y3, Y2, Y2
+	VPOR Y2, Y4, Y4
 	VMOVUPS Y0, 0(DI)
 	VMOVUPS Y1, 32(DI)
 	ADDQ $32, SI
@@ -194,6 +205,8 @@ f16loop:
 	JNZ f16loop
 
 f16done:
+	VPTEST Y4, Y4
+	SETEQ ret+24(FP)
 	VZEROUPPER
 	RET
 

@@ -6,7 +6,7 @@ func quantizeQ8_0(dst []byte, src []float32) { quantizeQ8_0Go(dst, src) }
 
 func dequantizeQ8_0(dst []float32, src []byte) { dequantizeQ8_0Go(dst, src) }
 
-func decodeF16Wide(dst []float32, src []byte) int { return 0 }
+func decodeF16Wide(dst []float32, src []byte) (int, bool) { return 0, true }
 
 func decodeBF16Wide(dst []float32, src []byte) int { return 0 }
 

@@ -207,10 +207,42 @@ func TestDecodeF16EveryLevel(t *testing.T) {
 		for _, skip := range []int{0, 1, 7, 15} {
 			n := 1<<16 - skip
 			dst := make([]float32, n)
-			DecodeF16(dst, src[2*skip:])
+			if DecodeF16Finite(dst, src[2*skip:]) {
+				t.Errorf("skip %d: every pattern, Inf and NaN included, reported finite", skip)
+			}
 			for i, v := range dst {
 				if want := FP16ToFP32(uint16(i + skip)); math.Float32bits(v) != math.Float32bits(want) {
 					t.Fatalf("skip %d: %#04x decodes to %#08x, want %#08x", skip, i+skip, math.Float32bits(v), math.Float32bits(want))
+				}
+			}
+		}
+	})
+}
+
+// TestDecodeF16FiniteEveryLevel checks DecodeF16Finite's report on finite
+// rows and on rows with one Inf or NaN at every position (in the vector
+// part and in the tail), at every level.
+func TestDecodeF16FiniteEveryLevel(t *testing.T) {
+	eachLevel(t, func(t *testing.T, l simd.Level) {
+		for _, n := range []int{0, 1, 15, 16, 17, 40, 64} {
+			src := make([]byte, 2*n)
+			for i := 0; i < n; i++ {
+				binary.LittleEndian.PutUint16(src[2*i:], uint16(0x3c00+i)) // finite
+			}
+			if n > 0 {
+				binary.LittleEndian.PutUint16(src, 0x03ff) // a subnormal is finite
+			}
+			dst := make([]float32, n)
+			if !DecodeF16Finite(dst, src) {
+				t.Errorf("n %d: finite row reported non-finite", n)
+			}
+			for pos := 0; pos < n; pos++ {
+				for _, bad := range []uint16{0x7c00, 0xfc00, 0x7e00, 0x7c01, 0xffff} {
+					b := append([]byte(nil), src...)
+					binary.LittleEndian.PutUint16(b[2*pos:], bad)
+					if DecodeF16Finite(dst, b) {
+						t.Fatalf("n %d: %#04x at %d reported finite", n, bad, pos)
+					}
 				}
 			}
 		}
@@ -288,7 +320,7 @@ func TestScalarFallbackForced(t *testing.T) {
 	if simd.Current() != simd.Scalar {
 		t.Fatalf("level %v after Set(Scalar)", simd.Current())
 	}
-	if n := decodeF16Wide(make([]float32, 64), make([]byte, 128)); n != 0 {
+	if n, _ := decodeF16Wide(make([]float32, 64), make([]byte, 128)); n != 0 {
 		t.Errorf("the F16C decode ran %d values at the Scalar level", n)
 	}
 	x := adversarialBlocks(rand.New(rand.NewPCG(3, 3)), 50)
