@@ -8,6 +8,9 @@
 #   e.g. quantize-vs-llama.sh /tmp/bench/tinyllama-f16.gguf 1 1 2 q8_0 q4_0 q4_k_m
 #
 # LQ and GANTRY name the binaries (default /tmp/bench/lq and /tmp/gantry).
+# OUT is the directory the outputs (and cp's copy) go to, by default the
+# model's; OUT=/dev/shm keeps the disk out of the comparison, where a slow
+# or erratic disk would otherwise time the writeback (and gantry's fsync).
 # Before every run the page cache is warmed with the model, the previous
 # outputs are removed and dirty pages are written back (sync), the same for
 # both tools. Gantry fsyncs its output before it renames it into place;
@@ -18,7 +21,7 @@ model=$1 threads=$2 cpus=$3 n=$4
 shift 4
 lq=${LQ:-/tmp/bench/lq}
 gantry=${GANTRY:-/tmp/gantry}
-dir=$(dirname "$model")
+dir=${OUT:-$(dirname "$model")}
 tf=$(mktemp)
 trap 'rm -f "$tf" "$dir/bench-lq.gguf" "$dir/bench-g.gguf" "$dir/bench-cp.gguf"' EXIT
 
