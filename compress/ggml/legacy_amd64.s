@@ -334,6 +334,39 @@ ef16done:
 	CMPL R8, $0x7fffff \
 	JB L
 
+// The constants of quantizeQx0AVX2 and quantizeQx1AVX2 (DX: the params):
+// exponent mask Y10, abs mask Y11, add Y12, clamp Y13, 15 in Y14, 1 in
+// Y15; AX, the blocks done, is zeroed.
+#define QXCONSTANTS \
+	XORQ AX, AX \
+	VBROADCASTSS q8c<>+0(SB), Y10 \
+	VBROADCASTSS q8c<>+4(SB), Y11 \
+	VBROADCASTSS 4(DX), Y12 \
+	VPBROADCASTD 8(DX), Y13 \
+	VPBROADCASTD q4c<>+0(SB), Y14 \
+	VBROADCASTSS q8c<>+12(SB), Y15
+
+// OP (VMINPS or VMAXPS) of the 8 lanes of Y into the low lane of X (Y's
+// low half), with T as scratch.
+#define HREDUCE(OP, Y, X, T) \
+	VEXTRACTF128 $1, Y, T \
+	OP T, X, X \
+	VPERMILPS $0x4e, X, T \
+	OP T, X, X \
+	VPERMILPS $0xb1, X, T \
+	OP T, X, X
+
+// For the scale d in X6: id = d != 0 ? 1/d : 0 in X7, and d as f16 at
+// 0(DI). Uses X8, X9, R8; X15 holds 1.
+#define QINVSCALE \
+	VDIVSS X6, X15, X7 \
+	VXORPS X8, X8, X8 \
+	VCMPSS $4, X8, X6, X8 \
+	VANDPS X8, X7, X7 \
+	VCVTPS2PH $0, X6, X9 \
+	VMOVD X9, R8 \
+	MOVW R8, 0(DI)
+
 // qx0Params and qx1Params mirror the Go structs of legacy_amd64.go.
 // qx0: div float32 (−8, −16), add float32 (8.5, 16.5), clamp int32 (15,
 // 31), five int32 (Q5_0: a qh word), size int64 (bytes a block).
@@ -347,13 +380,7 @@ TEXT ·quantizeQx0AVX2(SB), NOSPLIT, $0-40
 	MOVQ src+8(FP), SI
 	MOVQ nb+16(FP), CX
 	MOVQ p+24(FP), DX
-	XORQ AX, AX
-	VBROADCASTSS q8c<>+0(SB), Y10  // exponent mask
-	VBROADCASTSS q8c<>+4(SB), Y11  // abs mask
-	VBROADCASTSS 4(DX), Y12        // add
-	VPBROADCASTD 8(DX), Y13        // clamp
-	VPBROADCASTD q4c<>+0(SB), Y14  // 15
-	VBROADCASTSS q8c<>+12(SB), Y15 // 1
+	QXCONSTANTS
 	TESTQ CX, CX
 	JZ qx0done
 
@@ -374,12 +401,7 @@ qx0loop:
 	VMAXPS Y5, Y4, Y8
 	VMAXPS Y6, Y8, Y8
 	VMAXPS Y7, Y8, Y8
-	VEXTRACTF128 $1, Y8, X9
-	VMAXPS X9, X8, X8
-	VPERMILPS $0x4e, X8, X9
-	VMAXPS X9, X8, X8
-	VPERMILPS $0xb1, X8, X9
-	VMAXPS X9, X8, X8
+	HREDUCE(VMAXPS, Y8, X8, X9)
 	// All zero (±0): ggml's scan never moves off its +0 start.
 	VXORPS X9, X9, X9
 	VUCOMISS X9, X8
@@ -411,13 +433,7 @@ qx0havemax:
 	VMOVSS 0(DX), X5
 	VDIVSS X5, X4, X6      // d = max / div
 	SUBNORMAL(X6, qx0done)
-	VDIVSS X6, X15, X7     // 1/d
-	VXORPS X8, X8, X8
-	VCMPSS $4, X8, X6, X8  // d != 0
-	VANDPS X8, X7, X7
-	VCVTPS2PH $0, X6, X9
-	VMOVD X9, R8
-	MOVW R8, 0(DI)
+	QINVSCALE
 	VBROADCASTSS X7, Y7
 
 	// In range for a normal d: |x·id| ≤ −div.
@@ -463,13 +479,7 @@ TEXT ·quantizeQx1AVX2(SB), NOSPLIT, $0-40
 	MOVQ src+8(FP), SI
 	MOVQ nb+16(FP), CX
 	MOVQ p+24(FP), DX
-	XORQ AX, AX
-	VBROADCASTSS q8c<>+0(SB), Y10  // exponent mask
-	VBROADCASTSS q8c<>+4(SB), Y11  // abs mask
-	VBROADCASTSS 4(DX), Y12        // add
-	VPBROADCASTD 8(DX), Y13        // clamp
-	VPBROADCASTD q4c<>+0(SB), Y14  // 15
-	VBROADCASTSS q8c<>+12(SB), Y15 // 1
+	QXCONSTANTS
 	TESTQ CX, CX
 	JZ qx1done
 
@@ -485,21 +495,11 @@ qx1loop:
 	VMINPS Y1, Y0, Y4
 	VMINPS Y2, Y4, Y4
 	VMINPS Y3, Y4, Y4
-	VEXTRACTF128 $1, Y4, X5
-	VMINPS X5, X4, X4
-	VPERMILPS $0x4e, X4, X5
-	VMINPS X5, X4, X4
-	VPERMILPS $0xb1, X4, X5
-	VMINPS X5, X4, X4      // min
+	HREDUCE(VMINPS, Y4, X4, X5) // min
 	VMAXPS Y1, Y0, Y8
 	VMAXPS Y2, Y8, Y8
 	VMAXPS Y3, Y8, Y8
-	VEXTRACTF128 $1, Y8, X5
-	VMAXPS X5, X8, X8
-	VPERMILPS $0x4e, X8, X5
-	VMAXPS X5, X8, X8
-	VPERMILPS $0xb1, X8, X5
-	VMAXPS X5, X8, X8      // max
+	HREDUCE(VMAXPS, Y8, X8, X5) // max
 	VANDPS X11, X4, X9
 	VMOVSS q8c<>+24(SB), X5
 	VUCOMISS X5, X9
@@ -509,13 +509,7 @@ qx1loop:
 	VMOVSS 0(DX), X5
 	VDIVSS X5, X6, X6      // d = (max − min) / div
 	SUBNORMAL(X6, qx1done)
-	VDIVSS X6, X15, X7     // 1/d
-	VXORPS X8, X8, X8
-	VCMPSS $4, X8, X6, X8  // d != 0
-	VANDPS X8, X7, X7
-	VCVTPS2PH $0, X6, X9
-	VMOVD X9, R8
-	MOVW R8, 0(DI)
+	QINVSCALE
 	VCVTPS2PH $0, X4, X9
 	VMOVD X9, R8
 	MOVW R8, 2(DI)
