@@ -9,7 +9,8 @@ DATA q8c<>+12(SB)/4, $0x3f800000  // 1.0
 DATA q8c<>+16(SB)/4, $0x3f000000  // 0.5
 DATA q8c<>+20(SB)/4, $0x42fe0000  // 127.0
 DATA q8c<>+24(SB)/4, $0x00800000  // FLT_MIN, the smallest normal
-GLOBL q8c<>(SB), RODATA|NOPTR, $28
+DATA q8c<>+28(SB)/4, $0x7f7fffff  // FLT_MAX
+GLOBL q8c<>(SB), RODATA|NOPTR, $32
 
 DATA q8perm<>+0(SB)/4, $0
 DATA q8perm<>+4(SB)/4, $4
@@ -24,8 +25,11 @@ GLOBL q8perm<>(SB), RODATA|NOPTR, $32
 // func quantizeQ8_0AVX2(dst *byte, src *float32, nb int) int
 // quantizeQ8_0 for up to nb blocks; it stops before the first block that
 // holds a NaN or ±Inf or whose scale is subnormal, and returns the number
-// of blocks done.
-TEXT ·quantizeQ8_0AVX2(SB), NOSPLIT, $0-32
+// of blocks done. Eight blocks at a time, their maxima, scales and
+// inverse scales are one vector each (one division for eight blocks); a
+// group of eight with a block the group code does not take, and the last
+// blocks, go one at a time.
+TEXT ·quantizeQ8_0AVX2(SB), NOSPLIT, $32-32
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ nb+16(FP), CX
@@ -36,10 +40,139 @@ TEXT ·quantizeQ8_0AVX2(SB), NOSPLIT, $0-32
 	VBROADCASTSS q8c<>+12(SB), Y13 // 1
 	VBROADCASTSS q8c<>+16(SB), Y14 // 0.5
 	VMOVDQU q8perm<>(SB), Y15
-	TESTQ CX, CX
-	JZ q8done
 
-q8loop:
+	// q = roundf(x*id): truncate, then step away from zero on |frac| ≥ 0.5.
+#define Q8ROUND(R) \
+	VMULPS Y7, R, R \
+	VROUNDPS $3, R, Y8 \
+	VSUBPS Y8, R, Y9 \
+	VANDPS Y11, Y9, Y9 \
+	VCMPPS $13, Y14, Y9, Y9 \
+	VANDPS Y12, R, R \
+	VORPS Y13, R, R \
+	VANDPS Y9, R, R \
+	VADDPS R, Y8, R \
+	VCVTTPS2DQ R, R
+
+	// The 32 quants of a block from Y0..Y3, into out(DI).
+#define Q8STORE(out) \
+	Q8ROUND(Y0) \
+	Q8ROUND(Y1) \
+	Q8ROUND(Y2) \
+	Q8ROUND(Y3) \
+	VPACKSSDW Y1, Y0, Y0 \
+	VPACKSSDW Y3, Y2, Y2 \
+	VPACKSSWB Y2, Y0, Y0 \
+	VPERMD Y0, Y15, Y0 \
+	VMOVDQU Y0, out(DI)
+
+	// M = the bits of max |x| over a block: for non-negative floats the
+	// integer order is the float order, and a NaN or ±Inf is above every
+	// finite value.
+#define Q8MAX(in, M) \
+	VANDPS in(SI), Y11, M \
+	VANDPS in+32(SI), Y11, Y8 \
+	VPMAXSD Y8, M, M \
+	VANDPS in+64(SI), Y11, Y8 \
+	VPMAXSD Y8, M, M \
+	VANDPS in+96(SI), Y11, Y8 \
+	VPMAXSD Y8, M, M
+
+	// Block b of a group: its inverse scale from the stack, its quants.
+#define Q8GROUPBLOCK(b) \
+	VBROADCASTSS (4*b)(SP), Y7 \
+	VMOVUPS (128*b)(SI), Y0 \
+	VMOVUPS (128*b+32)(SI), Y1 \
+	VMOVUPS (128*b+64)(SI), Y2 \
+	VMOVUPS (128*b+96)(SI), Y3 \
+	Q8STORE(34*b+2)
+
+q8group:
+	MOVQ CX, R9
+	SUBQ AX, R9
+	JZ q8done
+	CMPQ R9, $8
+	JLT q8single
+
+	Q8MAX(0, Y0)
+	Q8MAX(128, Y1)
+	Q8MAX(256, Y2)
+	Q8MAX(384, Y3)
+	Q8MAX(512, Y4)
+	Q8MAX(640, Y5)
+	Q8MAX(768, Y6)
+	Q8MAX(896, Y7)
+	// Fold the eight vectors of maxima into one: lane b is block b's.
+	VUNPCKLPS Y1, Y0, Y8
+	VUNPCKHPS Y1, Y0, Y9
+	VPMAXSD Y9, Y8, Y0
+	VUNPCKLPS Y3, Y2, Y8
+	VUNPCKHPS Y3, Y2, Y9
+	VPMAXSD Y9, Y8, Y2
+	VUNPCKLPS Y5, Y4, Y8
+	VUNPCKHPS Y5, Y4, Y9
+	VPMAXSD Y9, Y8, Y4
+	VUNPCKLPS Y7, Y6, Y8
+	VUNPCKHPS Y7, Y6, Y9
+	VPMAXSD Y9, Y8, Y6
+	VSHUFPS $0x44, Y2, Y0, Y8
+	VSHUFPS $0xee, Y2, Y0, Y9
+	VPMAXSD Y9, Y8, Y0
+	VSHUFPS $0x44, Y6, Y4, Y8
+	VSHUFPS $0xee, Y6, Y4, Y9
+	VPMAXSD Y9, Y8, Y4
+	VPERM2F128 $0x20, Y4, Y0, Y8
+	VPERM2F128 $0x31, Y4, Y0, Y9
+	VPMAXSD Y9, Y8, Y0 // amax of blocks 0..7
+
+	// d = amax/127. A NaN or ±Inf, or a subnormal d (0 < d < FLT_MIN),
+	// sends the group to the one-block code, which stops at that block.
+	VPBROADCASTD q8c<>+28(SB), Y8 // FLT_MAX
+	VPCMPGTD Y8, Y0, Y9           // not finite
+	VBROADCASTSS q8c<>+20(SB), Y8
+	VDIVPS Y8, Y0, Y1             // d
+	VPBROADCASTD q8c<>+24(SB), Y8
+	VPCMPGTD Y1, Y8, Y2           // d < FLT_MIN
+	VPXOR Y3, Y3, Y3
+	VPCMPEQD Y3, Y1, Y4           // d == 0
+	VPANDN Y2, Y4, Y2
+	VPOR Y2, Y9, Y9
+	VPTEST Y9, Y9
+	JNZ q8group1
+
+	// id = d != 0 ? 1/d : 0, kept on the stack for the blocks.
+	VDIVPS Y1, Y13, Y2
+	VPANDN Y2, Y4, Y2
+	VMOVUPS Y2, 0(SP)
+	// fp16(d), round to nearest even, into each block's first two bytes.
+	VCVTPS2PH $0, Y1, X5
+	VPEXTRW $0, X5, 0(DI)
+	VPEXTRW $1, X5, 34(DI)
+	VPEXTRW $2, X5, 68(DI)
+	VPEXTRW $3, X5, 102(DI)
+	VPEXTRW $4, X5, 136(DI)
+	VPEXTRW $5, X5, 170(DI)
+	VPEXTRW $6, X5, 204(DI)
+	VPEXTRW $7, X5, 238(DI)
+
+	Q8GROUPBLOCK(0)
+	Q8GROUPBLOCK(1)
+	Q8GROUPBLOCK(2)
+	Q8GROUPBLOCK(3)
+	Q8GROUPBLOCK(4)
+	Q8GROUPBLOCK(5)
+	Q8GROUPBLOCK(6)
+	Q8GROUPBLOCK(7)
+
+	ADDQ $1024, SI
+	ADDQ $272, DI
+	ADDQ $8, AX
+	JMP q8group
+
+q8group1:
+	MOVQ $8, R9
+
+q8single: // R9 (≥ 1) blocks one at a time, then back to the groups
 	VMOVUPS 0(SI), Y0
 	VMOVUPS 32(SI), Y1
 	VMOVUPS 64(SI), Y2
@@ -98,36 +231,18 @@ q8normal:
 	MOVW R8, 0(DI)
 	VBROADCASTSS X7, Y7
 
-	// q = roundf(x*id): truncate, then step away from zero on |frac| ≥ 0.5.
-#define Q8ROUND(R) \
-	VMULPS Y7, R, R \
-	VROUNDPS $3, R, Y8 \
-	VSUBPS Y8, R, Y9 \
-	VANDPS Y11, Y9, Y9 \
-	VCMPPS $13, Y14, Y9, Y9 \
-	VANDPS Y12, R, R \
-	VORPS Y13, R, R \
-	VANDPS Y9, R, R \
-	VADDPS R, Y8, R \
-	VCVTTPS2DQ R, R
-
-	Q8ROUND(Y0)
-	Q8ROUND(Y1)
-	Q8ROUND(Y2)
-	Q8ROUND(Y3)
-#undef Q8ROUND
-
-	VPACKSSDW Y1, Y0, Y0
-	VPACKSSDW Y3, Y2, Y2
-	VPACKSSWB Y2, Y0, Y0
-	VPERMD Y0, Y15, Y0
-	VMOVDQU Y0, 2(DI)
+	Q8STORE(2)
 
 	ADDQ $128, SI
 	ADDQ $34, DI
 	INCQ AX
-	CMPQ AX, CX
-	JLT q8loop
+	DECQ R9
+	JNZ q8single
+	JMP q8group
+#undef Q8ROUND
+#undef Q8STORE
+#undef Q8MAX
+#undef Q8GROUPBLOCK
 
 q8done:
 	MOVQ AX, ret+24(FP)

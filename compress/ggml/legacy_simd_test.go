@@ -80,6 +80,11 @@ func TestQ8_0EveryLevel(t *testing.T) {
 		for seed := uint64(1); seed <= 20; seed++ {
 			rng := rand.New(rand.NewPCG(seed, 8))
 			x := adversarialBlocks(rng, 200)
+			if seed%2 == 0 {
+				// The kernel takes eight blocks at a time: shuffled, the
+				// special blocks sit at every place in a group of eight.
+				shuffleBlocks(rng, x)
+			}
 			want := make([]byte, len(x)/QK*34)
 			quantizeQ8_0Go(want, x)
 			got := make([]byte, len(want))
@@ -106,6 +111,15 @@ func TestQ8_0EveryLevel(t *testing.T) {
 					}
 				}
 			}
+		}
+	})
+}
+
+// shuffleBlocks puts the QK-value blocks of x in a random order.
+func shuffleBlocks(rng *rand.Rand, x []float32) {
+	rng.Shuffle(len(x)/QK, func(i, j int) {
+		for k := 0; k < QK; k++ {
+			x[QK*i+k], x[QK*j+k] = x[QK*j+k], x[QK*i+k]
 		}
 	})
 }
