@@ -449,6 +449,50 @@ ef16done:
 	CMPL R8, $0x7fffff \
 	JB L
 
+// QMAX8: for the eight blocks at SI, the bits of each one's max |x| in
+// lane b of Y0 (for non-negative floats the integer order is the float
+// order, and a NaN or ±Inf is above every finite value). Uses Y0-Y9; Y11
+// holds the abs mask.
+#define QMAXBLOCK(in, M) \
+	VANDPS in(SI), Y11, M \
+	VANDPS in+32(SI), Y11, Y8 \
+	VPMAXSD Y8, M, M \
+	VANDPS in+64(SI), Y11, Y8 \
+	VPMAXSD Y8, M, M \
+	VANDPS in+96(SI), Y11, Y8 \
+	VPMAXSD Y8, M, M
+
+#define QMAX8 \
+	QMAXBLOCK(0, Y0) \
+	QMAXBLOCK(128, Y1) \
+	QMAXBLOCK(256, Y2) \
+	QMAXBLOCK(384, Y3) \
+	QMAXBLOCK(512, Y4) \
+	QMAXBLOCK(640, Y5) \
+	QMAXBLOCK(768, Y6) \
+	QMAXBLOCK(896, Y7) \
+	VUNPCKLPS Y1, Y0, Y8 \
+	VUNPCKHPS Y1, Y0, Y9 \
+	VPMAXSD Y9, Y8, Y0 \
+	VUNPCKLPS Y3, Y2, Y8 \
+	VUNPCKHPS Y3, Y2, Y9 \
+	VPMAXSD Y9, Y8, Y2 \
+	VUNPCKLPS Y5, Y4, Y8 \
+	VUNPCKHPS Y5, Y4, Y9 \
+	VPMAXSD Y9, Y8, Y4 \
+	VUNPCKLPS Y7, Y6, Y8 \
+	VUNPCKHPS Y7, Y6, Y9 \
+	VPMAXSD Y9, Y8, Y6 \
+	VSHUFPS $0x44, Y2, Y0, Y8 \
+	VSHUFPS $0xee, Y2, Y0, Y9 \
+	VPMAXSD Y9, Y8, Y0 \
+	VSHUFPS $0x44, Y6, Y4, Y8 \
+	VSHUFPS $0xee, Y6, Y4, Y9 \
+	VPMAXSD Y9, Y8, Y4 \
+	VPERM2F128 $0x20, Y4, Y0, Y8 \
+	VPERM2F128 $0x31, Y4, Y0, Y9 \
+	VPMAXSD Y9, Y8, Y0
+
 // The constants of quantizeQx0AVX2 and quantizeQx1AVX2 (DX: the params):
 // exponent mask Y10, abs mask Y11, add Y12, clamp Y13, 15 in Y14, 1 in
 // Y15; AX, the blocks done, is zeroed.
@@ -490,16 +534,168 @@ ef16done:
 // quantizeQ4_0 or quantizeQ5_0 for up to nb blocks; it stops before the
 // first block that holds a NaN or ±Inf or whose scale is subnormal, and
 // returns the number of blocks done.
-TEXT ·quantizeQx0AVX2(SB), NOSPLIT, $0-40
+TEXT ·quantizeQx0AVX2(SB), NOSPLIT, $64-40
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ nb+16(FP), CX
 	MOVQ p+24(FP), DX
 	QXCONSTANTS
-	TESTQ CX, CX
-	JZ qx0done
 
-qx0loop:
+	// The group code's blocks: 0(SP) holds the eight maxima of |x|, then
+	// the eight inverse scales; 32(SP) the eight signed maxima.
+
+	// Block b of a group: the first element whose |x| is the block's
+	// amax; its signed value is ggml's max (the first one wins ties, as
+	// with <). Uses Y8, Y9, R8-R10.
+#define QXFIND(b) \
+	VBROADCASTSS (4*b)(SP), Y8 \
+	VANDPS (128*b)(SI), Y11, Y9 \
+	VPCMPEQD Y8, Y9, Y9 \
+	VMOVMSKPS Y9, R8 \
+	VANDPS (128*b+32)(SI), Y11, Y9 \
+	VPCMPEQD Y8, Y9, Y9 \
+	VMOVMSKPS Y9, R9 \
+	SHLQ $8, R9 \
+	ORQ R9, R8 \
+	VANDPS (128*b+64)(SI), Y11, Y9 \
+	VPCMPEQD Y8, Y9, Y9 \
+	VMOVMSKPS Y9, R9 \
+	SHLQ $16, R9 \
+	ORQ R9, R8 \
+	VANDPS (128*b+96)(SI), Y11, Y9 \
+	VPCMPEQD Y8, Y9, Y9 \
+	VMOVMSKPS Y9, R9 \
+	SHLQ $24, R9 \
+	ORQ R9, R8 \
+	BSFQ R8, R9 \
+	MOVL (128*b)(SI)(R9*4), R10 \
+	MOVL R10, (32+4*b)(SP)
+
+	// Block b of a group: its inverse scale from the stack, its codes in
+	// Y0-Y3. QXGROUP4 then stores Q4_0's nibbles, QXGROUP5 Q5_0's high
+	// bits and nibbles, at DI, which moves on to the next block.
+#define QXGROUPCODES(b) \
+	VBROADCASTSS (4*b)(SP), Y7 \
+	VMOVUPS (128*b)(SI), Y0 \
+	VMOVUPS (128*b+32)(SI), Y1 \
+	VMOVUPS (128*b+64)(SI), Y2 \
+	VMOVUPS (128*b+96)(SI), Y3 \
+	QTRUNC(Y0) \
+	QTRUNC(Y1) \
+	QTRUNC(Y2) \
+	QTRUNC(Y3)
+
+#define QXGROUP4(b) \
+	QXGROUPCODES(b) \
+	QNIBBLES \
+	VMOVDQU X0, 2(DI) \
+	ADDQ $18, DI
+
+#define QXGROUP5(b) \
+	QXGROUPCODES(b) \
+	QHIGHBITS \
+	MOVL R8, 2(DI) \
+	QNIBBLES \
+	VMOVDQU X0, 6(DI) \
+	ADDQ $22, DI
+
+qx0group:
+	MOVQ CX, R12
+	SUBQ AX, R12
+	JZ qx0done
+	CMPQ R12, $8
+	JLT qx0single
+
+	QMAX8
+	// A NaN or ±Inf sends the group to the one-block code.
+	VPBROADCASTD q8c<>+28(SB), Y8 // FLT_MAX
+	VPCMPGTD Y8, Y0, Y9
+	VPTEST Y9, Y9
+	JNZ qx0group1
+	VMOVDQU Y0, 0(SP)
+	QXFIND(0)
+	QXFIND(1)
+	QXFIND(2)
+	QXFIND(3)
+	QXFIND(4)
+	QXFIND(5)
+	QXFIND(6)
+	QXFIND(7)
+	// All zero (±0): ggml's scan never moves off its +0 start.
+	VMOVDQU 32(SP), Y1
+	VPXOR Y3, Y3, Y3
+	VPCMPEQD Y3, Y0, Y4
+	VPANDN Y1, Y4, Y1
+	// d = max / div; a subnormal d (0 < |d| < FLT_MIN) sends the group
+	// to the one-block code, which hands that block to Go.
+	VBROADCASTSS 0(DX), Y8
+	VDIVPS Y8, Y1, Y2
+	VANDPS Y11, Y2, Y5
+	VPCMPEQD Y3, Y5, Y4 // d == 0
+	VPBROADCASTD q8c<>+24(SB), Y8
+	VPCMPGTD Y5, Y8, Y5 // |d| < FLT_MIN
+	VPANDN Y5, Y4, Y5
+	VPTEST Y5, Y5
+	JNZ qx0group1
+	// id = d != 0 ? 1/d : 0 for the blocks; fp16(d) into each block.
+	VDIVPS Y2, Y15, Y3
+	VPANDN Y3, Y4, Y3
+	VMOVUPS Y3, 0(SP)
+	VCVTPS2PH $0, Y2, X5
+	MOVQ DI, R11
+	MOVQ 16(DX), R10
+	VPEXTRW $0, X5, 0(R11)
+	ADDQ R10, R11
+	VPEXTRW $1, X5, 0(R11)
+	ADDQ R10, R11
+	VPEXTRW $2, X5, 0(R11)
+	ADDQ R10, R11
+	VPEXTRW $3, X5, 0(R11)
+	ADDQ R10, R11
+	VPEXTRW $4, X5, 0(R11)
+	ADDQ R10, R11
+	VPEXTRW $5, X5, 0(R11)
+	ADDQ R10, R11
+	VPEXTRW $6, X5, 0(R11)
+	ADDQ R10, R11
+	VPEXTRW $7, X5, 0(R11)
+
+	CMPL 12(DX), $0
+	JEQ qx0group4
+	QXGROUP5(0)
+	QXGROUP5(1)
+	QXGROUP5(2)
+	QXGROUP5(3)
+	QXGROUP5(4)
+	QXGROUP5(5)
+	QXGROUP5(6)
+	QXGROUP5(7)
+	JMP qx0groupnext
+
+qx0group4:
+	QXGROUP4(0)
+	QXGROUP4(1)
+	QXGROUP4(2)
+	QXGROUP4(3)
+	QXGROUP4(4)
+	QXGROUP4(5)
+	QXGROUP4(6)
+	QXGROUP4(7)
+#undef QXFIND
+#undef QXGROUPCODES
+#undef QXGROUP4
+#undef QXGROUP5
+
+qx0groupnext:
+
+	ADDQ $1024, SI
+	ADDQ $8, AX
+	JMP qx0group
+
+qx0group1:
+	MOVQ $8, R12
+
+qx0single: // R12 (≥ 1) blocks one at a time, then back to the groups
 	VMOVUPS 0(SI), Y0
 	VMOVUPS 32(SI), Y1
 	VMOVUPS 64(SI), Y2
@@ -572,8 +768,9 @@ qx0next:
 	ADDQ $128, SI
 	ADDQ 16(DX), DI
 	INCQ AX
-	CMPQ AX, CX
-	JLT qx0loop
+	DECQ R12
+	JNZ qx0single
+	JMP qx0group
 
 qx0done:
 	MOVQ AX, ret+32(FP)

@@ -161,6 +161,9 @@ func TestLegacyEveryLevel(t *testing.T) {
 				if lt.minMaxed {
 					x = append(x, shiftedMinBlocks(rng)...)
 				}
+				if seed%2 == 0 {
+					shuffleBlocks(rng, x) // special blocks at every place of a group of eight
+				}
 				nb := len(x) / QK
 				want := make([]byte, nb*lt.size)
 				lt.quant(want, x)
