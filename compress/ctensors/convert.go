@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gantry-dev/gantry/compress/internal/writeback"
 	"github.com/gantry-dev/gantry/compress/quality"
 	st "github.com/gantry-dev/gantry/compress/safetensors"
 )
@@ -158,10 +159,19 @@ type shardJob struct {
 	inPath, outName string
 	in              *st.File
 	out             *os.File
+	wb              *writeback.Syncer // out's background sync
 	meta            map[string]string
 	layout          []st.TensorInfo
 	prefix          []byte
 	jobs            []*job
+}
+
+// writeAt writes p at off of the output shard and counts it toward the
+// shard's background sync.
+func (sj *shardJob) writeAt(p []byte, off int64) (int, error) {
+	n, err := sj.out.WriteAt(p, off)
+	sj.wb.Wrote(int64(n))
+	return n, err
 }
 
 // isEmbedding reports whether module names a token or position embedding.
@@ -392,6 +402,12 @@ func Convert(ctx context.Context, inDir, outDir string, opts Options) (rep quali
 	}
 	defer func() {
 		if err != nil {
+			for _, sj := range shards {
+				if sj.out != nil {
+					sj.wb.Stop()
+					sj.out.Close()
+				}
+			}
 			os.RemoveAll(tmp)
 		}
 	}()
@@ -401,6 +417,7 @@ func Convert(ctx context.Context, inDir, outDir string, opts Options) (rep quali
 			return rep, fmt.Errorf("ctensors: %w", err)
 		}
 		sj.out = f
+		sj.wb = writeback.Start(f, 0)
 		size := int64(len(sj.prefix))
 		if n := len(sj.layout); n > 0 {
 			size += sj.layout[n-1].Offsets[1]
@@ -417,6 +434,9 @@ func Convert(ctx context.Context, inDir, outDir string, opts Options) (rep quali
 		return rep, err
 	}
 	for _, sj := range shards {
+		if err := sj.wb.Stop(); err != nil {
+			return rep, fmt.Errorf("ctensors: %s: %w", sj.outName, err)
+		}
 		if err := sj.out.Sync(); err != nil {
 			return rep, fmt.Errorf("ctensors: %s: %w", sj.outName, err)
 		}
@@ -562,7 +582,7 @@ feed:
 				var b [16]byte
 				binary.LittleEndian.PutUint64(b[:], uint64(j.rows))
 				binary.LittleEndian.PutUint64(b[8:], uint64(j.cols))
-				if _, err := sj.out.WriteAt(b[:], j.shapeOff); err != nil {
+				if _, err := sj.writeAt(b[:], j.shapeOff); err != nil {
 					fail(fmt.Errorf("ctensors: %s: %w", sj.outName, err))
 					break feed
 				}
@@ -618,7 +638,7 @@ func (w *worker) do(u unit, sch scheme, opts Options) (int64, error) {
 				return 0, err
 			}
 		}
-		if _, err := sj.out.WriteAt(w.in, j.outOff+u.lo); err != nil {
+		if _, err := sj.writeAt(w.in, j.outOff+u.lo); err != nil {
 			return 0, fmt.Errorf("ctensors: %s: %w", sj.outName, err)
 		}
 		return u.hi - u.lo, nil
@@ -666,10 +686,10 @@ func (w *worker) do(u unit, sch scheme, opts Options) (int64, error) {
 			return 0, err
 		}
 	}
-	if _, err := sj.out.WriteAt(w.out, j.outOff+u.lo*int64(outRow)); err != nil {
+	if _, err := sj.writeAt(w.out, j.outOff+u.lo*int64(outRow)); err != nil {
 		return 0, fmt.Errorf("ctensors: %s: %w", sj.outName, err)
 	}
-	if _, err := sj.out.WriteAt(w.scaleOut, j.scaleOff+u.lo*int64(groups*ssz)); err != nil {
+	if _, err := sj.writeAt(w.scaleOut, j.scaleOff+u.lo*int64(groups*ssz)); err != nil {
 		return 0, fmt.Errorf("ctensors: %s: %w", sj.outName, err)
 	}
 	j.blocks[u.blockIdx] = stats

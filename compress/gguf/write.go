@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/gantry-dev/gantry/compress/internal/writeback"
 )
 
 // AlignmentOf returns the data alignment that kvs ask for: the value of
@@ -338,6 +340,12 @@ type FileWriter struct {
 	randomErr error
 	sizes     []int64 // tensor data bytes, for WriteTensorAt's bounds
 	written   atomic.Int64
+
+	// The background writeback of random-access mode (see package
+	// writeback): the disk writes while the workers compute, and Commit's
+	// sync has only the tail left.
+	wb    *writeback.Syncer
+	every int64 // bytes between background syncs; 0 for the default
 }
 
 // Create starts writing a GGUF file that will appear at path only when
@@ -410,6 +418,9 @@ func (fw *FileWriter) Commit(ctx context.Context) error {
 			err = fw.bw.Flush()
 		}
 	}
+	if ferr := fw.stopFlush(); err == nil {
+		err = ferr
+	}
 	if err == nil {
 		err = fw.f.Sync()
 	}
@@ -453,6 +464,7 @@ func (fw *FileWriter) WriteTensorAt(i int, off int64, p []byte) error {
 			return
 		}
 		fw.sizes = sizes
+		fw.wb = writeback.Start(fw.f, fw.every)
 	})
 	if fw.randomErr != nil {
 		return fw.randomErr
@@ -464,7 +476,16 @@ func (fw *FileWriter) WriteTensorAt(i int, off int64, p []byte) error {
 		return fmt.Errorf("write %s: %w", fw.path, err)
 	}
 	fw.written.Add(int64(len(p)))
+	fw.wb.Wrote(int64(len(p)))
 	return nil
+}
+
+// stopFlush ends the background sync, if it runs, and returns its error.
+func (fw *FileWriter) stopFlush() error {
+	if fw.wb == nil {
+		return nil
+	}
+	return fw.wb.Stop()
 }
 
 func firstWithData(ts []TensorInfo) int {
@@ -504,6 +525,7 @@ func (fw *FileWriter) Abort() {
 		return
 	}
 	fw.done = true
+	fw.stopFlush()
 	fw.f.Close()
 	os.Remove(fw.tmp)
 }

@@ -72,6 +72,9 @@ func TestWriteTensorAtMatchesWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Nudge the background sync every few bytes, so that it runs while
+	// the writers write (and -race sees them together).
+	gguf.SetFlushEvery(fw, 8)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(pieces))
 	for w := 0; w < 4; w++ {
@@ -91,6 +94,9 @@ func TestWriteTensorAtMatchesWrite(t *testing.T) {
 	}
 	if err := fw.Commit(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if n := gguf.BackgroundSyncs(fw); n == 0 {
+		t.Error("no background sync ran while the data was written")
 	}
 	want, _ := os.ReadFile(seq)
 	got, _ := os.ReadFile(at)
@@ -178,5 +184,32 @@ func TestCreateSweepsDeadWritersTemps(t *testing.T) {
 	// The live writer's file, the other output's, and the committed one.
 	if len(names) != 3 || !strings.HasPrefix(names[0], ".x.gguf.tmp-") || names[1] != ".y.gguf.tmp-222" || names[2] != "x.gguf" {
 		t.Errorf("directory holds %v", names)
+	}
+}
+
+// TestAbortStopsBackgroundSync aborts a random-access writer whose
+// background sync has been nudged: Abort returns, the temporary file is
+// gone, and a later WriteTensorAt fails instead of nudging a stopped
+// flusher.
+func TestAbortStopsBackgroundSync(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "m.gguf")
+	fw, err := gguf.Create(ctx, out, []gguf.KV{{Key: "general.architecture", Value: "llama"}}, writeAtTensors())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gguf.SetFlushEvery(fw, 2)
+	for off := int64(0); off < 20; off += 4 {
+		if err := fw.WriteTensorAt(0, off, make([]byte, 4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fw.Abort()
+	if err := fw.WriteTensorAt(2, 0, make([]byte, 4)); err == nil {
+		t.Error("WriteTensorAt after Abort succeeded")
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("Abort left %d files", len(ents))
 	}
 }
