@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -114,7 +115,8 @@ whole: q_proj, k_proj and v_proj together, gate_proj and up_proj together.`,
 }
 
 func writeReport(w io.Writer, rep quality.Report, out string) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	bw := bufio.NewWriter(w) // the table writes cell by cell: one write, not thousands
+	tw := tabwriter.NewWriter(bw, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "tensor\ttype\tparams\trel RMSE\tmax abs\tcosine\t")
 	row := func(t quality.Tensor) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.5f\t%.5g\t%.6f\t\n", t.Name, t.Type, t.Params, t.RelRMSE, t.MaxAbs, t.Cosine)
@@ -127,8 +129,8 @@ func writeReport(w io.Writer, rep quality.Report, out string) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\nQuantized %d tensors (%d parameters) into %s.\n", len(rep.Tensors), rep.Summary.Params, out)
-	return err
+	fmt.Fprintf(bw, "\nQuantized %d tensors (%d parameters) into %s.\n", len(rep.Tensors), rep.Summary.Params, out)
+	return bw.Flush()
 }
 
 // pullModel extracts an oci:// model image into a temporary directory,
