@@ -126,6 +126,27 @@ func packScaleMinK4(s *[12]byte, j int, ls, lm uint8) {
 }
 
 // scaleMinK4 is get_scale_min_k4.
+// kScaleMins fills dm with the scales d·sc (dm[0:8]) and mins dmin·m
+// (dm[8:16]) of the eight sub-blocks of a Q4_K or Q5_K super-block that
+// starts with x, as dequantizeQ4KGo and dequantizeQ5KGo compute them.
+func kScaleMins(dm *[16]float32, x []byte) {
+	d, dmin := getF16(x[0:]), getF16(x[2:])
+	sc := (*[12]byte)(x[4:16])
+	for j := 0; j < QK_K/32; j++ {
+		s, m := scaleMinK4(sc, j)
+		dm[j], dm[8+j] = d*float32(s), dmin*float32(m)
+	}
+}
+
+// q6Scales fills ds with d·sc[k] for the sixteen scales of a Q6_K block
+// x, as dequantizeQ6KGo computes them.
+func q6Scales(ds *[16]float32, x *[210]byte) {
+	d := getF16(x[208:])
+	for k := range ds {
+		ds[k] = d * float32(int8(x[192+k]))
+	}
+}
+
 func scaleMinK4(s *[12]byte, j int) (sc, m uint8) {
 	if j < 4 {
 		return s[j] & 63, s[j+4] & 63
@@ -255,7 +276,7 @@ func quantizeQ4K(dst []byte, src []float32) {
 	}
 }
 
-func dequantizeQ4K(dst []float32, src []byte) {
+func dequantizeQ4KGo(dst []float32, src []byte) {
 	for ; len(dst) >= QK_K; src, dst = src[144:], dst[QK_K:] {
 		x := (*[144]byte)(src)
 		y := (*[QK_K]float32)(dst)
@@ -312,7 +333,7 @@ func quantizeQ5K(dst []byte, src []float32) {
 	}
 }
 
-func dequantizeQ5K(dst []float32, src []byte) {
+func dequantizeQ5KGo(dst []float32, src []byte) {
 	for ; len(dst) >= QK_K; src, dst = src[176:], dst[QK_K:] {
 		x := (*[176]byte)(src)
 		y := (*[QK_K]float32)(dst)
@@ -459,7 +480,7 @@ func quantizeQ6K(dst []byte, src []float32) {
 	}
 }
 
-func dequantizeQ6K(dst []float32, src []byte) {
+func dequantizeQ6KGo(dst []float32, src []byte) {
 	for ; len(dst) >= QK_K; src, dst = src[210:], dst[QK_K:] {
 		x := (*[210]byte)(src)
 		y := (*[QK_K]float32)(dst)
