@@ -312,23 +312,17 @@ func quantizeQ5K(dst []byte, src []float32) {
 		binary.LittleEndian.PutUint16(y[2:], dminh)
 		qh := (*[32]byte)(y[16:48])
 		ql := y[48:176]
-		*qh = [32]byte{}
-		m1, m2 := uint8(1), uint8(2)
-		for n := 0; n < QK_K; n += 64 {
-			for j := 0; j < 32; j++ {
-				l1, l2 := l[n+j], l[n+j+32]
-				if l1 > 15 {
-					l1 -= 16
-					qh[j] |= m1
-				}
-				if l2 > 15 {
-					l2 -= 16
-					qh[j] |= m2
-				}
-				ql[n/2+j] = l1 | l2<<4
-			}
-			m1 <<= 2
-			m2 <<= 2
+		// The reference's "if (l > 15) { l -= 16; qh |= m; }" for l ≤ 31
+		// (kScales clamps to nmax = 31), without branches on random bits:
+		// bit 4 of the code of value 32k+j is bit k of qh[j].
+		for j := 0; j < 32; j++ {
+			l0, l1, l2, l3 := l[j], l[j+32], l[j+64], l[j+96]
+			l4, l5, l6, l7 := l[j+128], l[j+160], l[j+192], l[j+224]
+			qh[j] = l0>>4 | l1>>4<<1 | l2>>4<<2 | l3>>4<<3 | l4>>4<<4 | l5>>4<<5 | l6>>4<<6 | l7>>4<<7
+			ql[j] = l0&15 | l1&15<<4
+			ql[j+32] = l2&15 | l3&15<<4
+			ql[j+64] = l4&15 | l5&15<<4
+			ql[j+96] = l6&15 | l7&15<<4
 		}
 	}
 }
