@@ -220,7 +220,6 @@ TEXT ·qkx2LoopAVX2(SB), NOSPLIT, $0-80
 	MOVQ s+32(FP), R9
 	MOVQ is+56(FP), BX
 	MOVQ nstep+64(FP), DX
-	VBROADCASTSS ksOne<>+0(SB), Y15
 	VXORPS Y14, Y14, Y14
 	VBROADCASTSS nmax+40(FP), Y13
 	VBROADCASTSS ksOne<>+4(SB), Y12
@@ -265,8 +264,7 @@ qklsums:
 	VMULPS Y4, Y3, Y3          // isc·(x − mn)
 	VMAXPS Y14, Y3, Y3
 	VMINPS Y13, Y3, Y3
-	VADDPS Y15, Y3, Y3
-	VSUBPS Y15, Y3, Y3         // L
+	VROUNDPS $0, Y3, Y3        // L = nearest_int: to nearest even, as the magic-number add for 0 ≤ v ≤ nmax
 	VMOVUPS Y3, (R8)(R10*1)
 	VMULPS (DI)(R10*1), Y3, Y5 // wl = w·L
 	VADDPS Y5, Y6, Y6
@@ -364,7 +362,6 @@ TEXT ·qx6LoopAVX2(SB), NOSPLIT, $0-40
 	MOVQ nums+32(FP), R10
 	VBROADCASTSS ksM32<>(SB), Y15
 	VBROADCASTSS ksP31<>(SB), Y14
-	VBROADCASTSS ksMagic<>(SB), Y13
 	VXORPS Y12, Y12, Y12
 	XORQ R12, R12
 
@@ -385,8 +382,7 @@ q6lrow:
 	VMULPS (SI)(AX*1), Y1, Y7
 	VMAXPS Y15, Y7, Y7
 	VMINPS Y14, Y7, Y7
-	VADDPS Y13, Y7, Y7
-	VSUBPS Y13, Y7, Y7         // L
+	VROUNDPS $0, Y7, Y7        // L = nearest_int: to nearest even, as the magic-number add for −32 ≤ v ≤ 31
 	VMULPS (R8)(AX*1), Y7, Y8  // (w·x)·L
 	VADDPS Y8, Y3, Y3
 	VMULPS (DI)(AX*1), Y7, Y8  // w·L
@@ -395,8 +391,7 @@ q6lrow:
 	VMULPS 32(SI)(AX*1), Y2, Y9
 	VMAXPS Y15, Y9, Y9
 	VMINPS Y14, Y9, Y9
-	VADDPS Y13, Y9, Y9
-	VSUBPS Y13, Y9, Y9
+	VROUNDPS $0, Y9, Y9
 	VMULPS 32(R8)(AX*1), Y9, Y10
 	VADDPS Y10, Y5, Y5
 	VMULPS 32(DI)(AX*1), Y9, Y10
