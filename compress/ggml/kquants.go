@@ -267,11 +267,16 @@ func quantizeQ4K(dst []byte, src []float32) {
 		dh, dminh := kScales(x, 15, -1, 0.1, 20, (*[12]byte)(y[4:16]), &l, &t)
 		binary.LittleEndian.PutUint16(y[0:], dh)
 		binary.LittleEndian.PutUint16(y[2:], dminh)
-		q := y[16:144]
-		for j := 0; j < QK_K; j += 64 {
-			for i := 0; i < 32; i++ {
-				q[j/2+i] = l[j+i] | l[j+i+32]<<4
-			}
+		packQ4K((*[128]byte)(y[16:144]), &l)
+	}
+}
+
+// packQ4KGo packs the 4-bit codes l: byte 32k+i holds code 64k+i in its
+// low nibble and code 64k+32+i in its high nibble.
+func packQ4KGo(q *[128]byte, l *[QK_K]uint8) {
+	for j := 0; j < QK_K; j += 64 {
+		for i := 0; i < 32; i++ {
+			q[j/2+i] = l[j+i] | l[j+i+32]<<4
 		}
 	}
 }
@@ -310,20 +315,24 @@ func quantizeQ5K(dst []byte, src []float32) {
 		dh, dminh := kScales(x, 31, -0.5, 0.1, 15, (*[12]byte)(y[4:16]), &l, &t)
 		binary.LittleEndian.PutUint16(y[0:], dh)
 		binary.LittleEndian.PutUint16(y[2:], dminh)
-		qh := (*[32]byte)(y[16:48])
-		ql := y[48:176]
-		// The reference's "if (l > 15) { l -= 16; qh |= m; }" for l ≤ 31
-		// (kScales clamps to nmax = 31), without branches on random bits:
-		// bit 4 of the code of value 32k+j is bit k of qh[j].
-		for j := 0; j < 32; j++ {
-			l0, l1, l2, l3 := l[j], l[j+32], l[j+64], l[j+96]
-			l4, l5, l6, l7 := l[j+128], l[j+160], l[j+192], l[j+224]
-			qh[j] = l0>>4 | l1>>4<<1 | l2>>4<<2 | l3>>4<<3 | l4>>4<<4 | l5>>4<<5 | l6>>4<<6 | l7>>4<<7
-			ql[j] = l0&15 | l1&15<<4
-			ql[j+32] = l2&15 | l3&15<<4
-			ql[j+64] = l4&15 | l5&15<<4
-			ql[j+96] = l6&15 | l7&15<<4
-		}
+		packQ5K((*[160]byte)(y[16:176]), &l)
+	}
+}
+
+// packQ5KGo packs the 5-bit codes l (≤ 31, as kScales clamps them) into
+// qh (q[0:32]) and the low nibbles (q[32:160], as packQ4KGo): the
+// reference's "if (l > 15) { l -= 16; qh |= m; }" without branches on
+// random bits; bit 4 of code 32k+j is bit k of qh[j].
+func packQ5KGo(q *[160]byte, l *[QK_K]uint8) {
+	qh, ql := q[0:32], q[32:160]
+	for j := 0; j < 32; j++ {
+		l0, l1, l2, l3 := l[j], l[j+32], l[j+64], l[j+96]
+		l4, l5, l6, l7 := l[j+128], l[j+160], l[j+192], l[j+224]
+		qh[j] = l0>>4 | l1>>4<<1 | l2>>4<<2 | l3>>4<<3 | l4>>4<<4 | l5>>4<<5 | l6>>4<<6 | l7>>4<<7
+		ql[j] = l0&15 | l1&15<<4
+		ql[j+32] = l2&15 | l3&15<<4
+		ql[j+64] = l4&15 | l5&15<<4
+		ql[j+96] = l6&15 | l7&15<<4
 	}
 }
 
@@ -457,19 +466,26 @@ func quantizeQ6K(dst []byte, src []float32) {
 			}
 		}
 		q6Quants(&l, x, &d)
-		ql := y[0:128]
-		qh := y[128:192]
-		for j := 0; j < QK_K; j += 128 {
-			for i := 0; i < 32; i++ {
-				q1 := uint8(l[j+i]) & 0xF
-				q2 := uint8(l[j+i+32]) & 0xF
-				q3 := uint8(l[j+i+64]) & 0xF
-				q4 := uint8(l[j+i+96]) & 0xF
-				ql[j/2+i] = q1 | q3<<4
-				ql[j/2+i+32] = q2 | q4<<4
-				qh[j/4+i] = uint8(l[j+i])>>4 | (uint8(l[j+i+32])>>4)<<2 |
-					(uint8(l[j+i+64])>>4)<<4 | (uint8(l[j+i+96])>>4)<<6
-			}
+		packQ6K((*[192]byte)(y[0:192]), &l)
+	}
+}
+
+// packQ6KGo packs the 6-bit codes l (0…63) into ql (q[0:128]) and qh
+// (q[128:192]): for each half j of 128 codes and i < 32, ql[j/2+i] holds
+// the low nibbles of codes j+i and j+i+64, ql[j/2+i+32] those of j+i+32
+// and j+i+96, and qh[j/4+i] the high two bits of all four.
+func packQ6KGo(q *[192]byte, l *[QK_K]int8) {
+	ql, qh := q[0:128], q[128:192]
+	for j := 0; j < QK_K; j += 128 {
+		for i := 0; i < 32; i++ {
+			q1 := uint8(l[j+i]) & 0xF
+			q2 := uint8(l[j+i+32]) & 0xF
+			q3 := uint8(l[j+i+64]) & 0xF
+			q4 := uint8(l[j+i+96]) & 0xF
+			ql[j/2+i] = q1 | q3<<4
+			ql[j/2+i+32] = q2 | q4<<4
+			qh[j/4+i] = uint8(l[j+i])>>4 | (uint8(l[j+i+32])>>4)<<2 |
+				(uint8(l[j+i+64])>>4)<<4 | (uint8(l[j+i+96])>>4)<<6
 		}
 	}
 }

@@ -47,3 +47,43 @@ func TestKDequantEveryLevel(t *testing.T) {
 		}
 	})
 }
+
+// TestKPackEveryLevel checks the K-quant code packers at every level
+// against the Go code on random codes of their full ranges (4, 5 and 6
+// bits), all zeros and all ones.
+func TestKPackEveryLevel(t *testing.T) {
+	eachLevel(t, func(t *testing.T, l simd.Level) {
+		rng := rand.New(rand.NewPCG(4, 5))
+		for round := 0; round < 200; round++ {
+			var l4, l5 [QK_K]uint8
+			var l6 [QK_K]int8
+			for i := range l4 {
+				switch round {
+				case 0: // zeros
+				case 1:
+					l4[i], l5[i], l6[i] = 15, 31, 63
+				default:
+					l4[i], l5[i], l6[i] = uint8(rng.IntN(16)), uint8(rng.IntN(32)), int8(rng.IntN(64))
+				}
+			}
+			var g4, w4 [128]byte
+			packQ4K(&g4, &l4)
+			packQ4KGo(&w4, &l4)
+			if g4 != w4 {
+				t.Fatalf("Q4_K round %d:\n got %x\nwant %x", round, g4, w4)
+			}
+			var g5, w5 [160]byte
+			packQ5K(&g5, &l5)
+			packQ5KGo(&w5, &l5)
+			if g5 != w5 {
+				t.Fatalf("Q5_K round %d:\n got %x\nwant %x", round, g5, w5)
+			}
+			var g6, w6 [192]byte
+			packQ6K(&g6, &l6)
+			packQ6KGo(&w6, &l6)
+			if g6 != w6 {
+				t.Fatalf("Q6_K round %d:\n got %x\nwant %x", round, g6, w6)
+			}
+		}
+	})
+}

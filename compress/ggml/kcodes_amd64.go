@@ -66,3 +66,39 @@ func dequantizeQ5KAVX2(dst *float32, qh *byte, dm *[16]float32)
 //
 //go:noescape
 func dequantizeQ6KAVX2(dst *float32, x *byte, ds *[16]float32)
+
+// packQ4K is packQ4KGo, in AVX2 at that level and above.
+func packQ4K(q *[128]byte, l *[QK_K]uint8) {
+	if simd.Current() < simd.AVX2 {
+		packQ4KGo(q, l)
+		return
+	}
+	packQ4KAVX2(q, l)
+}
+
+// packQ5K is packQ5KGo, in AVX2 at that level and above.
+func packQ5K(q *[160]byte, l *[QK_K]uint8) {
+	if simd.Current() < simd.AVX2 {
+		packQ5KGo(q, l)
+		return
+	}
+	packQ5KAVX2(q, l)
+}
+
+// packQ6K is packQ6KGo, in AVX2 at that level and above.
+func packQ6K(q *[192]byte, l *[QK_K]int8) {
+	if simd.Current() < simd.AVX2 {
+		packQ6KGo(q, l)
+		return
+	}
+	packQ6KAVX2(q, l)
+}
+
+//go:noescape
+func packQ4KAVX2(q *[128]byte, l *[QK_K]uint8)
+
+//go:noescape
+func packQ5KAVX2(q *[160]byte, l *[QK_K]uint8)
+
+//go:noescape
+func packQ6KAVX2(q *[192]byte, l *[QK_K]int8)

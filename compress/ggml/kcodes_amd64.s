@@ -184,3 +184,124 @@ q6kloop:
 	JNZ q6kloop
 	VZEROUPPER
 	RET
+
+DATA kpk<>+0(SB)/1, $0x0f
+DATA kpk<>+1(SB)/1, $0x10
+DATA kpk<>+2(SB)/1, $0x30
+GLOBL kpk<>(SB), RODATA|NOPTR, $3
+
+// func packQ4KAVX2(q *[128]byte, l *[QK_K]uint8)
+// q[32k+i] = l[64k+i] | l[64k+32+i]<<4. The codes are ≤ 15, so a shift of
+// 16-bit lanes moves no bit into the neighbouring byte.
+TEXT ·packQ4KAVX2(SB), NOSPLIT, $0-16
+	MOVQ q+0(FP), DI
+	MOVQ l+8(FP), SI
+	MOVQ $4, CX
+
+pk4loop:
+	VMOVDQU 0(SI), Y0
+	VMOVDQU 32(SI), Y1
+	VPSLLW $4, Y1, Y1
+	VPOR Y1, Y0, Y0
+	VMOVDQU Y0, 0(DI)
+	ADDQ $64, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ pk4loop
+	VZEROUPPER
+	RET
+
+// func packQ5KAVX2(q *[160]byte, l *[QK_K]uint8)
+// qh (q[0:32]): bit k of qh[i] is bit 4 of l[32k+i]; the low nibbles
+// (q[32:160]) as packQ4KAVX2. The codes are ≤ 31.
+TEXT ·packQ5KAVX2(SB), NOSPLIT, $0-16
+	MOVQ q+0(FP), DI
+	MOVQ l+8(FP), SI
+	VPBROADCASTB kpk<>+0(SB), Y15 // 0x0f
+	VPBROADCASTB kpk<>+1(SB), Y14 // 0x10
+
+	// Row k of 32 codes: bit 4 to bit k of Y8 (bit 4 alone shifts within
+	// its byte), its low nibbles to Y0 (even k) or Y1 (odd k).
+#define Q5ROW(k, SHIFT, s) \
+	VMOVDQU (32*k)(SI), Y2 \
+	VPAND Y14, Y2, Y3 \
+	SHIFT $s, Y3, Y3 \
+	VPOR Y3, Y8, Y8 \
+	VPAND Y15, Y2, Y2
+
+	VPXOR Y8, Y8, Y8
+	Q5ROW(0, VPSRLW, 4)
+	VMOVDQU Y2, Y1
+	Q5ROW(1, VPSRLW, 3)
+	VPSLLW $4, Y2, Y2
+	VPOR Y2, Y1, Y1
+	VMOVDQU Y1, 32(DI)
+	Q5ROW(2, VPSRLW, 2)
+	VMOVDQU Y2, Y1
+	Q5ROW(3, VPSRLW, 1)
+	VPSLLW $4, Y2, Y2
+	VPOR Y2, Y1, Y1
+	VMOVDQU Y1, 64(DI)
+	Q5ROW(4, VPSRLW, 0)
+	VMOVDQU Y2, Y1
+	Q5ROW(5, VPSLLW, 1)
+	VPSLLW $4, Y2, Y2
+	VPOR Y2, Y1, Y1
+	VMOVDQU Y1, 96(DI)
+	Q5ROW(6, VPSLLW, 2)
+	VMOVDQU Y2, Y1
+	Q5ROW(7, VPSLLW, 3)
+	VPSLLW $4, Y2, Y2
+	VPOR Y2, Y1, Y1
+	VMOVDQU Y1, 128(DI)
+#undef Q5ROW
+	VMOVDQU Y8, 0(DI)
+	VZEROUPPER
+	RET
+
+// func packQ6KAVX2(q *[192]byte, l *[QK_K]int8)
+// For each half j (128 codes, 0…63): with a, b, c, d the codes j+i,
+// j+i+32, j+i+64, j+i+96, ql[j/2+i] = a&15 | (c&15)<<4, ql[j/2+i+32] =
+// b&15 | (d&15)<<4, qh[j/4+i] = a>>4 | (b>>4)<<2 | (c>>4)<<4 | (d>>4)<<6.
+// The masks come before the shifts, so no bit crosses a byte.
+TEXT ·packQ6KAVX2(SB), NOSPLIT, $0-16
+	MOVQ q+0(FP), DI
+	MOVQ l+8(FP), SI
+	LEAQ 128(DI), BX
+	VPBROADCASTB kpk<>+0(SB), Y15 // 0x0f
+	VPBROADCASTB kpk<>+2(SB), Y14 // 0x30
+	MOVQ $2, CX
+
+pk6loop:
+	VMOVDQU 0(SI), Y0  // a
+	VMOVDQU 32(SI), Y1 // b
+	VMOVDQU 64(SI), Y2 // c
+	VMOVDQU 96(SI), Y3 // d
+	VPAND Y15, Y0, Y4
+	VPAND Y15, Y2, Y5
+	VPSLLW $4, Y5, Y5
+	VPOR Y5, Y4, Y4
+	VMOVDQU Y4, 0(DI)
+	VPAND Y15, Y1, Y4
+	VPAND Y15, Y3, Y5
+	VPSLLW $4, Y5, Y5
+	VPOR Y5, Y4, Y4
+	VMOVDQU Y4, 32(DI)
+	VPAND Y14, Y0, Y0
+	VPSRLW $4, Y0, Y0
+	VPAND Y14, Y1, Y1
+	VPSRLW $2, Y1, Y1
+	VPOR Y1, Y0, Y0
+	VPAND Y14, Y2, Y2
+	VPOR Y2, Y0, Y0
+	VPAND Y14, Y3, Y3
+	VPSLLW $2, Y3, Y3
+	VPOR Y3, Y0, Y0
+	VMOVDQU Y0, 0(BX)
+	ADDQ $128, SI
+	ADDQ $64, DI
+	ADDQ $32, BX
+	DECQ CX
+	JNZ pk6loop
+	VZEROUPPER
+	RET
