@@ -87,3 +87,30 @@ func TestKPackEveryLevel(t *testing.T) {
 		}
 	})
 }
+
+// TestAllFiniteEveryLevel plants a NaN, +Inf or −Inf at every position of
+// a super-block (and of a longer run) and expects allFinite to see it at
+// every level; the largest finite values and subnormals are finite.
+func TestAllFiniteEveryLevel(t *testing.T) {
+	eachLevel(t, func(t *testing.T, l simd.Level) {
+		for _, n := range []int{QK_K, 4 * QK_K, 37} {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = []float32{math.MaxFloat32, -math.MaxFloat32, math.Float32frombits(1), 0, -1.5}[i%5]
+			}
+			if !allFinite(x) {
+				t.Fatalf("n %d: finite values reported not finite", n)
+			}
+			for i := range x {
+				for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), math.Float32frombits(0x7f800001)} {
+					v := x[i]
+					x[i] = bad
+					if allFinite(x) {
+						t.Fatalf("n %d: %v at %d not seen", n, bad, i)
+					}
+					x[i] = v
+				}
+			}
+		}
+	})
+}

@@ -88,10 +88,10 @@ func roundClamp(y, lo, hi float32) float32 {
 	return float32(y+12582912) - 12582912
 }
 
-// allFinite reports whether x holds no NaN or ±Inf. v − v is 0 for finite
-// v and NaN otherwise, and a NaN sticks in the sum; four sums keep the adds
-// out of one dependency chain.
-func allFinite(x []float32) bool {
+// allFiniteGo reports whether x holds no NaN or ±Inf. v − v is 0 for
+// finite v and NaN otherwise, and a NaN sticks in the sum; four sums keep
+// the adds out of one dependency chain.
+func allFiniteGo(x []float32) bool {
 	var a0, a1, a2, a3 float32
 	i := 0
 	for ; i+4 <= len(x); i += 4 {

@@ -94,3 +94,16 @@ func qx6SetupAVX2(x, xt, wt, wvt *[QK_K]float32, s *q6State, isc *[16]float32)
 
 //go:noescape
 func q6QuantsAVX2(l *[QK_K]int8, x *[QK_K]float32, d *[QK_K / 16]float32)
+
+// allFinite is allFiniteGo, in AVX2 (a test of the exponent bits, 64
+// values a step) at that level and above for lengths that are multiples
+// of 64, such as a super-block.
+func allFinite(x []float32) bool {
+	if len(x) == 0 || len(x)%64 != 0 || simd.Current() < simd.AVX2 {
+		return allFiniteGo(x)
+	}
+	return allFiniteAVX2(&x[0], len(x))
+}
+
+//go:noescape
+func allFiniteAVX2(x *float32, n int) bool

@@ -825,3 +825,39 @@ q6qnext:
 	JLT q6qtop
 	VZEROUPPER
 	RET
+
+DATA ksExp<>+0(SB)/4, $0x7f800000
+GLOBL ksExp<>(SB), RODATA|NOPTR, $4
+
+// func allFiniteAVX2(x *float32, n int) bool
+// Whether none of the n values (a multiple of 64) has all exponent bits
+// set (NaN or ±Inf).
+TEXT ·allFiniteAVX2(SB), NOSPLIT, $0-17
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	SHRQ $6, CX
+	VPBROADCASTD ksExp<>(SB), Y15
+	VPXOR Y8, Y8, Y8
+
+afloop:
+#define AFEIGHT(off) \
+	VPAND off(SI), Y15, Y0 \
+	VPCMPEQD Y15, Y0, Y0 \
+	VPOR Y0, Y8, Y8
+
+	AFEIGHT(0)
+	AFEIGHT(32)
+	AFEIGHT(64)
+	AFEIGHT(96)
+	AFEIGHT(128)
+	AFEIGHT(160)
+	AFEIGHT(192)
+	AFEIGHT(224)
+#undef AFEIGHT
+	ADDQ $256, SI
+	DECQ CX
+	JNZ afloop
+	VPTEST Y8, Y8
+	SETEQ ret+16(FP)
+	VZEROUPPER
+	RET

@@ -23,3 +23,5 @@ func qkx2Setup(x *[QK_K]float32, t *qkScratch, nmax int32) bool { return false }
 func qx6Setup(x *[QK_K]float32, t *q6Scratch) bool { return false }
 
 func q6Quants(l *[QK_K]int8, x *[QK_K]float32, d *[QK_K / 16]float32) { q6QuantsGo(l, x, d) }
+
+func allFinite(x []float32) bool { return allFiniteGo(x) }
