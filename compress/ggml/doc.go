@@ -29,10 +29,13 @@
 // and tests switch it with simd.Set):
 //
 //   - AVX2 (with F16C): F16 and BF16 decode, EncodeF16, Q8_0, Q4_0, Q4_1,
-//     Q5_0 and Q5_1 quantize and dequantize; the Q4_K/Q5_K and Q6_K scale
-//     searches whole (set-up, every candidate, the solve, the error and the
-//     best-so-far choice) with 8 sub-blocks a register, and their final
-//     quants;
+//     Q5_0 and Q5_1 quantize and dequantize (Q8_0, Q4_0 and Q5_0 eight
+//     blocks at a time: their maxima folded into one vector, one division
+//     for the eight scales and one for the inverses); the Q4_K/Q5_K and
+//     Q6_K scale searches whole (set-up, every candidate, the solve, the
+//     error and the best-so-far choice) with 8 sub-blocks a register, their
+//     final quants, code packing and dequantization, and the super-block
+//     finite check;
 //   - SSE2: the same K-quant searches 4 lanes a register, and a normal-only
 //     F16 decode;
 //   - Scalar: the Go code only.
@@ -41,7 +44,9 @@
 // ones. No kernel reassociates a sum: the searches run the sub-blocks side
 // by side (one lane each, the values transposed) so every lane does the
 // reference's operations in its order; FMA is not used. nearest_int is its
-// own bit trick in integer lanes, roundf and the truncating conversions
+// own bit trick in integer lanes (or VROUNDPS to nearest even where the
+// values are clamped to a few bits first, which is the same integer),
+// roundf and the truncating conversions
 // are done as ggml does them, and a block whose handling the vector code
 // does not reproduce (a NaN or ±Inf, a subnormal scale, a zero or
 // subnormal min for Q4_1/Q5_1, a NaN for EncodeF16) is handed to the Go
