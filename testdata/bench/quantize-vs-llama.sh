@@ -11,11 +11,15 @@
 # OUT is the directory the outputs (and cp's copy) go to, by default the
 # model's; OUT=/dev/shm keeps the disk out of the comparison, where a slow
 # or erratic disk would otherwise time the writeback (and gantry's fsync).
-# Before every run the page cache is warmed with the model, the previous
-# outputs are removed and dirty pages are written back (sync), the same for
-# both tools. Gantry fsyncs its output before it renames it into place;
-# llama_model_quantize does not, and that time is in gantry's figures. The first row is a plain cp
-# of the model, the I/O baseline. Times are wall seconds; RSS is max RSS.
+# Before every run the page cache is warmed with the model, the tool's own
+# previous output is removed (right before its run, so that each tool, not
+# only the one that runs first, may reuse the pages it frees) and dirty
+# pages are written back (sync), the same for both tools. Gantry fsyncs its
+# output before it renames it into place; llama_model_quantize does not,
+# and that time is in gantry's figures. The first row is a plain cp of the
+# model, the I/O baseline. Times are wall seconds; RSS is max RSS; faults
+# are the minor page faults of the best run (each is a first touch of a
+# page, which costs a host fault on a VM).
 set -euo pipefail
 model=$1 threads=$2 cpus=$3 n=$4
 shift 4
@@ -33,11 +37,14 @@ ftype() {
 	esac
 }
 
-# measure CMD...: prints "seconds maxrss_kB"; fails if CMD fails.
+# measure OUT CMD...: removes OUT, then prints "seconds maxrss_kB
+# minor_faults" of CMD; fails if CMD fails.
 measure() {
+	rm -f "$1"
+	shift
 	cat "$model" >/dev/null
 	sync # no dirty pages of an earlier run's output left to compete with this one's
-	/usr/bin/time -f "%e %M" -o "$tf" taskset -c "$cpus" "$@" >/dev/null 2>&1
+	/usr/bin/time -f "%e %M %R" -o "$tf" taskset -c "$cpus" "$@" >/dev/null 2>&1
 	cat "$tf"
 }
 
@@ -45,24 +52,22 @@ best() { sort -n | head -1; }
 
 cpt=""
 for i in $(seq "$n"); do
-	rm -f "$dir/bench-cp.gguf"
-	cpt+="$(measure cp "$model" "$dir/bench-cp.gguf")"$'\n'
+	cpt+="$(measure "$dir/bench-cp.gguf" cp "$model" "$dir/bench-cp.gguf")"$'\n'
 done
 cpbest=$(printf '%s' "$cpt" | best | cut -d' ' -f1)
-echo "| type | threads | llama.cpp s (best of $n) | gantry s (best of $n) | gantry's speed-up | gantry / cp | RSS llama / gantry MB | identical |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-echo "| cp of the model (baseline) | - | | $cpbest | | 1 | | |"
+echo "| type | threads | llama.cpp s (best of $n) | gantry s (best of $n) | gantry's speed-up | gantry / cp | RSS llama / gantry MB | faults llama / gantry | identical |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+echo "| cp of the model (baseline) | - | | $cpbest | | 1 | | | |"
 for typ in "$@"; do
 	lt="" gt="" same=yes
 	for i in $(seq "$n"); do
-		rm -f "$dir/bench-lq.gguf" "$dir/bench-g.gguf"
-		lt+="$(measure "$lq" "$model" "$dir/bench-lq.gguf" "$(ftype "$typ")" "$threads")"$'\n'
-		gt+="$(measure "$gantry" quantize --in "$model" --out "$dir/bench-g.gguf" --type "$typ" --threads "$threads")"$'\n'
+		lt+="$(measure "$dir/bench-lq.gguf" "$lq" "$model" "$dir/bench-lq.gguf" "$(ftype "$typ")" "$threads")"$'\n'
+		gt+="$(measure "$dir/bench-g.gguf" "$gantry" quantize --in "$model" --out "$dir/bench-g.gguf" --type "$typ" --threads "$threads")"$'\n'
 		cmp -s "$dir/bench-lq.gguf" "$dir/bench-g.gguf" || same=NO
 	done
 	lb=$(printf '%s' "$lt" | best) gb=$(printf '%s' "$gt" | best)
 	lrss=$(printf '%s' "$lt" | awk '$2>m{m=$2}END{printf "%.0f", m/1024}')
 	grss=$(printf '%s' "$gt" | awk '$2>m{m=$2}END{printf "%.0f", m/1024}')
-	ls=${lb%% *} gs=${gb%% *}
-	echo "| $typ | $threads | $ls | $gs | $(awk "BEGIN{printf \"%.2f×\", $ls/$gs}") | $(awk "BEGIN{printf \"%.2f\", $gs/$cpbest}") | $lrss / $grss | $same |"
+	ls=${lb%% *} gs=${gb%% *} lf=${lb##* } gf=${gb##* }
+	echo "| $typ | $threads | $ls | $gs | $(awk "BEGIN{printf \"%.2f×\", $ls/$gs}") | $(awk "BEGIN{printf \"%.2f\", $gs/$cpbest}") | $lrss / $grss | $lf / $gf | $same |"
 done
