@@ -22,6 +22,50 @@ DATA q8perm<>+24(SB)/4, $3
 DATA q8perm<>+28(SB)/4, $7
 GLOBL q8perm<>(SB), RODATA|NOPTR, $32
 
+// QMAX8: for the eight blocks at SI, the bits of each one's max |x| in
+// lane b of Y0 (for non-negative floats the integer order is the float
+// order, and a NaN or ±Inf is above every finite value). Uses Y0-Y9; Y11
+// holds the abs mask.
+#define QMAXBLOCK(in, M) \
+	VANDPS in(SI), Y11, M \
+	VANDPS in+32(SI), Y11, Y8 \
+	VPMAXSD Y8, M, M \
+	VANDPS in+64(SI), Y11, Y8 \
+	VPMAXSD Y8, M, M \
+	VANDPS in+96(SI), Y11, Y8 \
+	VPMAXSD Y8, M, M
+
+#define QMAX8 \
+	QMAXBLOCK(0, Y0) \
+	QMAXBLOCK(128, Y1) \
+	QMAXBLOCK(256, Y2) \
+	QMAXBLOCK(384, Y3) \
+	QMAXBLOCK(512, Y4) \
+	QMAXBLOCK(640, Y5) \
+	QMAXBLOCK(768, Y6) \
+	QMAXBLOCK(896, Y7) \
+	VUNPCKLPS Y1, Y0, Y8 \
+	VUNPCKHPS Y1, Y0, Y9 \
+	VPMAXSD Y9, Y8, Y0 \
+	VUNPCKLPS Y3, Y2, Y8 \
+	VUNPCKHPS Y3, Y2, Y9 \
+	VPMAXSD Y9, Y8, Y2 \
+	VUNPCKLPS Y5, Y4, Y8 \
+	VUNPCKHPS Y5, Y4, Y9 \
+	VPMAXSD Y9, Y8, Y4 \
+	VUNPCKLPS Y7, Y6, Y8 \
+	VUNPCKHPS Y7, Y6, Y9 \
+	VPMAXSD Y9, Y8, Y6 \
+	VSHUFPS $0x44, Y2, Y0, Y8 \
+	VSHUFPS $0xee, Y2, Y0, Y9 \
+	VPMAXSD Y9, Y8, Y0 \
+	VSHUFPS $0x44, Y6, Y4, Y8 \
+	VSHUFPS $0xee, Y6, Y4, Y9 \
+	VPMAXSD Y9, Y8, Y4 \
+	VPERM2F128 $0x20, Y4, Y0, Y8 \
+	VPERM2F128 $0x31, Y4, Y0, Y9 \
+	VPMAXSD Y9, Y8, Y0
+
 // func quantizeQ8_0AVX2(dst *byte, src *float32, nb int) int
 // quantizeQ8_0 for up to nb blocks; it stops before the first block that
 // holds a NaN or ±Inf or whose scale is subnormal, and returns the number
@@ -66,18 +110,6 @@ TEXT ·quantizeQ8_0AVX2(SB), NOSPLIT, $32-32
 	VPERMD Y0, Y15, Y0 \
 	VMOVDQU Y0, out(DI)
 
-	// M = the bits of max |x| over a block: for non-negative floats the
-	// integer order is the float order, and a NaN or ±Inf is above every
-	// finite value.
-#define Q8MAX(in, M) \
-	VANDPS in(SI), Y11, M \
-	VANDPS in+32(SI), Y11, Y8 \
-	VPMAXSD Y8, M, M \
-	VANDPS in+64(SI), Y11, Y8 \
-	VPMAXSD Y8, M, M \
-	VANDPS in+96(SI), Y11, Y8 \
-	VPMAXSD Y8, M, M
-
 	// Block b of a group: its inverse scale from the stack, its quants.
 #define Q8GROUPBLOCK(b) \
 	VBROADCASTSS (4*b)(SP), Y7 \
@@ -94,36 +126,7 @@ q8group:
 	CMPQ R9, $8
 	JLT q8single
 
-	Q8MAX(0, Y0)
-	Q8MAX(128, Y1)
-	Q8MAX(256, Y2)
-	Q8MAX(384, Y3)
-	Q8MAX(512, Y4)
-	Q8MAX(640, Y5)
-	Q8MAX(768, Y6)
-	Q8MAX(896, Y7)
-	// Fold the eight vectors of maxima into one: lane b is block b's.
-	VUNPCKLPS Y1, Y0, Y8
-	VUNPCKHPS Y1, Y0, Y9
-	VPMAXSD Y9, Y8, Y0
-	VUNPCKLPS Y3, Y2, Y8
-	VUNPCKHPS Y3, Y2, Y9
-	VPMAXSD Y9, Y8, Y2
-	VUNPCKLPS Y5, Y4, Y8
-	VUNPCKHPS Y5, Y4, Y9
-	VPMAXSD Y9, Y8, Y4
-	VUNPCKLPS Y7, Y6, Y8
-	VUNPCKHPS Y7, Y6, Y9
-	VPMAXSD Y9, Y8, Y6
-	VSHUFPS $0x44, Y2, Y0, Y8
-	VSHUFPS $0xee, Y2, Y0, Y9
-	VPMAXSD Y9, Y8, Y0
-	VSHUFPS $0x44, Y6, Y4, Y8
-	VSHUFPS $0xee, Y6, Y4, Y9
-	VPMAXSD Y9, Y8, Y4
-	VPERM2F128 $0x20, Y4, Y0, Y8
-	VPERM2F128 $0x31, Y4, Y0, Y9
-	VPMAXSD Y9, Y8, Y0 // amax of blocks 0..7
+	QMAX8 // amax of blocks 0..7
 
 	// d = amax/127. A NaN or ±Inf, or a subnormal d (0 < d < FLT_MIN),
 	// sends the group to the one-block code, which stops at that block.
@@ -241,7 +244,6 @@ q8normal:
 	JMP q8group
 #undef Q8ROUND
 #undef Q8STORE
-#undef Q8MAX
 #undef Q8GROUPBLOCK
 
 q8done:
@@ -448,50 +450,6 @@ ef16done:
 	DECL R8 \
 	CMPL R8, $0x7fffff \
 	JB L
-
-// QMAX8: for the eight blocks at SI, the bits of each one's max |x| in
-// lane b of Y0 (for non-negative floats the integer order is the float
-// order, and a NaN or ±Inf is above every finite value). Uses Y0-Y9; Y11
-// holds the abs mask.
-#define QMAXBLOCK(in, M) \
-	VANDPS in(SI), Y11, M \
-	VANDPS in+32(SI), Y11, Y8 \
-	VPMAXSD Y8, M, M \
-	VANDPS in+64(SI), Y11, Y8 \
-	VPMAXSD Y8, M, M \
-	VANDPS in+96(SI), Y11, Y8 \
-	VPMAXSD Y8, M, M
-
-#define QMAX8 \
-	QMAXBLOCK(0, Y0) \
-	QMAXBLOCK(128, Y1) \
-	QMAXBLOCK(256, Y2) \
-	QMAXBLOCK(384, Y3) \
-	QMAXBLOCK(512, Y4) \
-	QMAXBLOCK(640, Y5) \
-	QMAXBLOCK(768, Y6) \
-	QMAXBLOCK(896, Y7) \
-	VUNPCKLPS Y1, Y0, Y8 \
-	VUNPCKHPS Y1, Y0, Y9 \
-	VPMAXSD Y9, Y8, Y0 \
-	VUNPCKLPS Y3, Y2, Y8 \
-	VUNPCKHPS Y3, Y2, Y9 \
-	VPMAXSD Y9, Y8, Y2 \
-	VUNPCKLPS Y5, Y4, Y8 \
-	VUNPCKHPS Y5, Y4, Y9 \
-	VPMAXSD Y9, Y8, Y4 \
-	VUNPCKLPS Y7, Y6, Y8 \
-	VUNPCKHPS Y7, Y6, Y9 \
-	VPMAXSD Y9, Y8, Y6 \
-	VSHUFPS $0x44, Y2, Y0, Y8 \
-	VSHUFPS $0xee, Y2, Y0, Y9 \
-	VPMAXSD Y9, Y8, Y0 \
-	VSHUFPS $0x44, Y6, Y4, Y8 \
-	VSHUFPS $0xee, Y6, Y4, Y9 \
-	VPMAXSD Y9, Y8, Y4 \
-	VPERM2F128 $0x20, Y4, Y0, Y8 \
-	VPERM2F128 $0x31, Y4, Y0, Y9 \
-	VPMAXSD Y9, Y8, Y0
 
 // The constants of quantizeQx0AVX2 and quantizeQx1AVX2 (DX: the params):
 // exponent mask Y10, abs mask Y11, add Y12, clamp Y13, 15 in Y14, 1 in
