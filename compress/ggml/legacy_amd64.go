@@ -7,16 +7,29 @@ import "github.com/gantry-dev/gantry/compress/internal/simd"
 // quantizeQ8_0 is quantizeQ8_0Go, in AVX2 at that level and above: it
 // hands blocks with a NaN or ±Inf (whose MAX order and conversions the
 // vector code does not reproduce) or a subnormal scale to the Go code one
-// at a time.
+// at a time. At AVX512, groups of sixteen blocks go to the AVX-512 kernel
+// first; the AVX2 kernel takes the rest of a group it stops at.
 func quantizeQ8_0(dst []byte, src []float32) {
-	if simd.Current() < simd.AVX2 {
+	l := simd.Current()
+	if l < simd.AVX2 {
 		quantizeQ8_0Go(dst, src)
 		return
 	}
 	for nb := len(src) / QK; nb > 0; {
-		k := quantizeQ8_0AVX2(&dst[0], &src[0], nb)
+		if l >= simd.AVX512 {
+			_ = dst[34*nb-1]
+			k := quantizeQ8_0AVX512(&dst[0], &src[0], nb)
+			if dst, src, nb = dst[34*k:], src[QK*k:], nb-k; nb == 0 {
+				return
+			}
+		}
+		m := nb
+		if l >= simd.AVX512 {
+			m = min(nb, 16)
+		}
+		k := quantizeQ8_0AVX2(&dst[0], &src[0], m)
 		dst, src, nb = dst[34*k:], src[QK*k:], nb-k
-		if nb > 0 {
+		if k < m {
 			quantizeQ8_0Go(dst[:34], src[:QK])
 			dst, src, nb = dst[34:], src[QK:], nb-1
 		}
@@ -103,6 +116,10 @@ func dequantizeQ8_0(dst []float32, src []byte) {
 		return
 	}
 	_ = src[34*nb-1]
+	if simd.Current() >= simd.AVX512 {
+		dequantizeQ8_0AVX512(&dst[0], &src[0], nb)
+		return
+	}
 	dequantizeQ8_0AVX2(&dst[0], &src[0], nb)
 }
 
@@ -141,8 +158,11 @@ func dequantizeQ5_1(dst []float32, src []byte) { dequantizeLegacy(dst, src, &q5_
 // whether they were all finite.
 func decodeF16Wide(dst []float32, src []byte) (int, bool) {
 	n := min(len(dst), len(src)/2) &^ 15
-	if n == 0 || simd.Current() < simd.AVX2 {
+	switch l := simd.Current(); {
+	case n == 0 || l < simd.AVX2:
 		return 0, true
+	case l >= simd.AVX512:
+		return n, decodeF16AVX512(&dst[0], &src[0], n)
 	}
 	return n, decodeF16AVX2(&dst[0], &src[0], n)
 }

@@ -1,0 +1,12 @@
+//go:build !purego
+
+package ggml
+
+//go:noescape
+func quantizeQ8_0AVX512(dst *byte, src *float32, nb int) int
+
+//go:noescape
+func dequantizeQ8_0AVX512(dst *float32, src *byte, nb int)
+
+//go:noescape
+func decodeF16AVX512(dst *float32, src *byte, n int) bool

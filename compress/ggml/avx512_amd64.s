@@ -1,0 +1,245 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// The AVX-512 kernels (F, BW, DQ, VL): 16 float32 lanes per register and
+// opmask registers for the per-lane choices. Each one is bit-identical to
+// its Go reference; the tests run both on the same adversarial inputs.
+
+DATA z8c<>+0(SB)/4, $0x7fffffff  // abs mask
+DATA z8c<>+4(SB)/4, $0x42fe0000  // 127.0
+DATA z8c<>+8(SB)/4, $0x00800000  // FLT_MIN, the smallest normal
+DATA z8c<>+12(SB)/4, $0x7f7fffff // FLT_MAX
+DATA z8c<>+16(SB)/4, $0x3f800000 // 1.0
+GLOBL z8c<>(SB), RODATA|NOPTR, $20
+
+// ZMAXBLOCK: the bits of |x| of the 32 values at in(SI), lane-wise maxima
+// of its two halves, into M (for non-negative floats the integer order is
+// the float order, and a NaN or ±Inf is above every finite value).
+#define ZMAXBLOCK(in, M) \
+	VPANDD in(SI), Z31, M \
+	VPANDD in+64(SI), Z31, Z16 \
+	VPMAXUD Z16, M, M
+
+// ZPAIR folds A and B (16 lanes each) into A: within each 128-bit lane,
+// (max(a0,a2), max(b0,b2), max(a1,a3), max(b1,b3)).
+#define ZPAIR(B, A) \
+	VUNPCKLPS B, A, Z16 \
+	VUNPCKHPS B, A, Z17 \
+	VPMAXUD Z17, Z16, A
+
+// ZQUAD folds two ZPAIR results into A: 128-bit lane l holds, for each of
+// the four blocks, the max over that block's lane l.
+#define ZQUAD(B, A) \
+	VSHUFPS $0x44, B, A, Z16 \
+	VSHUFPS $0xee, B, A, Z17 \
+	VPMAXUD Z17, Z16, A
+
+// ZLANES folds the 128-bit lanes of A and B: lanes 0,1 of the result are
+// A's lanes (0∨1, 2∨3), lanes 2,3 are B's.
+#define ZLANES(B, A) \
+	VSHUFF32X4 $0x88, B, A, Z16 \
+	VSHUFF32X4 $0xdd, B, A, Z17 \
+	VPMAXUD Z17, Z16, A
+
+// Z8ROUND: the int32 roundf(R) of the 16 floats R (|R| < 2^23 or
+// integral): trunc(R) + trunc(2·(R − trunc(R))). R − trunc(R) and its
+// double are exact, and the second trunc is ±1 exactly when |frac| ≥ 0.5,
+// with R's sign: roundf's half away from zero.
+#define Z8ROUND(R) \
+	VRNDSCALEPS $3, R, Z8 \
+	VSUBPS Z8, R, Z9 \
+	VADDPS Z9, Z9, Z9 \
+	VRNDSCALEPS $3, Z9, Z9 \
+	VADDPS Z9, Z8, R \
+	VCVTTPS2DQ R, R
+
+// Block b of a group: x·id with its inverse scale from the stack, the
+// rounded quants saturated to int8 (as the AVX2 packs do; |q| ≤ 127 for
+// the normal scales that reach here) and stored after the scale.
+#define Z8BLOCK(b) \
+	VBROADCASTSS (4*b)(SP), Z7 \
+	VMULPS (128*b)(SI), Z7, Z0 \
+	VMULPS (128*b+64)(SI), Z7, Z1 \
+	Z8ROUND(Z0) \
+	Z8ROUND(Z1) \
+	VPMOVSDB Z0, (34*b+2)(DI) \
+	VPMOVSDB Z1, (34*b+18)(DI) \
+	MOVWLZX (64+2*b)(SP), R8 \
+	MOVW R8, (34*b)(DI)
+
+// func quantizeQ8_0AVX512(dst *byte, src *float32, nb int) int
+// quantizeQ8_0 for up to nb blocks, sixteen at a time: their maxima,
+// scales and inverse scales are one register each. It stops before a group
+// of sixteen that holds a NaN or ±Inf or a block whose scale is subnormal,
+// or when fewer than sixteen blocks are left, and returns the number of
+// blocks done (a multiple of 16).
+TEXT ·quantizeQ8_0AVX512(SB), NOSPLIT, $96-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ nb+16(FP), CX
+	XORQ AX, AX
+	VPBROADCASTD z8c<>+0(SB), Z31  // abs mask
+	VBROADCASTSS z8c<>+4(SB), Z30  // 127
+	VPBROADCASTD z8c<>+8(SB), Z29  // FLT_MIN
+	VPBROADCASTD z8c<>+12(SB), Z28 // FLT_MAX
+	VBROADCASTSS z8c<>+16(SB), Z27 // 1
+
+z8group:
+	MOVQ CX, R9
+	SUBQ AX, R9
+	CMPQ R9, $16
+	JLT z8done
+
+	ZMAXBLOCK(0, Z0)
+	ZMAXBLOCK(128, Z1)
+	ZMAXBLOCK(256, Z2)
+	ZMAXBLOCK(384, Z3)
+	ZMAXBLOCK(512, Z4)
+	ZMAXBLOCK(640, Z5)
+	ZMAXBLOCK(768, Z6)
+	ZMAXBLOCK(896, Z7)
+	ZMAXBLOCK(1024, Z8)
+	ZMAXBLOCK(1152, Z9)
+	ZMAXBLOCK(1280, Z10)
+	ZMAXBLOCK(1408, Z11)
+	ZMAXBLOCK(1536, Z12)
+	ZMAXBLOCK(1664, Z13)
+	ZMAXBLOCK(1792, Z14)
+	ZMAXBLOCK(1920, Z15)
+	ZPAIR(Z1, Z0)
+	ZPAIR(Z3, Z2)
+	ZPAIR(Z5, Z4)
+	ZPAIR(Z7, Z6)
+	ZPAIR(Z9, Z8)
+	ZPAIR(Z11, Z10)
+	ZPAIR(Z13, Z12)
+	ZPAIR(Z15, Z14)
+	ZQUAD(Z2, Z0)
+	ZQUAD(Z6, Z4)
+	ZQUAD(Z10, Z8)
+	ZQUAD(Z14, Z12)
+	ZLANES(Z4, Z0)
+	ZLANES(Z12, Z8)
+	ZLANES(Z8, Z0) // lane b: max |x| of block b
+
+	// d = amax/127. A NaN or ±Inf, or a subnormal d (0 < d < FLT_MIN),
+	// ends the run: the caller's one-block code takes it from there.
+	VPCMPGTD Z28, Z0, K1 // not finite
+	VDIVPS Z30, Z0, Z1   // d
+	VPCMPGTD Z1, Z29, K2 // d < FLT_MIN
+	VPTESTMD Z1, Z1, K3  // d != 0
+	KANDW K3, K2, K2
+	KORTESTW K2, K1
+	JNZ z8done
+
+	// id = d != 0 ? 1/d : 0 and fp16(d) (round to nearest even), on the
+	// stack for the blocks.
+	VDIVPS.Z Z1, Z27, K3, Z2
+	VMOVUPS Z2, 0(SP)
+	VCVTPS2PH $0, Z1, Y3
+	VMOVDQU Y3, 64(SP)
+
+	Z8BLOCK(0)
+	Z8BLOCK(1)
+	Z8BLOCK(2)
+	Z8BLOCK(3)
+	Z8BLOCK(4)
+	Z8BLOCK(5)
+	Z8BLOCK(6)
+	Z8BLOCK(7)
+	Z8BLOCK(8)
+	Z8BLOCK(9)
+	Z8BLOCK(10)
+	Z8BLOCK(11)
+	Z8BLOCK(12)
+	Z8BLOCK(13)
+	Z8BLOCK(14)
+	Z8BLOCK(15)
+
+	ADDQ $2048, SI
+	ADDQ $544, DI
+	ADDQ $16, AX
+	JMP z8group
+
+z8done:
+	MOVQ AX, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func dequantizeQ8_0AVX512(dst *float32, src *byte, nb int)
+// dequantizeQ8_0 for nb blocks: float32(q)*d, d widened by VCVTPH2PS.
+TEXT ·dequantizeQ8_0AVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ nb+16(FP), CX
+	TESTQ CX, CX
+	JZ zdq8done
+
+zdq8loop:
+	VPBROADCASTW 0(SI), X7
+	VCVTPH2PS X7, X7
+	VBROADCASTSS X7, Z7
+	VPMOVSXBD 2(SI), Z0
+	VPMOVSXBD 18(SI), Z1
+	VCVTDQ2PS Z0, Z0
+	VCVTDQ2PS Z1, Z1
+	VMULPS Z7, Z0, Z0
+	VMULPS Z7, Z1, Z1
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	ADDQ $34, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ zdq8loop
+
+zdq8done:
+	VZEROUPPER
+	RET
+
+DATA zf16exp<>+0(SB)/2, $0x7c00
+GLOBL zf16exp<>(SB), RODATA|NOPTR, $2
+
+// func decodeF16AVX512(dst *float32, src *byte, n int) bool
+// DecodeF16 for n values (a multiple of 16) with VCVTPH2PS, 32 a step and
+// a last 16; it reports whether every value was finite: the lane-wise
+// maximum of the exponent bits never reached all ones.
+TEXT ·decodeF16AVX512(SB), NOSPLIT, $0-25
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	VPBROADCASTW zf16exp<>(SB), Z3
+	VPXORD Z4, Z4, Z4 // lane-wise max of the exponent bits
+	MOVQ CX, DX
+	SHRQ $5, CX
+	JZ zf16tail
+
+zf16loop:
+	VMOVDQU64 0(SI), Z2
+	VCVTPH2PS Y2, Z0
+	VEXTRACTI64X4 $1, Z2, Y1
+	VCVTPH2PS Y1, Z1
+	VPANDD Z3, Z2, Z2
+	VPMAXUW Z2, Z4, Z4
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	ADDQ $64, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ zf16loop
+
+zf16tail:
+	TESTQ $16, DX
+	JZ zf16done
+	VMOVDQU 0(SI), Y2
+	VCVTPH2PS Y2, Z0
+	VPAND Y3, Y2, Y2 // VEX: clears Z2's upper half
+	VPMAXUW Z2, Z4, Z4
+	VMOVUPS Z0, 0(DI)
+
+zf16done:
+	VPCMPEQW Z3, Z4, K1
+	KORTESTD K1, K1
+	SETEQ ret+24(FP)
+	VZEROUPPER
+	RET
