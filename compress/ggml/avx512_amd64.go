@@ -10,3 +10,6 @@ func dequantizeQ8_0AVX512(dst *float32, src *byte, nb int)
 
 //go:noescape
 func decodeF16AVX512(dst *float32, src *byte, n int) bool
+
+//go:noescape
+func quantizeQx0AVX512(dst *byte, src *float32, nb int, p *qx0Params) int

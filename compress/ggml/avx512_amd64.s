@@ -243,3 +243,213 @@ zf16done:
 	SETEQ ret+24(FP)
 	VZEROUPPER
 	RET
+
+DATA zqc<>+0(SB)/4, $15
+DATA zqc<>+4(SB)/4, $16
+GLOBL zqc<>(SB), RODATA|NOPTR, $8
+
+// ZQXFIND(b): the first element of block b whose |x| is the block's amax
+// (at 4b(SP)); its signed value, ggml's max (the first one wins ties, as
+// with <), goes to 64+4b(SP). Uses Z8, Z9, K1, K2, R8-R10.
+#define ZQXFIND(b) \
+	VPBROADCASTD (4*b)(SP), Z8 \
+	VPANDD (128*b)(SI), Z31, Z9 \
+	VPCMPEQD Z8, Z9, K1 \
+	VPANDD (128*b+64)(SI), Z31, Z9 \
+	VPCMPEQD Z8, Z9, K2 \
+	KMOVW K1, R8 \
+	KMOVW K2, R9 \
+	SHLL $16, R9 \
+	ORL R9, R8 \
+	BSFL R8, R9 \
+	MOVL (128*b)(SI)(R9*4), R10 \
+	MOVL R10, (64+4*b)(SP)
+
+// ZQXCODES(b): block b's codes min(clamp, (int)(x·id + add)), elements
+// 0-15 in Z0 and 16-31 in Z1, and its fp16 scale stored at 0(DI). id is
+// at 4b(SP), fp16(d) at 64+2b(SP); add in Z26, clamp in Z25.
+#define ZQXCODES(b) \
+	VBROADCASTSS (4*b)(SP), Z7 \
+	VMULPS (128*b)(SI), Z7, Z0 \
+	VMULPS (128*b+64)(SI), Z7, Z1 \
+	VADDPS Z26, Z0, Z0 \
+	VADDPS Z26, Z1, Z1 \
+	VCVTTPS2DQ Z0, Z0 \
+	VCVTTPS2DQ Z1, Z1 \
+	VPMINSD Z25, Z0, Z0 \
+	VPMINSD Z25, Z1, Z1 \
+	MOVWLZX (64+2*b)(SP), R8 \
+	MOVW R8, 0(DI)
+
+// ZQXNIBBLES: byte j = (q[j]&15) | (q[j+16]&15)<<4 for j < 16, from Z0
+// and Z1, stored at off(DI): a bitwise select of Z0's low nibble and
+// Z1<<4 under the mask 15 (Z24), then each dword's low byte.
+#define ZQXNIBBLES(off) \
+	VPSLLD $4, Z1, Z1 \
+	VPTERNLOGD $0xe4, Z24, Z1, Z0 \
+	VPMOVDB Z0, off(DI)
+
+#define ZQXGROUP4(b) \
+	ZQXCODES(b) \
+	ZQXNIBBLES(2) \
+	ADDQ $18, DI
+
+// Q5_0's qh: bit 4 of code j as bit j (Z23 holds 16).
+#define ZQXGROUP5(b) \
+	ZQXCODES(b) \
+	VPTESTMD Z23, Z0, K1 \
+	VPTESTMD Z23, Z1, K2 \
+	KMOVW K1, R8 \
+	KMOVW K2, R9 \
+	SHLL $16, R9 \
+	ORL R9, R8 \
+	MOVL R8, 2(DI) \
+	ZQXNIBBLES(6) \
+	ADDQ $22, DI
+
+// func quantizeQx0AVX512(dst *byte, src *float32, nb int, p *qx0Params) int
+// quantizeQ4_0 or quantizeQ5_0 for up to nb blocks, sixteen at a time:
+// their maxima, scales and inverse scales are one register each. It stops
+// before a group of sixteen that holds a NaN or ±Inf or a block whose
+// scale is subnormal, or when fewer than sixteen blocks are left, and
+// returns the number of blocks done (a multiple of 16).
+TEXT ·quantizeQx0AVX512(SB), NOSPLIT, $128-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ nb+16(FP), CX
+	MOVQ p+24(FP), DX
+	XORQ AX, AX
+	VPBROADCASTD z8c<>+0(SB), Z31  // abs mask
+	VBROADCASTSS 0(DX), Z30        // div
+	VPBROADCASTD z8c<>+8(SB), Z29  // FLT_MIN
+	VPBROADCASTD z8c<>+12(SB), Z28 // FLT_MAX
+	VBROADCASTSS z8c<>+16(SB), Z27 // 1
+	VBROADCASTSS 4(DX), Z26        // add
+	VPBROADCASTD 8(DX), Z25        // clamp
+	VPBROADCASTD zqc<>+0(SB), Z24  // 15
+	VPBROADCASTD zqc<>+4(SB), Z23  // 16
+
+zqxgroup:
+	MOVQ CX, R11
+	SUBQ AX, R11
+	CMPQ R11, $16
+	JLT zqxdone
+
+	ZMAXBLOCK(0, Z0)
+	ZMAXBLOCK(128, Z1)
+	ZMAXBLOCK(256, Z2)
+	ZMAXBLOCK(384, Z3)
+	ZMAXBLOCK(512, Z4)
+	ZMAXBLOCK(640, Z5)
+	ZMAXBLOCK(768, Z6)
+	ZMAXBLOCK(896, Z7)
+	ZMAXBLOCK(1024, Z8)
+	ZMAXBLOCK(1152, Z9)
+	ZMAXBLOCK(1280, Z10)
+	ZMAXBLOCK(1408, Z11)
+	ZMAXBLOCK(1536, Z12)
+	ZMAXBLOCK(1664, Z13)
+	ZMAXBLOCK(1792, Z14)
+	ZMAXBLOCK(1920, Z15)
+	ZPAIR(Z1, Z0)
+	ZPAIR(Z3, Z2)
+	ZPAIR(Z5, Z4)
+	ZPAIR(Z7, Z6)
+	ZPAIR(Z9, Z8)
+	ZPAIR(Z11, Z10)
+	ZPAIR(Z13, Z12)
+	ZPAIR(Z15, Z14)
+	ZQUAD(Z2, Z0)
+	ZQUAD(Z6, Z4)
+	ZQUAD(Z10, Z8)
+	ZQUAD(Z14, Z12)
+	ZLANES(Z4, Z0)
+	ZLANES(Z12, Z8)
+	ZLANES(Z8, Z0) // lane b: max |x| of block b
+
+	// A NaN or ±Inf ends the run.
+	VPCMPGTD Z28, Z0, K1
+	KORTESTW K1, K1
+	JNZ zqxdone
+	VMOVDQU32 Z0, 0(SP)
+	ZQXFIND(0)
+	ZQXFIND(1)
+	ZQXFIND(2)
+	ZQXFIND(3)
+	ZQXFIND(4)
+	ZQXFIND(5)
+	ZQXFIND(6)
+	ZQXFIND(7)
+	ZQXFIND(8)
+	ZQXFIND(9)
+	ZQXFIND(10)
+	ZQXFIND(11)
+	ZQXFIND(12)
+	ZQXFIND(13)
+	ZQXFIND(14)
+	ZQXFIND(15)
+	// All zero (±0): ggml's scan never moves off its +0 start.
+	VPTESTMD Z0, Z0, K3
+	VMOVDQU32.Z 64(SP), K3, Z1
+	// d = max / div; a subnormal d (0 < |d| < FLT_MIN) ends the run.
+	VDIVPS Z30, Z1, Z2
+	VPANDD Z31, Z2, Z5
+	VPCMPGTD Z5, Z29, K4 // |d| < FLT_MIN
+	VPTESTMD Z5, Z5, K5  // d != 0
+	KANDW K5, K4, K4
+	KORTESTW K4, K4
+	JNZ zqxdone
+	// id = d != 0 ? 1/d : 0 and fp16(d) (round to nearest even), on the
+	// stack for the blocks.
+	VDIVPS.Z Z2, Z27, K5, Z3
+	VMOVUPS Z3, 0(SP)
+	VCVTPS2PH $0, Z2, Y4
+	VMOVDQU Y4, 64(SP)
+
+	CMPL 12(DX), $0
+	JEQ zqxgroup4
+	ZQXGROUP5(0)
+	ZQXGROUP5(1)
+	ZQXGROUP5(2)
+	ZQXGROUP5(3)
+	ZQXGROUP5(4)
+	ZQXGROUP5(5)
+	ZQXGROUP5(6)
+	ZQXGROUP5(7)
+	ZQXGROUP5(8)
+	ZQXGROUP5(9)
+	ZQXGROUP5(10)
+	ZQXGROUP5(11)
+	ZQXGROUP5(12)
+	ZQXGROUP5(13)
+	ZQXGROUP5(14)
+	ZQXGROUP5(15)
+	JMP zqxnext
+
+zqxgroup4:
+	ZQXGROUP4(0)
+	ZQXGROUP4(1)
+	ZQXGROUP4(2)
+	ZQXGROUP4(3)
+	ZQXGROUP4(4)
+	ZQXGROUP4(5)
+	ZQXGROUP4(6)
+	ZQXGROUP4(7)
+	ZQXGROUP4(8)
+	ZQXGROUP4(9)
+	ZQXGROUP4(10)
+	ZQXGROUP4(11)
+	ZQXGROUP4(12)
+	ZQXGROUP4(13)
+	ZQXGROUP4(14)
+	ZQXGROUP4(15)
+
+zqxnext:
+	ADDQ $2048, SI
+	ADDQ $16, AX
+	JMP zqxgroup
+
+zqxdone:
+	MOVQ AX, ret+32(FP)
+	VZEROUPPER
+	RET

@@ -54,19 +54,41 @@ var (
 	q5_1Params = qx1Params{div: 31, add: 0.5, clamp: 255, five: 1, size: 24}
 )
 
-// legacyAVX2 runs kernel (which does what it can and returns the number of
-// blocks done) over src and hands each block it stops at to goRef.
-func legacyAVX2(dst []byte, src []float32, p *qx0Params, kernel func(*byte, *float32, int, *qx0Params) int, goRef func([]byte, []float32)) {
+// qxKernel is a legacy-type assembly kernel: it does what it can of nb
+// blocks and returns the number done.
+type qxKernel func(dst *byte, src *float32, nb int, p *qx0Params) int
+
+// legacyAVX2 runs kernel over src and hands each block it stops at to
+// goRef. With a wide kernel (sixteen blocks a group, AVX512), that one
+// runs first and kernel takes the rest of a group it stops at.
+func legacyAVX2(dst []byte, src []float32, p *qx0Params, wide, kernel qxKernel, goRef func([]byte, []float32)) {
 	size := int(p.size)
 	for nb := len(src) / QK; nb > 0; {
 		_ = dst[size*nb-1]
-		k := kernel(&dst[0], &src[0], nb, p)
+		m := nb
+		if wide != nil {
+			k := wide(&dst[0], &src[0], nb, p)
+			if dst, src, nb = dst[size*k:], src[QK*k:], nb-k; nb == 0 {
+				return
+			}
+			m = min(nb, 16)
+		}
+		k := kernel(&dst[0], &src[0], m, p)
 		dst, src, nb = dst[size*k:], src[QK*k:], nb-k
-		if nb > 0 {
+		if k < m {
 			goRef(dst[:size], src[:QK])
 			dst, src, nb = dst[size:], src[QK:], nb-1
 		}
 	}
+}
+
+// qx0Wide is Q4_0's and Q5_0's sixteen-block kernel at the AVX512 level,
+// or nil.
+func qx0Wide() qxKernel {
+	if simd.Current() >= simd.AVX512 {
+		return quantizeQx0AVX512
+	}
+	return nil
 }
 
 // quantizeQ4_0 is quantizeQ4_0Go, in AVX2 at that level and above, with
@@ -76,7 +98,7 @@ func quantizeQ4_0(dst []byte, src []float32) {
 		quantizeQ4_0Go(dst, src)
 		return
 	}
-	legacyAVX2(dst, src, &q4_0Params, quantizeQx0AVX2, quantizeQ4_0Go)
+	legacyAVX2(dst, src, &q4_0Params, qx0Wide(), quantizeQx0AVX2, quantizeQ4_0Go)
 }
 
 // quantizeQ5_0 is quantizeQ5_0Go, in AVX2 at that level and above.
@@ -85,7 +107,7 @@ func quantizeQ5_0(dst []byte, src []float32) {
 		quantizeQ5_0Go(dst, src)
 		return
 	}
-	legacyAVX2(dst, src, &q5_0Params, quantizeQx0AVX2, quantizeQ5_0Go)
+	legacyAVX2(dst, src, &q5_0Params, qx0Wide(), quantizeQx0AVX2, quantizeQ5_0Go)
 }
 
 // quantizeQ4_1 is quantizeQ4_1Go, in AVX2 at that level and above; blocks
@@ -95,7 +117,7 @@ func quantizeQ4_1(dst []byte, src []float32) {
 		quantizeQ4_1Go(dst, src)
 		return
 	}
-	legacyAVX2(dst, src, &q4_1Params, quantizeQx1AVX2, quantizeQ4_1Go)
+	legacyAVX2(dst, src, &q4_1Params, nil, quantizeQx1AVX2, quantizeQ4_1Go)
 }
 
 // quantizeQ5_1 is quantizeQ5_1Go, in AVX2 at that level and above, as
@@ -105,7 +127,7 @@ func quantizeQ5_1(dst []byte, src []float32) {
 		quantizeQ5_1Go(dst, src)
 		return
 	}
-	legacyAVX2(dst, src, &q5_1Params, quantizeQx1AVX2, quantizeQ5_1Go)
+	legacyAVX2(dst, src, &q5_1Params, nil, quantizeQx1AVX2, quantizeQ5_1Go)
 }
 
 // dequantizeQ8_0 is dequantizeQ8_0Go, in AVX2 at that level and above.
