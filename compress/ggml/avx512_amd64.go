@@ -13,3 +13,9 @@ func decodeF16AVX512(dst *float32, src *byte, n int) bool
 
 //go:noescape
 func quantizeQx0AVX512(dst *byte, src *float32, nb int, p *qx0Params) int
+
+//go:noescape
+func decodeBF16AVX512(dst *float32, src *byte, n int)
+
+//go:noescape
+func quantizeQx1AVX512(dst *byte, src *float32, nb int, p *qx1Params) int

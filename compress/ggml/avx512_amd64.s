@@ -21,26 +21,67 @@ GLOBL z8c<>(SB), RODATA|NOPTR, $20
 	VPANDD in+64(SI), Z31, Z16 \
 	VPMAXUD Z16, M, M
 
-// ZPAIR folds A and B (16 lanes each) into A: within each 128-bit lane,
-// (max(a0,a2), max(b0,b2), max(a1,a3), max(b1,b3)).
-#define ZPAIR(B, A) \
+// ZPAIR folds A and B (16 lanes each) into A with OP, a lane-wise max or
+// min: within each 128-bit lane, (op(a0,a2), op(b0,b2), op(a1,a3),
+// op(b1,b3)).
+#define ZPAIR(OP, B, A) \
 	VUNPCKLPS B, A, Z16 \
 	VUNPCKHPS B, A, Z17 \
-	VPMAXUD Z17, Z16, A
+	OP Z17, Z16, A
 
 // ZQUAD folds two ZPAIR results into A: 128-bit lane l holds, for each of
-// the four blocks, the max over that block's lane l.
-#define ZQUAD(B, A) \
+// the four blocks, OP over that block's lane l.
+#define ZQUAD(OP, B, A) \
 	VSHUFPS $0x44, B, A, Z16 \
 	VSHUFPS $0xee, B, A, Z17 \
-	VPMAXUD Z17, Z16, A
+	OP Z17, Z16, A
 
 // ZLANES folds the 128-bit lanes of A and B: lanes 0,1 of the result are
-// A's lanes (0∨1, 2∨3), lanes 2,3 are B's.
-#define ZLANES(B, A) \
+// A's lanes (0∘1, 2∘3), lanes 2,3 are B's.
+#define ZLANES(OP, B, A) \
 	VSHUFF32X4 $0x88, B, A, Z16 \
 	VSHUFF32X4 $0xdd, B, A, Z17 \
-	VPMAXUD Z17, Z16, A
+	OP Z17, Z16, A
+
+// ZFOLD16 folds Z0-Z15, one block's 16 partial results each, into Z0:
+// lane b is OP over all of Z<b>. Uses Z16, Z17.
+#define ZFOLD16(OP) \
+	ZPAIR(OP, Z1, Z0) \
+	ZPAIR(OP, Z3, Z2) \
+	ZPAIR(OP, Z5, Z4) \
+	ZPAIR(OP, Z7, Z6) \
+	ZPAIR(OP, Z9, Z8) \
+	ZPAIR(OP, Z11, Z10) \
+	ZPAIR(OP, Z13, Z12) \
+	ZPAIR(OP, Z15, Z14) \
+	ZQUAD(OP, Z2, Z0) \
+	ZQUAD(OP, Z6, Z4) \
+	ZQUAD(OP, Z10, Z8) \
+	ZQUAD(OP, Z14, Z12) \
+	ZLANES(OP, Z4, Z0) \
+	ZLANES(OP, Z12, Z8) \
+	ZLANES(OP, Z8, Z0)
+
+// ZAMAX16: lane b of Z0 holds the bits of block b's max |x|, for the
+// sixteen blocks at SI.
+#define ZAMAX16 \
+	ZMAXBLOCK(0, Z0) \
+	ZMAXBLOCK(128, Z1) \
+	ZMAXBLOCK(256, Z2) \
+	ZMAXBLOCK(384, Z3) \
+	ZMAXBLOCK(512, Z4) \
+	ZMAXBLOCK(640, Z5) \
+	ZMAXBLOCK(768, Z6) \
+	ZMAXBLOCK(896, Z7) \
+	ZMAXBLOCK(1024, Z8) \
+	ZMAXBLOCK(1152, Z9) \
+	ZMAXBLOCK(1280, Z10) \
+	ZMAXBLOCK(1408, Z11) \
+	ZMAXBLOCK(1536, Z12) \
+	ZMAXBLOCK(1664, Z13) \
+	ZMAXBLOCK(1792, Z14) \
+	ZMAXBLOCK(1920, Z15) \
+	ZFOLD16(VPMAXUD)
 
 // Z8ROUND: the int32 roundf(R) of the 16 floats R (|R| < 2^23 or
 // integral): trunc(R) + trunc(2·(R − trunc(R))). R − trunc(R) and its
@@ -91,37 +132,7 @@ z8group:
 	CMPQ R9, $16
 	JLT z8done
 
-	ZMAXBLOCK(0, Z0)
-	ZMAXBLOCK(128, Z1)
-	ZMAXBLOCK(256, Z2)
-	ZMAXBLOCK(384, Z3)
-	ZMAXBLOCK(512, Z4)
-	ZMAXBLOCK(640, Z5)
-	ZMAXBLOCK(768, Z6)
-	ZMAXBLOCK(896, Z7)
-	ZMAXBLOCK(1024, Z8)
-	ZMAXBLOCK(1152, Z9)
-	ZMAXBLOCK(1280, Z10)
-	ZMAXBLOCK(1408, Z11)
-	ZMAXBLOCK(1536, Z12)
-	ZMAXBLOCK(1664, Z13)
-	ZMAXBLOCK(1792, Z14)
-	ZMAXBLOCK(1920, Z15)
-	ZPAIR(Z1, Z0)
-	ZPAIR(Z3, Z2)
-	ZPAIR(Z5, Z4)
-	ZPAIR(Z7, Z6)
-	ZPAIR(Z9, Z8)
-	ZPAIR(Z11, Z10)
-	ZPAIR(Z13, Z12)
-	ZPAIR(Z15, Z14)
-	ZQUAD(Z2, Z0)
-	ZQUAD(Z6, Z4)
-	ZQUAD(Z10, Z8)
-	ZQUAD(Z14, Z12)
-	ZLANES(Z4, Z0)
-	ZLANES(Z12, Z8)
-	ZLANES(Z8, Z0) // lane b: max |x| of block b
+	ZAMAX16 // lane b: max |x| of block b
 
 	// d = amax/127. A NaN or ±Inf, or a subnormal d (0 < d < FLT_MIN),
 	// ends the run: the caller's one-block code takes it from there.
@@ -335,37 +346,7 @@ zqxgroup:
 	CMPQ R11, $16
 	JLT zqxdone
 
-	ZMAXBLOCK(0, Z0)
-	ZMAXBLOCK(128, Z1)
-	ZMAXBLOCK(256, Z2)
-	ZMAXBLOCK(384, Z3)
-	ZMAXBLOCK(512, Z4)
-	ZMAXBLOCK(640, Z5)
-	ZMAXBLOCK(768, Z6)
-	ZMAXBLOCK(896, Z7)
-	ZMAXBLOCK(1024, Z8)
-	ZMAXBLOCK(1152, Z9)
-	ZMAXBLOCK(1280, Z10)
-	ZMAXBLOCK(1408, Z11)
-	ZMAXBLOCK(1536, Z12)
-	ZMAXBLOCK(1664, Z13)
-	ZMAXBLOCK(1792, Z14)
-	ZMAXBLOCK(1920, Z15)
-	ZPAIR(Z1, Z0)
-	ZPAIR(Z3, Z2)
-	ZPAIR(Z5, Z4)
-	ZPAIR(Z7, Z6)
-	ZPAIR(Z9, Z8)
-	ZPAIR(Z11, Z10)
-	ZPAIR(Z13, Z12)
-	ZPAIR(Z15, Z14)
-	ZQUAD(Z2, Z0)
-	ZQUAD(Z6, Z4)
-	ZQUAD(Z10, Z8)
-	ZQUAD(Z14, Z12)
-	ZLANES(Z4, Z0)
-	ZLANES(Z12, Z8)
-	ZLANES(Z8, Z0) // lane b: max |x| of block b
+	ZAMAX16 // lane b: max |x| of block b
 
 	// A NaN or ±Inf ends the run.
 	VPCMPGTD Z28, Z0, K1
@@ -450,6 +431,236 @@ zqxnext:
 	JMP zqxgroup
 
 zqxdone:
+	MOVQ AX, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// func decodeBF16AVX512(dst *float32, src *byte, n int)
+// DecodeBF16 for n values (a multiple of 16): each 16-bit pattern becomes
+// the high half of a float32, 32 a step and a last 16.
+TEXT ·decodeBF16AVX512(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	MOVQ CX, DX
+	SHRQ $5, CX
+	JZ zbf16tail
+
+zbf16loop:
+	VPMOVZXWD 0(SI), Z0
+	VPMOVZXWD 32(SI), Z1
+	VPSLLD $16, Z0, Z0
+	VPSLLD $16, Z1, Z1
+	VMOVDQU32 Z0, 0(DI)
+	VMOVDQU32 Z1, 64(DI)
+	ADDQ $64, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ zbf16loop
+
+zbf16tail:
+	TESTQ $16, DX
+	JZ zbf16done
+	VPMOVZXWD 0(SI), Z0
+	VPSLLD $16, Z0, Z0
+	VMOVDQU32 Z0, 0(DI)
+
+zbf16done:
+	VZEROUPPER
+	RET
+
+// ZMINMAXBLOCK(b): the lane-wise min of block b's two halves into Z<b>,
+// the max onto the stack at 256+64b(SP), and whether the block holds a
+// NaN or ±Inf (VFPCLASSPS) OR-ed into K7. Uses Z16, Z17, K1, K2.
+#define ZMINMAXBLOCK(b, M) \
+	VMOVUPS (128*b)(SI), Z16 \
+	VMOVUPS (128*b+64)(SI), Z17 \
+	VFPCLASSPSZ $0x99, Z16, K1 \
+	VFPCLASSPSZ $0x99, Z17, K2 \
+	KORW K1, K7, K7 \
+	KORW K2, K7, K7 \
+	VMINPS Z17, Z16, M \
+	VMAXPS Z17, Z16, Z16 \
+	VMOVUPS Z16, (256+64*b)(SP)
+
+#define ZMAXLOAD(b, M) \
+	VMOVUPS (256+64*b)(SP), M
+
+// ZQX1CODES(b): block b's codes min(clamp, (int)((x − min)·id + 0.5)),
+// elements 0-15 in Z0 and 16-31 in Z1, and its fp16 d and m at 0(DI).
+// id is at 4b(SP), min at 64+4b(SP), fp16 m<<16 | d at 128+4b(SP).
+#define ZQX1CODES(b) \
+	VBROADCASTSS (64+4*b)(SP), Z6 \
+	VBROADCASTSS (4*b)(SP), Z7 \
+	VMOVUPS (128*b)(SI), Z0 \
+	VMOVUPS (128*b+64)(SI), Z1 \
+	VSUBPS Z6, Z0, Z0 \
+	VSUBPS Z6, Z1, Z1 \
+	VMULPS Z7, Z0, Z0 \
+	VMULPS Z7, Z1, Z1 \
+	VADDPS Z26, Z0, Z0 \
+	VADDPS Z26, Z1, Z1 \
+	VCVTTPS2DQ Z0, Z0 \
+	VCVTTPS2DQ Z1, Z1 \
+	VPMINSD Z25, Z0, Z0 \
+	VPMINSD Z25, Z1, Z1 \
+	MOVL (128+4*b)(SP), R8 \
+	MOVL R8, 0(DI)
+
+#define ZQX1GROUP4(b) \
+	ZQX1CODES(b) \
+	ZQXNIBBLES(4) \
+	ADDQ $20, DI
+
+#define ZQX1GROUP5(b) \
+	ZQX1CODES(b) \
+	VPTESTMD Z23, Z0, K1 \
+	VPTESTMD Z23, Z1, K2 \
+	KMOVW K1, R8 \
+	KMOVW K2, R9 \
+	SHLL $16, R9 \
+	ORL R9, R8 \
+	MOVL R8, 4(DI) \
+	ZQXNIBBLES(8) \
+	ADDQ $24, DI
+
+// func quantizeQx1AVX512(dst *byte, src *float32, nb int, p *qx1Params) int
+// quantizeQ4_1 or quantizeQ5_1 for up to nb blocks, sixteen at a time:
+// their minima, maxima, scales and inverse scales are one register each.
+// It stops before a group of sixteen that holds a NaN or ±Inf, a block
+// whose min is 0 or subnormal (the sign of a zero min depends on the scan
+// order) or whose scale is subnormal, or when fewer than sixteen blocks
+// are left, and returns the number of blocks done (a multiple of 16).
+TEXT ·quantizeQx1AVX512(SB), 0, $1280-40
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ nb+16(FP), CX
+	MOVQ p+24(FP), DX
+	XORQ AX, AX
+	VPBROADCASTD z8c<>+0(SB), Z31  // abs mask
+	VBROADCASTSS 0(DX), Z30        // div
+	VPBROADCASTD z8c<>+8(SB), Z29  // FLT_MIN
+	VBROADCASTSS z8c<>+16(SB), Z27 // 1
+	VBROADCASTSS 4(DX), Z26        // add (0.5)
+	VPBROADCASTD 8(DX), Z25        // clamp
+	VPBROADCASTD zqc<>+0(SB), Z24  // 15
+	VPBROADCASTD zqc<>+4(SB), Z23  // 16
+
+zqx1group:
+	MOVQ CX, R11
+	SUBQ AX, R11
+	CMPQ R11, $16
+	JLT zqx1done
+
+	KXORW K7, K7, K7
+	ZMINMAXBLOCK(0, Z0)
+	ZMINMAXBLOCK(1, Z1)
+	ZMINMAXBLOCK(2, Z2)
+	ZMINMAXBLOCK(3, Z3)
+	ZMINMAXBLOCK(4, Z4)
+	ZMINMAXBLOCK(5, Z5)
+	ZMINMAXBLOCK(6, Z6)
+	ZMINMAXBLOCK(7, Z7)
+	ZMINMAXBLOCK(8, Z8)
+	ZMINMAXBLOCK(9, Z9)
+	ZMINMAXBLOCK(10, Z10)
+	ZMINMAXBLOCK(11, Z11)
+	ZMINMAXBLOCK(12, Z12)
+	ZMINMAXBLOCK(13, Z13)
+	ZMINMAXBLOCK(14, Z14)
+	ZMINMAXBLOCK(15, Z15)
+	KORTESTW K7, K7
+	JNZ zqx1done // a NaN or ±Inf
+	// min and max, order-free for finite values but for the sign of a
+	// zero, which the min check below and the subtraction make moot.
+	ZFOLD16(VMINPS)
+	VMOVAPS Z0, Z18 // min
+	ZMAXLOAD(0, Z0)
+	ZMAXLOAD(1, Z1)
+	ZMAXLOAD(2, Z2)
+	ZMAXLOAD(3, Z3)
+	ZMAXLOAD(4, Z4)
+	ZMAXLOAD(5, Z5)
+	ZMAXLOAD(6, Z6)
+	ZMAXLOAD(7, Z7)
+	ZMAXLOAD(8, Z8)
+	ZMAXLOAD(9, Z9)
+	ZMAXLOAD(10, Z10)
+	ZMAXLOAD(11, Z11)
+	ZMAXLOAD(12, Z12)
+	ZMAXLOAD(13, Z13)
+	ZMAXLOAD(14, Z14)
+	ZMAXLOAD(15, Z15)
+	ZFOLD16(VMAXPS) // max in Z0
+
+	// |min| < FLT_MIN (0 included) ends the run.
+	VPANDD Z31, Z18, Z5
+	VPCMPGTD Z5, Z29, K1
+	// d = (max − min) / div; a subnormal d (0 < d < FLT_MIN) ends the run.
+	VSUBPS Z18, Z0, Z2
+	VDIVPS Z30, Z2, Z2
+	VPCMPGTD Z2, Z29, K2 // d < FLT_MIN (d ≥ 0)
+	VPTESTMD Z2, Z2, K3  // d != 0
+	KANDW K3, K2, K2
+	KORTESTW K2, K1
+	JNZ zqx1done
+	// id = d != 0 ? 1/d : 0, min, and fp16 m<<16 | fp16 d (round to
+	// nearest even), on the stack for the blocks.
+	VDIVPS.Z Z2, Z27, K3, Z3
+	VMOVUPS Z3, 0(SP)
+	VMOVUPS Z18, 64(SP)
+	VCVTPS2PH $0, Z2, Y4
+	VCVTPS2PH $0, Z18, Y5
+	VPMOVZXWD Y4, Z4
+	VPMOVZXWD Y5, Z5
+	VPSLLD $16, Z5, Z5
+	VPORD Z5, Z4, Z4
+	VMOVDQU32 Z4, 128(SP)
+
+	CMPL 12(DX), $0
+	JEQ zqx1group4
+	ZQX1GROUP5(0)
+	ZQX1GROUP5(1)
+	ZQX1GROUP5(2)
+	ZQX1GROUP5(3)
+	ZQX1GROUP5(4)
+	ZQX1GROUP5(5)
+	ZQX1GROUP5(6)
+	ZQX1GROUP5(7)
+	ZQX1GROUP5(8)
+	ZQX1GROUP5(9)
+	ZQX1GROUP5(10)
+	ZQX1GROUP5(11)
+	ZQX1GROUP5(12)
+	ZQX1GROUP5(13)
+	ZQX1GROUP5(14)
+	ZQX1GROUP5(15)
+	JMP zqx1next
+
+zqx1group4:
+	ZQX1GROUP4(0)
+	ZQX1GROUP4(1)
+	ZQX1GROUP4(2)
+	ZQX1GROUP4(3)
+	ZQX1GROUP4(4)
+	ZQX1GROUP4(5)
+	ZQX1GROUP4(6)
+	ZQX1GROUP4(7)
+	ZQX1GROUP4(8)
+	ZQX1GROUP4(9)
+	ZQX1GROUP4(10)
+	ZQX1GROUP4(11)
+	ZQX1GROUP4(12)
+	ZQX1GROUP4(13)
+	ZQX1GROUP4(14)
+	ZQX1GROUP4(15)
+
+zqx1next:
+	ADDQ $2048, SI
+	ADDQ $16, AX
+	JMP zqx1group
+
+zqx1done:
 	MOVQ AX, ret+32(FP)
 	VZEROUPPER
 	RET

@@ -91,6 +91,15 @@ func qx0Wide() qxKernel {
 	return nil
 }
 
+// qx1Wide is Q4_1's and Q5_1's sixteen-block kernel at the AVX512 level,
+// or nil.
+func qx1Wide() qxKernel {
+	if simd.Current() >= simd.AVX512 {
+		return quantizeQx1AVX512
+	}
+	return nil
+}
+
 // quantizeQ4_0 is quantizeQ4_0Go, in AVX2 at that level and above, with
 // the same hand-off to the Go code as quantizeQ8_0.
 func quantizeQ4_0(dst []byte, src []float32) {
@@ -117,7 +126,7 @@ func quantizeQ4_1(dst []byte, src []float32) {
 		quantizeQ4_1Go(dst, src)
 		return
 	}
-	legacyAVX2(dst, src, &q4_1Params, nil, quantizeQx1AVX2, quantizeQ4_1Go)
+	legacyAVX2(dst, src, &q4_1Params, qx1Wide(), quantizeQx1AVX2, quantizeQ4_1Go)
 }
 
 // quantizeQ5_1 is quantizeQ5_1Go, in AVX2 at that level and above, as
@@ -127,7 +136,7 @@ func quantizeQ5_1(dst []byte, src []float32) {
 		quantizeQ5_1Go(dst, src)
 		return
 	}
-	legacyAVX2(dst, src, &q5_1Params, nil, quantizeQx1AVX2, quantizeQ5_1Go)
+	legacyAVX2(dst, src, &q5_1Params, qx1Wide(), quantizeQx1AVX2, quantizeQ5_1Go)
 }
 
 // dequantizeQ8_0 is dequantizeQ8_0Go, in AVX2 at that level and above.
@@ -211,10 +220,14 @@ func decodeF16AVX2(dst *float32, src *byte, n int) bool
 // at the AVX2 level and above, and returns how many it did.
 func decodeBF16Wide(dst []float32, src []byte) int {
 	n := min(len(dst), len(src)/2) &^ 15
-	if n == 0 || simd.Current() < simd.AVX2 {
+	switch l := simd.Current(); {
+	case n == 0 || l < simd.AVX2:
 		return 0
+	case l >= simd.AVX512:
+		decodeBF16AVX512(&dst[0], &src[0], n)
+	default:
+		decodeBF16AVX2(&dst[0], &src[0], n)
 	}
-	decodeBF16AVX2(&dst[0], &src[0], n)
 	return n
 }
 
