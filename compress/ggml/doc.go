@@ -28,6 +28,13 @@
 // (compress/internal/simd; GANTRY_SIMD=scalar|sse2|avx2|avx512 caps it,
 // and tests switch it with simd.Set):
 //
+//   - AVX512 (F, BW, DQ and VL): F16 and BF16 decode, Q8_0 dequantize, and
+//     Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 quantize sixteen blocks at a time
+//     (avx512_amd64.s): the maxima (and minima) of the sixteen blocks are
+//     folded into one register, the checks are opmasks, the nibbles are a
+//     ternary-logic select and VPMOVDB. Such a kernel stops before a group
+//     of sixteen it does not take, and the AVX2 kernel does that group; the
+//     rest of the level runs the AVX2 kernels;
 //   - AVX2 (with F16C): F16 and BF16 decode, EncodeF16, Q8_0, Q4_0, Q4_1,
 //     Q5_0 and Q5_1 quantize and dequantize (Q8_0, Q4_0 and Q5_0 eight
 //     blocks at a time: their maxima folded into one vector, one division
@@ -40,14 +47,14 @@
 //     F16 decode;
 //   - Scalar: the Go code only.
 //
-// AVX-512 is detected but has no kernels of its own yet: it runs the AVX2
-// ones. No kernel reassociates a sum: the searches run the sub-blocks side
+// No kernel reassociates a sum: the searches run the sub-blocks side
 // by side (one lane each, the values transposed) so every lane does the
 // reference's operations in its order; FMA is not used. nearest_int is its
 // own bit trick in integer lanes (or VROUNDPS to nearest even where the
 // values are clamped to a few bits first, which is the same integer),
-// roundf and the truncating conversions
-// are done as ggml does them, and a block whose handling the vector code
+// roundf is trunc(v) + trunc(2·(v − trunc(v))) (both steps exact, the
+// second ±1 exactly at |frac| ≥ 0.5: half away from zero), and the
+// truncating conversions are done as ggml does them, and a block whose handling the vector code
 // does not reproduce (a NaN or ±Inf, a subnormal scale, a zero or
 // subnormal min for Q4_1/Q5_1, a NaN for EncodeF16) is handed to the Go
 // code. The tests compare every vector path with the Go code at every
