@@ -11,7 +11,9 @@ DATA z8c<>+4(SB)/4, $0x42fe0000  // 127.0
 DATA z8c<>+8(SB)/4, $0x00800000  // FLT_MIN, the smallest normal
 DATA z8c<>+12(SB)/4, $0x7f7fffff // FLT_MAX
 DATA z8c<>+16(SB)/4, $0x3f800000 // 1.0
-GLOBL z8c<>(SB), RODATA|NOPTR, $20
+DATA z8c<>+20(SB)/4, $0x80000000 // sign mask
+DATA z8c<>+24(SB)/4, $0x3effffff // nextafter(0.5, 0)
+GLOBL z8c<>(SB), RODATA|NOPTR, $28
 
 // ZMAXBLOCK: the bits of |x| of the 32 values at in(SI), lane-wise maxima
 // of its two halves, into M (for non-negative floats the integer order is
@@ -83,16 +85,13 @@ GLOBL z8c<>(SB), RODATA|NOPTR, $20
 	ZMAXBLOCK(1920, Z15) \
 	ZFOLD16(VPMAXUD)
 
-// Z8ROUND: the int32 roundf(R) of the 16 floats R (|R| < 2^23 or
-// integral): trunc(R) + trunc(2·(R − trunc(R))). R − trunc(R) and its
-// double are exact, and the second trunc is ±1 exactly when |frac| ≥ 0.5,
-// with R's sign: roundf's half away from zero.
+// Z8ROUND: the int32 roundf(R) of the 16 floats R: trunc(R +
+// copysign(nextafter(0.5, 0), R)), as Q8ROUND in legacy_amd64.s. Z22 holds
+// the sign mask, Z21 nextafter(0.5, 0).
 #define Z8ROUND(R) \
-	VRNDSCALEPS $3, R, Z8 \
-	VSUBPS Z8, R, Z9 \
-	VADDPS Z9, Z9, Z9 \
-	VRNDSCALEPS $3, Z9, Z9 \
-	VADDPS Z9, Z8, R \
+	VPANDD Z22, R, Z8 \
+	VPORD Z21, Z8, Z8 \
+	VADDPS Z8, R, R \
 	VCVTTPS2DQ R, R
 
 // Block b of a group: x·id with its inverse scale from the stack, the
@@ -125,6 +124,8 @@ TEXT ·quantizeQ8_0AVX512(SB), NOSPLIT, $96-32
 	VPBROADCASTD z8c<>+8(SB), Z29  // FLT_MIN
 	VPBROADCASTD z8c<>+12(SB), Z28 // FLT_MAX
 	VBROADCASTSS z8c<>+16(SB), Z27 // 1
+	VPBROADCASTD z8c<>+20(SB), Z22 // sign mask
+	VBROADCASTSS z8c<>+24(SB), Z21 // nextafter(0.5, 0)
 
 z8group:
 	MOVQ CX, R9

@@ -46,6 +46,30 @@ func BenchmarkQuantize(b *testing.B) {
 	}
 }
 
+// BenchmarkQuantizeTile quantizes one tile of 4096 values over and over,
+// as the pipeline does (compress/ggufquant's tileValues): the input stays
+// in L1/L2, so this is the kernel's own speed, where BenchmarkQuantize's
+// 4 MiB also measure the cache's bandwidth.
+func BenchmarkQuantizeTile(b *testing.B) {
+	const tile = 4096
+	x := testValues(tile, 3)
+	for _, typ := range quantTypes {
+		b.Run(typ.String(), func(b *testing.B) {
+			benchLevels(b, func(b *testing.B) {
+				n, _ := typ.RowSize(tile)
+				dst := make([]byte, n)
+				b.SetBytes(4 * tile)
+				for i := 0; i < b.N; i++ {
+					if _, err := Quantize(typ, dst, x); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(tile)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+			})
+		})
+	}
+}
+
 func BenchmarkDequantize(b *testing.B) {
 	x := testValues(benchN, 3)
 	for _, typ := range quantTypes {

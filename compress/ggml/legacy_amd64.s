@@ -4,9 +4,9 @@
 
 DATA q8c<>+0(SB)/4, $0x7f800000   // exponent mask
 DATA q8c<>+4(SB)/4, $0x7fffffff   // abs mask
-DATA q8c<>+8(SB)/4, $0x80000000   // sign mask (unused)
+DATA q8c<>+8(SB)/4, $0x80000000   // sign mask
 DATA q8c<>+12(SB)/4, $0x3f800000  // 1.0
-DATA q8c<>+16(SB)/4, $0x3f000000  // 0.5 (unused)
+DATA q8c<>+16(SB)/4, $0x3effffff  // nextafter(0.5, 0)
 DATA q8c<>+20(SB)/4, $0x42fe0000  // 127.0
 DATA q8c<>+24(SB)/4, $0x00800000  // FLT_MIN, the smallest normal
 DATA q8c<>+28(SB)/4, $0x7f7fffff  // FLT_MAX
@@ -80,19 +80,21 @@ TEXT ·quantizeQ8_0AVX2(SB), NOSPLIT, $32-32
 	XORQ AX, AX
 	VBROADCASTSS q8c<>+0(SB), Y10  // exponent mask
 	VBROADCASTSS q8c<>+4(SB), Y11  // abs mask
+	VBROADCASTSS q8c<>+8(SB), Y12  // sign mask
 	VBROADCASTSS q8c<>+12(SB), Y13 // 1
+	VBROADCASTSS q8c<>+16(SB), Y14 // nextafter(0.5, 0)
 	VMOVDQU q8perm<>(SB), Y15
 
-	// q = roundf(x*id) = trunc(v) + trunc(2·(v − trunc(v))) for v = x*id:
-	// the difference and its double are exact, and the second trunc is ±1
-	// (with v's sign) exactly when |frac| ≥ 0.5, half away from zero.
+	// q = roundf(v) for v = x*id is trunc(v + copysign(0.49999997, v)),
+	// with 0.49999997 = nextafter(0.5, 0): the one add (to nearest even)
+	// never carries a fraction below 0.5 up to the next integer and always
+	// carries one of 0.5 or more (checked for every float32 of magnitude
+	// below 3e9 against roundf; TestRoundHalfAwayByAdd checks it too).
 #define Q8ROUND(R) \
 	VMULPS Y7, R, R \
-	VROUNDPS $3, R, Y8 \
-	VSUBPS Y8, R, Y9 \
-	VADDPS Y9, Y9, Y9 \
-	VROUNDPS $3, Y9, Y9 \
-	VADDPS Y9, Y8, R \
+	VANDPS Y12, R, Y8 \
+	VORPS Y14, Y8, Y8 \
+	VADDPS Y8, R, R \
 	VCVTTPS2DQ R, R
 
 	// The 32 quants of a block from Y0..Y3, into out(DI).

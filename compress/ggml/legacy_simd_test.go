@@ -83,7 +83,9 @@ func TestQ8_0EveryLevel(t *testing.T) {
 			if seed%4 == 0 {
 				nrand = 2000 // most groups of sixteen clean, some not
 			}
-			x := adversarialBlocks(rng, nrand)
+			// Rounding ties first, in whole groups of sixteen that the
+			// wide kernels take (the special blocks come after them).
+			x := append(nearHalfBlocks(rng, 64), adversarialBlocks(rng, nrand)...)
 			if seed%2 == 0 {
 				// The kernels take eight or sixteen blocks at a time:
 				// shuffled, the special blocks sit at every place in a
@@ -118,6 +120,34 @@ func TestQ8_0EveryLevel(t *testing.T) {
 			}
 		}
 	})
+}
+
+// nearHalfBlocks returns n blocks whose first value is ±127, so that d is 1
+// and x·id is x, and whose other values are halves k + 0.5 and their
+// nearest neighbours (0.5 and 0.49999997 among them): the ties of roundf.
+func nearHalfBlocks(rng *rand.Rand, n int) []float32 {
+	x := make([]float32, 0, n*QK)
+	for b := 0; b < n; b++ {
+		x = append(x, float32(1-2*rng.IntN(2))*127)
+		for j := 1; j < QK; j++ {
+			v := float32(rng.IntN(127)) + 0.5
+			if b%4 == 0 {
+				v = 0.5
+			}
+			for k := rng.IntN(5) - 2; k != 0; {
+				if k < 0 {
+					v, k = math.Nextafter32(v, 0), k+1
+				} else {
+					v, k = math.Nextafter32(v, 200), k-1
+				}
+			}
+			if rng.IntN(2) == 0 {
+				v = -v
+			}
+			x = append(x, v)
+		}
+	}
+	return x
 }
 
 // shuffleBlocks puts the QK-value blocks of x in a random order.
@@ -166,7 +196,7 @@ func TestLegacyEveryLevel(t *testing.T) {
 				if seed%4 == 0 {
 					nrand = 2000 // most groups of sixteen clean, some not
 				}
-				x := adversarialBlocks(rng, nrand)
+				x := append(nearHalfBlocks(rng, 64), adversarialBlocks(rng, nrand)...)
 				if lt.minMaxed {
 					x = append(x, shiftedMinBlocks(rng)...)
 				}
@@ -355,5 +385,34 @@ func TestScalarFallbackForced(t *testing.T) {
 	Quantize(Q8_0, got, x)
 	if !bytes.Equal(got, want) {
 		t.Error("Scalar level differs from the Go reference")
+	}
+}
+
+// TestRoundHalfAwayByAdd checks the identity the Q8_0 vector kernels round
+// with: roundf(v) = trunc(v + copysign(nextafter(0.5, 0), v)) in float32,
+// for every float32 of magnitude in [2^-3, 2^9) (every quant Q8_0 makes is
+// in there or rounds to 0 either way) with a stride, and for each half k +
+// 0.5 and its neighbours. (The same identity was checked in C for every
+// finite float32 below 3e9 in magnitude.)
+func TestRoundHalfAwayByAdd(t *testing.T) {
+	c := math.Nextafter32(0.5, 0)
+	check := func(v float32) {
+		got := int32(v + float32(math.Copysign(float64(c), float64(v))))
+		if want := roundHalfAway(v); got != want {
+			t.Fatalf("v = %g (%#x): %d, want %d", v, math.Float32bits(v), got, want)
+		}
+	}
+	for b := math.Float32bits(0.125); b < math.Float32bits(512); b += 13 {
+		v := math.Float32frombits(b)
+		check(v)
+		check(-v)
+	}
+	for k := float32(0); k < 512; k++ {
+		h := k + 0.5
+		for _, v := range []float32{h, math.Nextafter32(h, 0), math.Nextafter32(h, 1024),
+			math.Nextafter32(math.Nextafter32(h, 0), 0), math.Nextafter32(math.Nextafter32(h, 1024), 1024)} {
+			check(v)
+			check(-v)
+		}
 	}
 }
