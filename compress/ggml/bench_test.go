@@ -1,6 +1,8 @@
 package ggml
 
 import (
+	"encoding/binary"
+	"math"
 	"testing"
 
 	"github.com/gantry-dev/gantry/compress/internal/simd"
@@ -103,6 +105,22 @@ func BenchmarkDecodeF16(b *testing.B) {
 		b.SetBytes(2 * benchN)
 		for i := 0; i < b.N; i++ {
 			DecodeF16(dst, src)
+		}
+		b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+	})
+}
+
+// BenchmarkDecodeBF16 converts 1 Mi BF16 values (2 MiB counted) to float32.
+func BenchmarkDecodeBF16(b *testing.B) {
+	src := make([]byte, 2*benchN)
+	for i, v := range testValues(benchN, 4) {
+		binary.LittleEndian.PutUint16(src[2*i:], uint16(math.Float32bits(v)>>16))
+	}
+	dst := make([]float32, benchN)
+	benchLevels(b, func(b *testing.B) {
+		b.SetBytes(2 * benchN)
+		for i := 0; i < b.N; i++ {
+			DecodeBF16(dst, src)
 		}
 		b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
 	})
