@@ -19,3 +19,6 @@ func decodeBF16AVX512(dst *float32, src *byte, n int)
 
 //go:noescape
 func quantizeQx1AVX512(dst *byte, src *float32, nb int, p *qx1Params) int
+
+//go:noescape
+func dequantizeLegacyAVX512(dst *float32, src *byte, nb int, p *dqParams)

@@ -665,3 +665,63 @@ zqx1done:
 	MOVQ AX, ret+32(FP)
 	VZEROUPPER
 	RET
+
+// func dequantizeLegacyAVX512(dst *float32, src *byte, nb int, p *dqParams)
+// dequantizeQ4_0, Q4_1, Q5_0 or Q5_1 for nb blocks (p as for
+// dequantizeLegacyAVX2): the low nibbles are values 0-15, the high ones
+// 16-31, and Q5's qh bits, as two 16-bit opmasks, OR 16 into their lanes.
+TEXT ·dequantizeLegacyAVX512(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ nb+16(FP), CX
+	MOVQ p+24(FP), DX
+	VPBROADCASTD zqc<>+0(SB), Z14  // 15
+	VPBROADCASTD zqc<>+4(SB), Z13  // 16
+	VPBROADCASTD 0(DX), Z15        // off
+	MOVL 12(DX), BX                // qs
+	MOVL 8(DX), R10                // hasMin: qh at 4, else 2
+	SHLL $1, R10
+	ADDL $2, R10
+	TESTQ CX, CX
+	JZ zdqldone
+
+zdqlloop:
+	VPBROADCASTW 0(SI), X7
+	VCVTPH2PS X7, X7
+	VBROADCASTSS X7, Z7            // d
+	VPMOVZXBD (SI)(BX*1), Z0       // the 16 bytes
+	VPSRLD $4, Z0, Z1              // high nibbles: values 16-31
+	VPANDD Z14, Z0, Z0
+	CMPL 4(DX), $0
+	JEQ zdqlnoh
+	KMOVW (SI)(R10*1), K1          // qh bits 0-15
+	KMOVW 2(SI)(R10*1), K2         // qh bits 16-31
+	VPORD Z13, Z0, K1, Z0
+	VPORD Z13, Z1, K2, Z1
+
+zdqlnoh:
+	VPSUBD Z15, Z0, Z0
+	VPSUBD Z15, Z1, Z1
+	VCVTDQ2PS Z0, Z0
+	VCVTDQ2PS Z1, Z1
+	VMULPS Z7, Z0, Z0
+	VMULPS Z7, Z1, Z1
+	CMPL 8(DX), $0
+	JEQ zdqlstore
+	VPBROADCASTW 2(SI), X6
+	VCVTPH2PS X6, X6
+	VBROADCASTSS X6, Z6            // m
+	VADDPS Z6, Z0, Z0
+	VADDPS Z6, Z1, Z1
+
+zdqlstore:
+	VMOVUPS Z0, 0(DI)
+	VMOVUPS Z1, 64(DI)
+	ADDQ 16(DX), SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ zdqlloop
+
+zdqldone:
+	VZEROUPPER
+	RET

@@ -168,7 +168,8 @@ var (
 	q5_1DQ = dqParams{five: 1, hasMin: 1, qs: 8, size: 24}
 )
 
-// dequantizeLegacy is goRef, in AVX2 at that level and above.
+// dequantizeLegacy is goRef, in AVX2 at that level and above (AVX-512 at
+// that level).
 func dequantizeLegacy(dst []float32, src []byte, p *dqParams, goRef func([]float32, []byte)) {
 	nb := len(dst) / QK
 	if simd.Current() < simd.AVX2 || nb == 0 {
@@ -176,6 +177,10 @@ func dequantizeLegacy(dst []float32, src []byte, p *dqParams, goRef func([]float
 		return
 	}
 	_ = src[int(p.size)*nb-1]
+	if simd.Current() >= simd.AVX512 {
+		dequantizeLegacyAVX512(&dst[0], &src[0], nb, p)
+		return
+	}
 	dequantizeLegacyAVX2(&dst[0], &src[0], nb, p)
 }
 
