@@ -28,8 +28,9 @@
 // (compress/internal/simd; GANTRY_SIMD=scalar|sse2|avx2|avx512 caps it,
 // and tests switch it with simd.Set):
 //
-//   - AVX512 (F, BW, DQ and VL): F16 and BF16 decode, Q8_0 dequantize, and
-//     Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 quantize sixteen blocks at a time
+//   - AVX512 (F, BW, DQ and VL): F16 and BF16 decode, Q8_0, Q4_0, Q4_1,
+//     Q5_0 and Q5_1 dequantize, and the same types' quantize sixteen
+//     blocks at a time
 //     (avx512_amd64.s): the maxima (and minima) of the sixteen blocks are
 //     folded into one register, the checks are opmasks, the nibbles are a
 //     ternary-logic select and VPMOVDB. Such a kernel stops before a group
