@@ -23,7 +23,8 @@ func errorSums(x, y *float32, n int, acc *statSums) {
 //go:noescape
 func errorSumsSSE2(x, y *float32, n int, acc *statSums)
 
-// errorSumsAVX2 is errorSumsGo in AVX: the four lanes in one register.
+// errorSumsAVX2 is errorSumsGo in AVX and FMA: the four lanes in one
+// register (FMA where it is exact, as the assembly explains).
 //
 //go:noescape
 func errorSumsAVX2(x, y *float32, n int, acc *statSums)

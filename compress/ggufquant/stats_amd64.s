@@ -129,7 +129,12 @@ GLOBL statAbs4<>(SB), RODATA|NOPTR, $32
 
 // func errorSumsAVX2(x, y *float32, n int, acc *statSums)
 // errorSums with the four lanes of each sum in one YMM register: lane k
-// holds element k of every group of four, as in errorSumsGo.
+// holds element k of every group of four, as in errorSumsGo. xx, yy and xy
+// are fused multiply-adds: the product of two float32 values is exact in
+// float64 (48 significant bits at most, far from overflow and underflow),
+// so rounding acc + a*b once is what the add after an exact multiply
+// does, bit for bit, and the adds move off the add ports the loop is
+// bound by. ee is not fused: e = a − b may be rounded, and so is e·e.
 TEXT ·errorSumsAVX2(SB), NOSPLIT, $0-32
 	MOVQ x+0(FP), SI
 	MOVQ y+8(FP), DI
@@ -147,13 +152,10 @@ TEXT ·errorSumsAVX2(SB), NOSPLIT, $0-32
 avxloop:
 	VCVTPS2PD (SI), Y5    // a
 	VCVTPS2PD (DI), Y6    // b
-	VMULPD Y6, Y5, Y7
-	VADDPD Y7, Y2, Y2     // xy += a*b
+	VFMADD231PD Y6, Y5, Y2 // xy += a*b
 	VSUBPD Y6, Y5, Y8     // e = a - b
-	VMULPD Y5, Y5, Y9
-	VADDPD Y9, Y0, Y0     // xx += a*a
-	VMULPD Y6, Y6, Y10
-	VADDPD Y10, Y1, Y1    // yy += b*b
+	VFMADD231PD Y5, Y5, Y0 // xx += a*a
+	VFMADD231PD Y6, Y6, Y1 // yy += b*b
 	VANDPD Y15, Y8, Y11   // |e|
 	VMAXPD Y4, Y11, Y4    // |e| > mx ? |e| : mx (NaN keeps mx)
 	VMULPD Y8, Y8, Y12

@@ -114,3 +114,25 @@ func TestErrorSumsInTiles(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkErrorSums adds one tile of 4096 pairs to the sums, as the
+// pipeline does after each tile, at every level; Mparams/s is pairs.
+func BenchmarkErrorSums(b *testing.B) {
+	x := make([]float32, tileValues)
+	y := make([]float32, tileValues)
+	for i := range x {
+		x[i] = float32(i%97) * 0.01
+		y[i] = x[i] + float32(i%13)*1e-4
+	}
+	for _, l := range simd.Supported() {
+		b.Run(l.String(), func(b *testing.B) {
+			defer simd.Set(l)()
+			var a statSums
+			b.SetBytes(8 * tileValues)
+			for i := 0; i < b.N; i++ {
+				a.add(x, y)
+			}
+			b.ReportMetric(float64(tileValues)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+		})
+	}
+}

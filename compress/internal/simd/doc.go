@@ -4,7 +4,7 @@
 // Every kernel has a portable Go version, the oracle the others are tested
 // against, and on amd64 one or more assembly versions. The levels are
 // ordered: Scalar (portable Go only), SSE2 (the amd64 baseline), AVX2
-// (AVX2 with F16C and BMI2) and AVX512 (AVX-512 F, BW, DQ and VL). A kernel
+// (AVX2 with F16C, FMA and BMI2) and AVX512 (AVX-512 F, BW, DQ and VL). A kernel
 // runs its best version at or below Current; a kernel without a version
 // for a level uses the next lower one it has.
 //

@@ -50,9 +50,9 @@ func detect() Level {
 	}
 	x := cpu.X86
 	switch {
-	case x.HasAVX512F && x.HasAVX512BW && x.HasAVX512DQ && x.HasAVX512VL && x.HasAVX2 && x.HasF16C && x.HasBMI2:
+	case x.HasAVX512F && x.HasAVX512BW && x.HasAVX512DQ && x.HasAVX512VL && x.HasAVX2 && x.HasF16C && x.HasFMA && x.HasBMI2:
 		return AVX512
-	case x.HasAVX2 && x.HasF16C && x.HasBMI2 && x.HasAVX:
+	case x.HasAVX2 && x.HasF16C && x.HasFMA && x.HasBMI2 && x.HasAVX:
 		return AVX2
 	}
 	return SSE2
