@@ -422,7 +422,7 @@ func Convert(ctx context.Context, inDir, outDir string, opts Options) (rep quali
 		if n := len(sj.layout); n > 0 {
 			size += sj.layout[n-1].Offsets[1]
 		}
-		if err := f.Truncate(size); err != nil {
+		if err := writeback.Size(f, size); err != nil {
 			return rep, fmt.Errorf("ctensors: %w", err)
 		}
 		if _, err := f.WriteAt(sj.prefix, 0); err != nil {

@@ -459,7 +459,7 @@ func (fw *FileWriter) WriteTensorAt(i int, off int64, p []byte) error {
 			fw.randomErr = fmt.Errorf("write %s: %w", fw.path, err)
 			return
 		}
-		if err := fw.f.Truncate(fw.dataStart + fw.dataSize); err != nil {
+		if err := writeback.Size(fw.f, fw.dataStart+fw.dataSize); err != nil {
 			fw.randomErr = fmt.Errorf("write %s: %w", fw.path, err)
 			return
 		}

@@ -69,3 +69,56 @@ func TestSyncerNudgesEveryEvery(t *testing.T) {
 		t.Error("the sync of a closed file reported no error")
 	}
 }
+
+// TestSize checks that Size makes a file exactly size bytes long, keeps
+// what was written before it, reads zeros after, and shrinks a longer
+// file, in the test's temporary directory and, where there is one, in
+// /dev/shm (tmpfs).
+func TestSize(t *testing.T) {
+	dirs := []string{t.TempDir()}
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		d, err := os.MkdirTemp("/dev/shm", "writeback-test")
+		if err == nil {
+			t.Cleanup(func() { os.RemoveAll(d) })
+			dirs = append(dirs, d)
+		}
+	}
+	for _, dir := range dirs {
+		f, err := os.Create(filepath.Join(dir, "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.Write([]byte("header")); err != nil {
+			t.Fatal(err)
+		}
+		if err := Size(f, 1<<20+3); err != nil {
+			t.Fatalf("%s: %v", dir, err)
+		}
+		if _, err := f.WriteAt([]byte("tail"), 1<<20-1); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, 1<<20+3)
+		copy(want, "header")
+		copy(want[1<<20-1:], "tail")
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes, not the header, zeros and the tail", dir, len(got))
+		}
+		if err := Size(f, 100); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := f.Stat(); st.Size() != 100 {
+			t.Errorf("%s: %d bytes after Size(100)", dir, st.Size())
+		}
+		if err := Size(f, 0); err != nil {
+			t.Fatal(err)
+		}
+		if st, _ := f.Stat(); st.Size() != 0 {
+			t.Errorf("%s: %d bytes after Size(0)", dir, st.Size())
+		}
+		f.Close()
+	}
+}
