@@ -22,3 +22,6 @@ func quantizeQx1AVX512(dst *byte, src *float32, nb int, p *qx1Params) int
 
 //go:noescape
 func dequantizeLegacyAVX512(dst *float32, src *byte, nb int, p *dqParams)
+
+//go:noescape
+func quantizeDequantizeQ8_0AVX512(dst *byte, y, src *float32, nb int) int

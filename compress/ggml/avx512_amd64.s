@@ -725,3 +725,86 @@ zdqlstore:
 zdqldone:
 	VZEROUPPER
 	RET
+
+// Z8DQBLOCK(b): Z8BLOCK, then the block's dequantized values
+// float32(q)·fp16(d) (fp16(d) widened, at 128+4b(SP)) stored at R11: the
+// quants are still int32 in Z0 and Z1, and equal to the stored bytes
+// (|q| ≤ 127 for the normal scales that reach here).
+#define Z8DQBLOCK(b) \
+	Z8BLOCK(b) \
+	VBROADCASTSS (128+4*b)(SP), Z6 \
+	VCVTDQ2PS Z0, Z0 \
+	VCVTDQ2PS Z1, Z1 \
+	VMULPS Z6, Z0, Z0 \
+	VMULPS Z6, Z1, Z1 \
+	VMOVUPS Z0, (128*b)(R11) \
+	VMOVUPS Z1, (128*b+64)(R11)
+
+// func quantizeDequantizeQ8_0AVX512(dst *byte, y, src *float32, nb int) int
+// quantizeQ8_0AVX512 that also writes dequantizeQ8_0 of its output to y,
+// while the quants are in registers; it stops where quantizeQ8_0AVX512
+// does and returns the number of blocks done.
+TEXT ·quantizeDequantizeQ8_0AVX512(SB), NOSPLIT, $192-40
+	MOVQ dst+0(FP), DI
+	MOVQ y+8(FP), R11
+	MOVQ src+16(FP), SI
+	MOVQ nb+24(FP), CX
+	XORQ AX, AX
+	VPBROADCASTD z8c<>+0(SB), Z31  // abs mask
+	VBROADCASTSS z8c<>+4(SB), Z30  // 127
+	VPBROADCASTD z8c<>+8(SB), Z29  // FLT_MIN
+	VPBROADCASTD z8c<>+12(SB), Z28 // FLT_MAX
+	VBROADCASTSS z8c<>+16(SB), Z27 // 1
+	VPBROADCASTD z8c<>+20(SB), Z22 // sign mask
+	VBROADCASTSS z8c<>+24(SB), Z21 // nextafter(0.5, 0)
+
+zdq8group:
+	MOVQ CX, R9
+	SUBQ AX, R9
+	CMPQ R9, $16
+	JLT zdq8gdone
+
+	ZAMAX16 // lane b: max |x| of block b
+
+	VPCMPGTD Z28, Z0, K1 // not finite
+	VDIVPS Z30, Z0, Z1   // d
+	VPCMPGTD Z1, Z29, K2 // d < FLT_MIN
+	VPTESTMD Z1, Z1, K3  // d != 0
+	KANDW K3, K2, K2
+	KORTESTW K2, K1
+	JNZ zdq8gdone
+
+	VDIVPS.Z Z1, Z27, K3, Z2
+	VMOVUPS Z2, 0(SP)
+	VCVTPS2PH $0, Z1, Y3
+	VMOVDQU Y3, 64(SP)
+	VCVTPH2PS Y3, Z4 // the scales the output holds, widened back
+	VMOVUPS Z4, 128(SP)
+
+	Z8DQBLOCK(0)
+	Z8DQBLOCK(1)
+	Z8DQBLOCK(2)
+	Z8DQBLOCK(3)
+	Z8DQBLOCK(4)
+	Z8DQBLOCK(5)
+	Z8DQBLOCK(6)
+	Z8DQBLOCK(7)
+	Z8DQBLOCK(8)
+	Z8DQBLOCK(9)
+	Z8DQBLOCK(10)
+	Z8DQBLOCK(11)
+	Z8DQBLOCK(12)
+	Z8DQBLOCK(13)
+	Z8DQBLOCK(14)
+	Z8DQBLOCK(15)
+
+	ADDQ $2048, SI
+	ADDQ $2048, R11
+	ADDQ $544, DI
+	ADDQ $16, AX
+	JMP zdq8group
+
+zdq8gdone:
+	MOVQ AX, ret+32(FP)
+	VZEROUPPER
+	RET

@@ -34,8 +34,10 @@
 //     (avx512_amd64.s): the maxima (and minima) of the sixteen blocks are
 //     folded into one register, the checks are opmasks, the nibbles are a
 //     ternary-logic select and VPMOVDB. Such a kernel stops before a group
-//     of sixteen it does not take, and the AVX2 kernel does that group; the
-//     rest of the level runs the AVX2 kernels;
+//     of sixteen it does not take, and the AVX2 kernel does that group.
+//     QuantizeDequantize of Q8_0 also writes the dequantized values from
+//     the same kernel, while the quants are in registers. The rest of the
+//     level runs the AVX2 kernels;
 //   - AVX2 (with F16C): F16 and BF16 decode, EncodeF16, Q8_0, Q4_0, Q4_1,
 //     Q5_0 and Q5_1 quantize and dequantize (Q8_0, Q4_0 and Q5_0 eight
 //     blocks at a time: their maxima folded into one vector, one division

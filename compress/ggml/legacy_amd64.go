@@ -36,6 +36,31 @@ func quantizeQ8_0(dst []byte, src []float32) {
 	}
 }
 
+func fusedQ8_0() bool { return simd.Current() >= simd.AVX512 }
+
+// quantizeDequantizeQ8_0 is quantizeQ8_0(dst, src) and dequantizeQ8_0(y,
+// dst): at the AVX512 level the sixteen-block kernel writes both; the
+// groups it stops at take the two passes.
+func quantizeDequantizeQ8_0(dst []byte, y, src []float32) {
+	if simd.Current() < simd.AVX512 {
+		quantizeQ8_0(dst, src)
+		dequantizeQ8_0(y, dst)
+		return
+	}
+	for nb := len(src) / QK; nb > 0; {
+		_, _ = dst[34*nb-1], y[QK*nb-1]
+		k := quantizeDequantizeQ8_0AVX512(&dst[0], &y[0], &src[0], nb)
+		dst, y, src, nb = dst[34*k:], y[QK*k:], src[QK*k:], nb-k
+		if nb == 0 {
+			return
+		}
+		m := min(nb, 16)
+		quantizeQ8_0(dst[:34*m], src[:QK*m])
+		dequantizeQ8_0(y[:QK*m], dst[:34*m])
+		dst, y, src, nb = dst[34*m:], y[QK*m:], src[QK*m:], nb-m
+	}
+}
+
 // qx0Params and qx1Params are the constants of one legacy type for
 // quantizeQx0AVX2 (d = signed max/div) and quantizeQx1AVX2 (d =
 // (max−min)/div, m = min). The assembly depends on this layout.

@@ -6,6 +6,13 @@ func quantizeQ8_0(dst []byte, src []float32) { quantizeQ8_0Go(dst, src) }
 
 func dequantizeQ8_0(dst []float32, src []byte) { dequantizeQ8_0Go(dst, src) }
 
+func fusedQ8_0() bool { return false }
+
+func quantizeDequantizeQ8_0(dst []byte, y, src []float32) {
+	quantizeQ8_0Go(dst, src)
+	dequantizeQ8_0Go(y, dst)
+}
+
 func decodeF16Wide(dst []float32, src []byte) (int, bool) { return 0, true }
 
 func decodeBF16Wide(dst []float32, src []byte) int { return 0 }

@@ -416,3 +416,53 @@ func TestRoundHalfAwayByAdd(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantizeDequantizeEveryLevel checks QuantizeDequantize against
+// Quantize followed by Dequantize, bytes and bits, for every type at every
+// level, on the adversarial blocks (specials among clean groups of sixteen
+// and shuffled), including the fused Q8_0 kernel and its hand-offs.
+func TestQuantizeDequantizeEveryLevel(t *testing.T) {
+	eachLevel(t, func(t *testing.T, l simd.Level) {
+		for _, typ := range quantTypes {
+			for seed := uint64(1); seed <= 6; seed++ {
+				rng := rand.New(rand.NewPCG(seed, 11))
+				x := append(nearHalfBlocks(rng, 64), adversarialBlocks(rng, 300*int(seed%3))...)
+				if seed%2 == 0 {
+					shuffleBlocks(rng, x)
+				}
+				x = x[:len(x)/QK_K*QK_K]
+				n, _ := typ.RowSize(int64(len(x)))
+				want := make([]byte, n)
+				if _, err := Quantize(typ, want, x); err != nil {
+					t.Fatal(err)
+				}
+				wy := make([]float32, len(x))
+				if err := Dequantize(typ, wy, want); err != nil {
+					t.Fatal(err)
+				}
+				got := make([]byte, n)
+				gy := make([]float32, len(x)+5) // longer than needed: only len(x) written
+				for i := range gy {
+					gy[i] = 42
+				}
+				if m, err := QuantizeDequantize(typ, got, gy, x); err != nil || m != int(n) {
+					t.Fatalf("%v: %d bytes, %v", typ, m, err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("%v seed %d: the quantized bytes differ from Quantize's", typ, seed)
+				}
+				for i := range wy {
+					if math.Float32bits(gy[i]) != math.Float32bits(wy[i]) {
+						t.Fatalf("%v seed %d: value %d dequantized to %x, want %x", typ, seed, i, math.Float32bits(gy[i]), math.Float32bits(wy[i]))
+					}
+				}
+				if gy[len(x)] != 42 {
+					t.Fatalf("%v: wrote past the values", typ)
+				}
+			}
+		}
+		if _, err := QuantizeDequantize(Q8_0, make([]byte, 34), make([]float32, 16), make([]float32, 32)); err == nil {
+			t.Error("a short y is not an error")
+		}
+	})
+}

@@ -49,6 +49,39 @@ func Quantize(t Type, dst []byte, src []float32) (int, error) {
 	return int(n), nil
 }
 
+// FusesDequantize reports whether QuantizeDequantize of t does both in one
+// kernel at the current simd level (Q8_0 at AVX512), rather than as the
+// two passes.
+func FusesDequantize(t Type) bool { return t == Q8_0 && fusedQ8_0() }
+
+// QuantizeDequantize is Quantize(t, dst, src) followed by Dequantize of
+// its output into y[:len(src)], bit for bit, for the error report: where a
+// kernel can (Q8_0 at the AVX512 level) the values are dequantized while
+// the quants are still in registers, instead of in a second pass. It
+// returns the number of bytes written to dst.
+func QuantizeDequantize(t Type, dst []byte, y, src []float32) (int, error) {
+	if len(y) < len(src) {
+		return 0, fmt.Errorf("quantize to %v: %d values for the dequantized copy, need %d", t, len(y), len(src))
+	}
+	y = y[:len(src)]
+	if t != Q8_0 {
+		n, err := Quantize(t, dst, src)
+		if err != nil {
+			return 0, err
+		}
+		return n, Dequantize(t, y, dst[:n])
+	}
+	n, err := t.RowSize(int64(len(src)))
+	if err != nil {
+		return 0, fmt.Errorf("quantize to %v: %w", t, err)
+	}
+	if int64(len(dst)) < n {
+		return 0, fmt.Errorf("quantize to %v: destination holds %d bytes, need %d", t, len(dst), n)
+	}
+	quantizeDequantizeQ8_0(dst[:n], y, src)
+	return int(n), nil
+}
+
 // Dequantize decodes len(dst) values of type t from src, as ggml's
 // dequantize_row_<t> (or the plain conversion for F32, F16 and BF16).
 // len(dst) must be a multiple of the block size and src must hold

@@ -361,16 +361,25 @@ func (w *worker) quantize(u *unit, tp *TensorPlan) (quality.Stats, []byte, error
 		ob, _ := tp.To.RowSize(t)
 		oe, _ := tp.To.RowSize(t + k)
 		ob2 := w.out[ob:oe]
-		if tp.To == ggml.F16 {
-			ggml.EncodeF16(ob2, x)
-		} else if _, err := ggml.Quantize(tp.To, ob2, x); err != nil {
-			return quality.Stats{}, nil, fmt.Errorf("tensor %q: %w", tp.Name, err)
+		if ggml.FusesDequantize(tp.To) {
+			// One kernel dequantizes while the quants are in registers;
+			// its time is all quantize.
+			if _, err := ggml.QuantizeDequantize(tp.To, ob2, y, x); err != nil {
+				return quality.Stats{}, nil, fmt.Errorf("tensor %q: %w", tp.Name, err)
+			}
+			t0 = w.lap(t0, &p.Quantize)
+		} else {
+			if tp.To == ggml.F16 {
+				ggml.EncodeF16(ob2, x)
+			} else if _, err := ggml.Quantize(tp.To, ob2, x); err != nil {
+				return quality.Stats{}, nil, fmt.Errorf("tensor %q: %w", tp.Name, err)
+			}
+			t0 = w.lap(t0, &p.Quantize)
+			if err := ggml.Dequantize(tp.To, y, ob2); err != nil {
+				return quality.Stats{}, nil, fmt.Errorf("tensor %q: %w", tp.Name, err)
+			}
+			t0 = w.lap(t0, &p.Dequantize)
 		}
-		t0 = w.lap(t0, &p.Quantize)
-		if err := ggml.Dequantize(tp.To, y, ob2); err != nil {
-			return quality.Stats{}, nil, fmt.Errorf("tensor %q: %w", tp.Name, err)
-		}
-		t0 = w.lap(t0, &p.Dequantize)
 		acc.add(x, y)
 		w.lap(t0, &p.Errors)
 	}
