@@ -108,6 +108,43 @@ GLOBL z8c<>(SB), RODATA|NOPTR, $28
 	MOVWLZX (64+2*b)(SP), R8 \
 	MOVW R8, (34*b)(DI)
 
+// Z8CONSTANTS loads the Q8_0 kernels' constants and zeroes AX, the blocks
+// done.
+#define Z8CONSTANTS \
+	XORQ AX, AX \
+	VPBROADCASTD z8c<>+0(SB), Z31 \
+	VBROADCASTSS z8c<>+4(SB), Z30 \
+	VPBROADCASTD z8c<>+8(SB), Z29 \
+	VPBROADCASTD z8c<>+12(SB), Z28 \
+	VBROADCASTSS z8c<>+16(SB), Z27 \
+	VPBROADCASTD z8c<>+20(SB), Z22 \
+	VBROADCASTSS z8c<>+24(SB), Z21
+
+// Z8SCALES(done): for the sixteen blocks at SI (CX − AX ≥ 16 of them
+// left, else it jumps to done), d = amax/127, then id = d != 0 ? 1/d : 0
+// at 0(SP) and fp16(d) (round to nearest even) at 64(SP), fp16(d) also in
+// Y3. A NaN or ±Inf, or a subnormal d (0 < d < FLT_MIN), jumps to done:
+// the caller's one-block code takes it from there. Constants as
+// Z8CONSTANTS loads them: abs mask Z31, 127 Z30, FLT_MIN Z29, FLT_MAX Z28,
+// 1 Z27.
+#define Z8SCALES(done) \
+	MOVQ CX, R9 \
+	SUBQ AX, R9 \
+	CMPQ R9, $16 \
+	JLT done \
+	ZAMAX16 \
+	VPCMPGTD Z28, Z0, K1 \
+	VDIVPS Z30, Z0, Z1 \
+	VPCMPGTD Z1, Z29, K2 \
+	VPTESTMD Z1, Z1, K3 \
+	KANDW K3, K2, K2 \
+	KORTESTW K2, K1 \
+	JNZ done \
+	VDIVPS.Z Z1, Z27, K3, Z2 \
+	VMOVUPS Z2, 0(SP) \
+	VCVTPS2PH $0, Z1, Y3 \
+	VMOVDQU Y3, 64(SP)
+
 // func quantizeQ8_0AVX512(dst *byte, src *float32, nb int) int
 // quantizeQ8_0 for up to nb blocks, sixteen at a time: their maxima,
 // scales and inverse scales are one register each. It stops before a group
@@ -118,39 +155,10 @@ TEXT ·quantizeQ8_0AVX512(SB), NOSPLIT, $96-32
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ nb+16(FP), CX
-	XORQ AX, AX
-	VPBROADCASTD z8c<>+0(SB), Z31  // abs mask
-	VBROADCASTSS z8c<>+4(SB), Z30  // 127
-	VPBROADCASTD z8c<>+8(SB), Z29  // FLT_MIN
-	VPBROADCASTD z8c<>+12(SB), Z28 // FLT_MAX
-	VBROADCASTSS z8c<>+16(SB), Z27 // 1
-	VPBROADCASTD z8c<>+20(SB), Z22 // sign mask
-	VBROADCASTSS z8c<>+24(SB), Z21 // nextafter(0.5, 0)
+	Z8CONSTANTS
 
 z8group:
-	MOVQ CX, R9
-	SUBQ AX, R9
-	CMPQ R9, $16
-	JLT z8done
-
-	ZAMAX16 // lane b: max |x| of block b
-
-	// d = amax/127. A NaN or ±Inf, or a subnormal d (0 < d < FLT_MIN),
-	// ends the run: the caller's one-block code takes it from there.
-	VPCMPGTD Z28, Z0, K1 // not finite
-	VDIVPS Z30, Z0, Z1   // d
-	VPCMPGTD Z1, Z29, K2 // d < FLT_MIN
-	VPTESTMD Z1, Z1, K3  // d != 0
-	KANDW K3, K2, K2
-	KORTESTW K2, K1
-	JNZ z8done
-
-	// id = d != 0 ? 1/d : 0 and fp16(d) (round to nearest even), on the
-	// stack for the blocks.
-	VDIVPS.Z Z1, Z27, K3, Z2
-	VMOVUPS Z2, 0(SP)
-	VCVTPS2PH $0, Z1, Y3
-	VMOVDQU Y3, 64(SP)
+	Z8SCALES(z8done)
 
 	Z8BLOCK(0)
 	Z8BLOCK(1)
@@ -749,35 +757,10 @@ TEXT ·quantizeDequantizeQ8_0AVX512(SB), NOSPLIT, $192-40
 	MOVQ y+8(FP), R11
 	MOVQ src+16(FP), SI
 	MOVQ nb+24(FP), CX
-	XORQ AX, AX
-	VPBROADCASTD z8c<>+0(SB), Z31  // abs mask
-	VBROADCASTSS z8c<>+4(SB), Z30  // 127
-	VPBROADCASTD z8c<>+8(SB), Z29  // FLT_MIN
-	VPBROADCASTD z8c<>+12(SB), Z28 // FLT_MAX
-	VBROADCASTSS z8c<>+16(SB), Z27 // 1
-	VPBROADCASTD z8c<>+20(SB), Z22 // sign mask
-	VBROADCASTSS z8c<>+24(SB), Z21 // nextafter(0.5, 0)
+	Z8CONSTANTS
 
 zdq8group:
-	MOVQ CX, R9
-	SUBQ AX, R9
-	CMPQ R9, $16
-	JLT zdq8gdone
-
-	ZAMAX16 // lane b: max |x| of block b
-
-	VPCMPGTD Z28, Z0, K1 // not finite
-	VDIVPS Z30, Z0, Z1   // d
-	VPCMPGTD Z1, Z29, K2 // d < FLT_MIN
-	VPTESTMD Z1, Z1, K3  // d != 0
-	KANDW K3, K2, K2
-	KORTESTW K2, K1
-	JNZ zdq8gdone
-
-	VDIVPS.Z Z1, Z27, K3, Z2
-	VMOVUPS Z2, 0(SP)
-	VCVTPS2PH $0, Z1, Y3
-	VMOVDQU Y3, 64(SP)
+	Z8SCALES(zdq8gdone)
 	VCVTPH2PS Y3, Z4 // the scales the output holds, widened back
 	VMOVUPS Z4, 128(SP)
 
