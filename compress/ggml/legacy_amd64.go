@@ -10,30 +10,27 @@ import "github.com/gantry-dev/gantry/compress/internal/simd"
 // at a time. At AVX512, groups of sixteen blocks go to the AVX-512 kernel
 // first; the AVX2 kernel takes the rest of a group it stops at.
 func quantizeQ8_0(dst []byte, src []float32) {
-	l := simd.Current()
-	if l < simd.AVX2 {
+	if simd.Current() < simd.AVX2 {
 		quantizeQ8_0Go(dst, src)
 		return
 	}
-	for nb := len(src) / QK; nb > 0; {
-		if l >= simd.AVX512 {
-			_ = dst[34*nb-1]
-			k := quantizeQ8_0AVX512(&dst[0], &src[0], nb)
-			if dst, src, nb = dst[34*k:], src[QK*k:], nb-k; nb == 0 {
-				return
-			}
-		}
-		m := nb
-		if l >= simd.AVX512 {
-			m = min(nb, 16)
-		}
-		k := quantizeQ8_0AVX2(&dst[0], &src[0], m)
-		dst, src, nb = dst[34*k:], src[QK*k:], nb-k
-		if k < m {
-			quantizeQ8_0Go(dst[:34], src[:QK])
-			dst, src, nb = dst[34:], src[QK:], nb-1
-		}
+	var wide qxKernel
+	if simd.Current() >= simd.AVX512 {
+		wide = q8_0Wide
 	}
+	legacyAVX2(dst, src, &q8_0Params, wide, q8_0AVX2, quantizeQ8_0Go)
+}
+
+// q8_0Params, q8_0Wide and q8_0AVX2 fit the Q8_0 kernels, which need no
+// constants beyond the block size, to legacyAVX2.
+var q8_0Params = qx0Params{size: 34}
+
+func q8_0Wide(dst *byte, src *float32, nb int, _ *qx0Params) int {
+	return quantizeQ8_0AVX512(dst, src, nb)
+}
+
+func q8_0AVX2(dst *byte, src *float32, nb int, _ *qx0Params) int {
+	return quantizeQ8_0AVX2(dst, src, nb)
 }
 
 func fusedQ8_0() bool { return simd.Current() >= simd.AVX512 }
