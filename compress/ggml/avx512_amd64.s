@@ -268,6 +268,22 @@ DATA zqc<>+0(SB)/4, $15
 DATA zqc<>+4(SB)/4, $16
 GLOBL zqc<>(SB), RODATA|NOPTR, $8
 
+// ZMASK32: the opmasks K1 (bits 0-15) and K2 (bits 16-31) as one 32-bit
+// mask in R8. Uses R9.
+#define ZMASK32 \
+	KMOVW K1, R8 \
+	KMOVW K2, R9 \
+	SHLL $16, R9 \
+	ORL R9, R8
+
+// ZQ5HIGH(off): a Q5 block's qh, bit 4 of code j as bit j (codes 0-15 in
+// Z0, 16-31 in Z1; Z23 holds 16), stored at off(DI). Uses K1, K2, R8, R9.
+#define ZQ5HIGH(off) \
+	VPTESTMD Z23, Z0, K1 \
+	VPTESTMD Z23, Z1, K2 \
+	ZMASK32 \
+	MOVL R8, off(DI)
+
 // ZQXFIND(b): the first element of block b whose |x| is the block's amax
 // (at 4b(SP)); its signed value, ggml's max (the first one wins ties, as
 // with <), goes to 64+4b(SP). Uses Z8, Z9, K1, K2, R8-R10.
@@ -277,10 +293,7 @@ GLOBL zqc<>(SB), RODATA|NOPTR, $8
 	VPCMPEQD Z8, Z9, K1 \
 	VPANDD (128*b+64)(SI), Z31, Z9 \
 	VPCMPEQD Z8, Z9, K2 \
-	KMOVW K1, R8 \
-	KMOVW K2, R9 \
-	SHLL $16, R9 \
-	ORL R9, R8 \
+	ZMASK32 \
 	BSFL R8, R9 \
 	MOVL (128*b)(SI)(R9*4), R10 \
 	MOVL R10, (64+4*b)(SP)
@@ -314,16 +327,9 @@ GLOBL zqc<>(SB), RODATA|NOPTR, $8
 	ZQXNIBBLES(2) \
 	ADDQ $18, DI
 
-// Q5_0's qh: bit 4 of code j as bit j (Z23 holds 16).
 #define ZQXGROUP5(b) \
 	ZQXCODES(b) \
-	VPTESTMD Z23, Z0, K1 \
-	VPTESTMD Z23, Z1, K2 \
-	KMOVW K1, R8 \
-	KMOVW K2, R9 \
-	SHLL $16, R9 \
-	ORL R9, R8 \
-	MOVL R8, 2(DI) \
+	ZQ5HIGH(2) \
 	ZQXNIBBLES(6) \
 	ADDQ $22, DI
 
@@ -523,13 +529,7 @@ zbf16done:
 
 #define ZQX1GROUP5(b) \
 	ZQX1CODES(b) \
-	VPTESTMD Z23, Z0, K1 \
-	VPTESTMD Z23, Z1, K2 \
-	KMOVW K1, R8 \
-	KMOVW K2, R9 \
-	SHLL $16, R9 \
-	ORL R9, R8 \
-	MOVL R8, 4(DI) \
+	ZQ5HIGH(4) \
 	ZQXNIBBLES(8) \
 	ADDQ $24, DI
 

@@ -27,14 +27,23 @@ func benchLevels(b *testing.B, f func(b *testing.B)) {
 // baseline.
 const benchN = 1 << 20
 
-func BenchmarkQuantize(b *testing.B) {
-	x := testValues(benchN, 3)
+func BenchmarkQuantize(b *testing.B) { benchQuantize(b, benchN) }
+
+// BenchmarkQuantizeTile quantizes one tile of 4096 values over and over,
+// as the pipeline does (compress/ggufquant's tileValues): the input stays
+// in L1/L2, so this is the kernel's own speed, where BenchmarkQuantize's
+// 4 MiB also measure the cache's bandwidth.
+func BenchmarkQuantizeTile(b *testing.B) { benchQuantize(b, 4096) }
+
+// benchQuantize quantizes n values to every type at every level.
+func benchQuantize(b *testing.B, n int) {
+	x := testValues(n, 3)
 	for _, typ := range quantTypes {
 		b.Run(typ.String(), func(b *testing.B) {
 			benchLevels(b, func(b *testing.B) {
-				n, _ := typ.RowSize(benchN)
-				dst := make([]byte, n)
-				b.SetBytes(4 * benchN)
+				size, _ := typ.RowSize(int64(n))
+				dst := make([]byte, size)
+				b.SetBytes(4 * int64(n))
 				b.ReportAllocs()
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
@@ -42,31 +51,7 @@ func BenchmarkQuantize(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
-			})
-		})
-	}
-}
-
-// BenchmarkQuantizeTile quantizes one tile of 4096 values over and over,
-// as the pipeline does (compress/ggufquant's tileValues): the input stays
-// in L1/L2, so this is the kernel's own speed, where BenchmarkQuantize's
-// 4 MiB also measure the cache's bandwidth.
-func BenchmarkQuantizeTile(b *testing.B) {
-	const tile = 4096
-	x := testValues(tile, 3)
-	for _, typ := range quantTypes {
-		b.Run(typ.String(), func(b *testing.B) {
-			benchLevels(b, func(b *testing.B) {
-				n, _ := typ.RowSize(tile)
-				dst := make([]byte, n)
-				b.SetBytes(4 * tile)
-				for i := 0; i < b.N; i++ {
-					if _, err := Quantize(typ, dst, x); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(tile)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
 			})
 		})
 	}
