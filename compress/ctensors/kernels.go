@@ -194,69 +194,63 @@ func UnpackInt(dst []int8, packed []uint32, bits int) {
 }
 
 // addStats accumulates x against its reconstruction y into s exactly as
-// quality.Stats.Add defines the sums, with four independent float64
-// accumulators per sum and no data-dependent branches so that it keeps up
-// with the kernels. The summation order is fixed, so results are
-// deterministic.
+// quality.Stats.Add defines the sums, with two independent float64
+// accumulators and no data-dependent branches so that it keeps up with the
+// kernels. The summation order is fixed, so results are deterministic.
 func addStats(s *quality.Stats, x, y []float32) {
 	var a statAcc
 	a.add(x, y)
 	a.merge(s, len(x))
 }
 
-// statLanes is the number of lanes of each sum in statAcc: four, one YMM
-// register of float64, so that in the vector kernels each sum's chain of
-// additions advances twice per eight values instead of four times (two
-// lanes were that, and the statistics were then 80% of a kernel's time).
-const statLanes = 4
-
-// statAcc holds the accumulators of addStats: for each sum the partial sums
-// of lanes 0-3 (element i of every run of four goes to lane i, a last one
-// to three to lane 0), then the largest |x−y|. The assembly kernels read
-// and write it at these offsets: xx at 0, yy at 32, xy at 64, ee at 96, mx
-// at 128.
+// statAcc holds the accumulators of addStats: for each sum the even (index
+// 0) and odd (index 1) elements' partial sums, then the largest |x−y|. The
+// assembly kernels read and write it at these offsets: xx at 0, yy at 16,
+// xy at 32, ee at 48, mx at 64.
 type statAcc struct {
-	xx, yy, xy, ee [statLanes]float64
+	xx, yy, xy, ee [2]float64
 	mx             float64
 }
 
-// add continues the sums over x and y. Elements go to lanes from x[0], so
-// splitting a row for add calls keeps the order of one call only at
-// lengths that are multiples of four. The explicit float64 conversions
-// keep the compiler from fusing a product and a sum into one FMA: for e·e
-// its single rounding would differ from the vector code's (for x·x, y·y
-// and x·y, products of float32 values, exact in float64, it would not).
+// add continues the sums over x and y. Elements pair up from x[0], so
+// splitting a row for add calls keeps the order of one call only at even
+// lengths. The explicit float64 conversions keep the compiler from fusing a
+// product and a sum into one FMA, whose single rounding the vector code
+// does not reproduce.
 func (a *statAcc) add(x, y []float32) {
 	y = y[:len(x)]
-	xx, yy, xy, ee, mx := a.xx, a.yy, a.xy, a.ee, a.mx
-	n := len(x) &^ (statLanes - 1)
-	for i := 0; i < n; i += statLanes {
-		x4 := (*[statLanes]float32)(x[i : i+statLanes])
-		y4 := (*[statLanes]float32)(y[i : i+statLanes])
-		for k := range statLanes {
-			p, q := float64(x4[k]), float64(y4[k])
-			e := p - q
-			xx[k] += float64(p * p)
-			yy[k] += float64(q * q)
-			xy[k] += float64(p * q)
-			ee[k] += float64(e * e)
-			mx = max(mx, math.Abs(e))
-		}
+	xx0, yy0, xy0, ee0 := a.xx[0], a.yy[0], a.xy[0], a.ee[0]
+	xx1, yy1, xy1, ee1 := a.xx[1], a.yy[1], a.xy[1], a.ee[1]
+	mx0, mx1 := a.mx, 0.0
+	i := 0
+	for ; i+1 < len(x); i += 2 {
+		a0, b0 := float64(x[i]), float64(y[i])
+		a1, b1 := float64(x[i+1]), float64(y[i+1])
+		e0, e1 := a0-b0, a1-b1
+		xx0 += float64(a0 * a0)
+		xx1 += float64(a1 * a1)
+		yy0 += float64(b0 * b0)
+		yy1 += float64(b1 * b1)
+		xy0 += float64(a0 * b0)
+		xy1 += float64(a1 * b1)
+		ee0 += float64(e0 * e0)
+		ee1 += float64(e1 * e1)
+		mx0 = max(mx0, math.Abs(e0))
+		mx1 = max(mx1, math.Abs(e1))
 	}
-	for i := n; i < len(x); i++ {
-		p, q := float64(x[i]), float64(y[i])
-		e := p - q
-		xx[0] += float64(p * p)
-		yy[0] += float64(q * q)
-		xy[0] += float64(p * q)
-		ee[0] += float64(e * e)
-		mx = max(mx, math.Abs(e))
+	if i < len(x) {
+		a0, b0 := float64(x[i]), float64(y[i])
+		e0 := a0 - b0
+		xx0 += float64(a0 * a0)
+		yy0 += float64(b0 * b0)
+		xy0 += float64(a0 * b0)
+		ee0 += float64(e0 * e0)
+		mx0 = max(mx0, math.Abs(e0))
 	}
-	*a = statAcc{xx: xx, yy: yy, xy: xy, ee: ee, mx: mx}
+	*a = statAcc{xx: [2]float64{xx0, xx1}, yy: [2]float64{yy0, yy1}, xy: [2]float64{xy0, xy1}, ee: [2]float64{ee0, ee1}, mx: max(mx0, mx1)}
 }
 
-// merge adds the sums of n elements to s, the lanes folded pairwise.
+// merge adds the sums of n elements to s.
 func (a *statAcc) merge(s *quality.Stats, n int) {
-	fold := func(l [statLanes]float64) float64 { return (l[0] + l[1]) + (l[2] + l[3]) }
-	s.Merge(quality.Stats{N: int64(n), SumXX: fold(a.xx), SumYY: fold(a.yy), SumXY: fold(a.xy), SumEE: fold(a.ee), MaxAbs: a.mx})
+	s.Merge(quality.Stats{N: int64(n), SumXX: a.xx[0] + a.xx[1], SumYY: a.yy[0] + a.yy[1], SumXY: a.xy[0] + a.xy[1], SumEE: a.ee[0] + a.ee[1], MaxAbs: a.mx})
 }

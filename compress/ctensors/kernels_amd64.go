@@ -16,9 +16,8 @@ import (
 // non-finite value. On finite rows they do the same float32 and float64
 // operations as the Go code in the same order: VDIVPS for x/s, the 1.5·2^23
 // round-to-even, the E4M3 rounding with integer operations, and the
-// statistics in four float64 lanes (element i of every run of four in lane
-// i) with no reassociation, and FMA only where it is exact (the products
-// of two float32 values). Only max|x| and max|x−y| are taken in another
+// statistics in two float64 lanes (even and odd elements) with no
+// reassociation and no FMA. Only max|x| and max|x−y| are taken in another
 // order, which cannot change a maximum of finite values.
 
 // Modes of decodeAVX2: the element type of src.
@@ -90,11 +89,7 @@ func (k *rowKernel) rowVec(out []byte, scales []float32, b *rowBuf, src []byte, 
 // go to the Go code, whose max and NaN handling the vector code does not
 // reproduce.
 func (a *statAcc) finite() bool {
-	v := []float64{a.mx}
-	for _, l := range [][statLanes]float64{a.xx, a.yy, a.xy, a.ee} {
-		v = append(v, l[:]...)
-	}
-	return finite64(v...)
+	return finite64(a.xx[0], a.xx[1], a.yy[0], a.yy[1], a.xy[0], a.xy[1], a.ee[0], a.ee[1], a.mx)
 }
 
 func finite64(v ...float64) bool {

@@ -338,17 +338,14 @@ decdone:
 	RET
 
 // STATS continues the statistics of addStats over 8 values, x in Y0 and
-// y in Y7, with the four lanes of each sum in one register: Y14 xx, Y13
-// yy, Y12 xy, Y11 ee, and Y10 = max|x−y|. Elements 0-3 go to lanes 0-3,
-// then elements 4-7, as the Go code does; so each sum's chain of additions
-// advances twice per eight values. xx, yy and xy are fused multiply-adds:
-// a product of two float32 values is exact in float64 (48 significant
-// bits at most, far from overflow and underflow), so one rounding of
-// acc + a·b is the Go code's rounded product then rounded sum, bit for
-// bit, and the additions move off the add pipes, which the quantization
-// also needs. ee is not fused: e = a − b and e·e may be rounded. The maximum, whose order does not matter, takes |x−y| four
-// lanes at a time; VMAXPD keeps Y10 on a tie of zeros, so it is never −0.
-// It uses Y1-Y6, Y8 and Y9.
+// y in Y7, with Y14 = (xx0, xx1, yy0, yy1), Y13 = (xy0, xy1, ee0, ee1),
+// Y12 = max|x−y| and Y11 the float64 |x| mask. The pairs (0, 1), (2, 3),
+// (4, 5), (6, 7) are added in that order, even element to lane 0, odd to
+// lane 1, as the Go code does: Y14 gets (xx, yy) of pair 0 (VINSERTF128
+// of the low halves), then of pair 1 (VPERM2F128 of the high halves), and
+// so on. Products are rounded before the sums (no FMA). The maximum, whose
+// order does not matter, takes |x−y| four lanes at a time; VMAXPD keeps
+// Y12 on a tie of zeros, so it is never −0. It uses Y1-Y6 and Y8-Y10.
 #define STATS \
 	VCVTPS2PD X0, Y1 \
 	VEXTRACTF128 $1, Y0, X2 \
@@ -358,40 +355,51 @@ decdone:
 	VCVTPS2PD X4, Y4 \
 	VSUBPD Y3, Y1, Y5 \
 	VSUBPD Y4, Y2, Y6 \
-	VANDPD ctabs64<>(SB), Y5, Y8 \
-	VMAXPD Y10, Y8, Y10 \
-	VANDPD ctabs64<>(SB), Y6, Y9 \
-	VMAXPD Y10, Y9, Y10 \
-	VFMADD231PD Y1, Y1, Y14 \
-	VFMADD231PD Y3, Y3, Y13 \
-	VFMADD231PD Y3, Y1, Y12 \
+	VANDPD Y11, Y5, Y8 \
+	VMAXPD Y12, Y8, Y12 \
+	VANDPD Y11, Y6, Y8 \
+	VMAXPD Y12, Y8, Y12 \
+	VMULPD Y1, Y1, Y8 \
+	VMULPD Y3, Y3, Y9 \
+	VINSERTF128 $1, X9, Y8, Y10 \
+	VADDPD Y10, Y14, Y14 \
+	VPERM2F128 $0x31, Y9, Y8, Y10 \
+	VADDPD Y10, Y14, Y14 \
+	VMULPD Y3, Y1, Y8 \
 	VMULPD Y5, Y5, Y9 \
-	VADDPD Y9, Y11, Y11 \
-	VFMADD231PD Y2, Y2, Y14 \
-	VFMADD231PD Y4, Y4, Y13 \
-	VFMADD231PD Y4, Y2, Y12 \
+	VINSERTF128 $1, X9, Y8, Y10 \
+	VADDPD Y10, Y13, Y13 \
+	VPERM2F128 $0x31, Y9, Y8, Y10 \
+	VADDPD Y10, Y13, Y13 \
+	VMULPD Y2, Y2, Y8 \
+	VMULPD Y4, Y4, Y9 \
+	VINSERTF128 $1, X9, Y8, Y10 \
+	VADDPD Y10, Y14, Y14 \
+	VPERM2F128 $0x31, Y9, Y8, Y10 \
+	VADDPD Y10, Y14, Y14 \
+	VMULPD Y4, Y2, Y8 \
 	VMULPD Y6, Y6, Y9 \
-	VADDPD Y9, Y11, Y11
+	VINSERTF128 $1, X9, Y8, Y10 \
+	VADDPD Y10, Y13, Y13 \
+	VPERM2F128 $0x31, Y9, Y8, Y10 \
+	VADDPD Y10, Y13, Y13
 
-// Load the statistics from (AX) into Y14-Y10.
+// Load the statistics from (AX) into Y14, Y13, Y12; Y11 = float64 |x| mask.
 #define STATSLOAD \
 	VMOVUPD 0(AX), Y14 \
 	VMOVUPD 32(AX), Y13 \
-	VMOVUPD 64(AX), Y12 \
-	VMOVUPD 96(AX), Y11 \
-	VBROADCASTSD 128(AX), Y10
+	VBROADCASTSD 64(AX), Y12 \
+	VMOVDQU ctabs64<>(SB), Y11
 
 // Store them back, with the maximum reduced to one value.
 #define STATSSTORE \
 	VMOVUPD Y14, 0(AX) \
 	VMOVUPD Y13, 32(AX) \
-	VMOVUPD Y12, 64(AX) \
-	VMOVUPD Y11, 96(AX) \
-	VEXTRACTF128 $1, Y10, X0 \
-	VMAXPD X0, X10, X10 \
-	VPERMILPD $1, X10, X0 \
-	VMAXPD X0, X10, X10 \
-	VMOVSD X10, 128(AX)
+	VEXTRACTF128 $1, Y12, X0 \
+	VMAXPD X0, X12, X12 \
+	VPERMILPD $1, X12, X0 \
+	VMAXPD X0, X12, X12 \
+	VMOVSD X12, 64(AX)
 
 // Pack the low bytes of the 8 dwords of Y8 into the low 8 bytes of X8.
 #define PACK8 \

@@ -60,7 +60,7 @@ const copyChunk = 1 << 20
 // dequantized and measured at a time: the float32 copies of a tile (16 KiB
 // each) stay in the first-level cache between the steps, so the unit's
 // data is swept once. It is a multiple of every block size (256) and of
-// the error sums' eight lanes.
+// the error sums' four lanes.
 const tileValues = 4096
 
 // NonFiniteError reports a NaN or infinite weight.

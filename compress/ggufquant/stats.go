@@ -8,8 +8,8 @@ import (
 )
 
 // errorStats computes the same sums as quality.Stats.Add, in float64, with
-// eight independent accumulators per sum so that the loop is not bound by
-// the latency of an addition chain (it runs on every quantized value).
+// four independent accumulators per sum so that the loop is not bound by
+// the latency of one addition chain (it runs on every quantized value).
 // The result differs from Add only in float64 rounding and is deterministic
 // for a given input, so reports stay independent of the thread count.
 func errorStats(x, y []float32) quality.Stats {
@@ -19,12 +19,12 @@ func errorStats(x, y []float32) quality.Stats {
 }
 
 // add adds the pairs of x and y to the sums: element i of each group of
-// eight to lane i, any last one to seven elements to lane 0. Calling it on
-// consecutive pieces of a run whose lengths are multiples of eight (all but
+// four to lane i, any last one to three elements to lane 0. Calling it on
+// consecutive pieces of a run whose lengths are multiples of four (all but
 // the last) gives the very sums of one call on the whole run.
 func (a *statSums) add(x, y []float32) {
 	y = y[:len(x)]
-	n := len(x) &^ (statLanes - 1)
+	n := len(x) &^ 3
 	if n > 0 {
 		errorSums(&x[0], &y[0], n, a)
 	}
@@ -43,48 +43,38 @@ func (a *statSums) add(x, y []float32) {
 
 // stats folds the lanes of the sums of n values.
 func (a *statSums) stats(n int64) quality.Stats {
+	xx, yy, xy, ee := a.xx, a.yy, a.xy, a.ee
 	return quality.Stats{
 		N:      n,
-		SumXX:  fold(&a.xx),
-		SumYY:  fold(&a.yy),
-		SumXY:  fold(&a.xy),
-		SumEE:  fold(&a.ee),
+		SumXX:  (xx[0] + xx[1]) + (xx[2] + xx[3]),
+		SumYY:  (yy[0] + yy[1]) + (yy[2] + yy[3]),
+		SumXY:  (xy[0] + xy[1]) + (xy[2] + xy[3]),
+		SumEE:  (ee[0] + ee[1]) + (ee[2] + ee[3]),
 		MaxAbs: a.mx,
 	}
 }
 
-// fold adds the lanes of one sum pairwise.
-func fold(l *[statLanes]float64) float64 {
-	return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
-}
-
-// statLanes is the number of lanes of each sum: eight, two YMM registers of
-// float64, so that each lane's addition chain advances once per eight
-// elements and the loop is bound by the FP pipes, not by the 4-cycle
-// latency of one chain (about 1.4× the pairs/s of four lanes).
-const statLanes = 8
-
-// statSums are errorStats' accumulators: element i goes to lane i%8 of each
+// statSums are errorStats' accumulators: element i goes to lane i%4 of each
 // sum. The assembly depends on this layout.
 type statSums struct {
-	xx, yy, xy, ee [statLanes]float64
+	xx, yy, xy, ee [4]float64
 	mx             float64
 }
 
 // errorSumsGo is the portable errorSums: it adds the first n (a multiple
-// of 8) pairs of x and y to a, lane by lane. The products are rounded
-// before they are added (float64(e*e): a compiler may not fuse them), as
-// in the assembly; for xx, yy and xy a fused add is the same bits anyway,
-// a product of two float32 values being exact in float64.
+// of 4) pairs of x and y to a, lane by lane. e·e is rounded before it is
+// added, as in the assembly: float64(e*e) forbids the compiler to fuse the
+// two (it may, for GOAMD64=v3); for xx, yy and xy a fused add would be the
+// same bits anyway, a product of two float32 values being exact in float64.
 func errorSumsGo(px, py *float32, n int, acc *statSums) {
 	x := unsafe.Slice(px, n)
 	y := unsafe.Slice(py, n)
 	xx, yy, xy, ee, mx := acc.xx, acc.yy, acc.xy, acc.ee, acc.mx
-	for i := 0; i < n; i += statLanes {
-		x8 := (*[statLanes]float32)(x[i : i+statLanes])
-		y8 := (*[statLanes]float32)(y[i : i+statLanes])
-		for k := 0; k < statLanes; k++ {
-			a, b := float64(x8[k]), float64(y8[k])
+	for i := 0; i < n; i += 4 {
+		x4 := (*[4]float32)(x[i : i+4])
+		y4 := (*[4]float32)(y[i : i+4])
+		for k := 0; k < 4; k++ {
+			a, b := float64(x4[k]), float64(y4[k])
 			e := a - b
 			xx[k] += a * a
 			yy[k] += b * b

@@ -2,13 +2,9 @@
 
 package ggufquant
 
-import (
-	"unsafe"
+import "github.com/gantry-dev/gantry/compress/internal/simd"
 
-	"github.com/gantry-dev/gantry/compress/internal/simd"
-)
-
-// errorSums adds the first n (a multiple of 8) pairs of x and y to acc,
+// errorSums adds the first n (a multiple of 4) pairs of x and y to acc,
 // lane by lane, at the best simd level: the same operations per lane in
 // the same order at every level, so the sums are identical.
 func errorSums(x, y *float32, n int, acc *statSums) {
@@ -16,22 +12,19 @@ func errorSums(x, y *float32, n int, acc *statSums) {
 	case l >= simd.AVX2:
 		errorSumsAVX2(x, y, n, acc)
 	case l >= simd.SSE2:
-		errorSumsSSE2(x, y, n, &acc.xx[0], &acc.mx)
-		errorSumsSSE2((*float32)(unsafe.Add(unsafe.Pointer(x), 16)), (*float32)(unsafe.Add(unsafe.Pointer(y), 16)), n, &acc.xx[4], &acc.mx)
+		errorSumsSSE2(x, y, n, acc)
 	default:
 		errorSumsGo(x, y, n, acc)
 	}
 }
 
-// errorSumsSSE2 is errorSumsGo in SSE2 for four of the eight lanes, those
-// of x[0:4] of each group of eight, at lanes (&acc.xx[0] or &acc.xx[4]):
-// two float64 lanes per register. n is the whole run's length.
+// errorSumsSSE2 is errorSumsGo in SSE2: two float64 lanes per register.
 //
 //go:noescape
-func errorSumsSSE2(x, y *float32, n int, lanes, mx *float64)
+func errorSumsSSE2(x, y *float32, n int, acc *statSums)
 
-// errorSumsAVX2 is errorSumsGo in AVX and FMA: the eight lanes in two
-// registers (FMA where it is exact, as the assembly explains).
+// errorSumsAVX2 is errorSumsGo in AVX and FMA: the four lanes in one
+// register (FMA where it is exact, as the assembly explains).
 //
 //go:noescape
 func errorSumsAVX2(x, y *float32, n int, acc *statSums)

@@ -6,29 +6,26 @@ DATA statAbs<>+0(SB)/8, $0x7fffffffffffffff
 DATA statAbs<>+8(SB)/8, $0x7fffffffffffffff
 GLOBL statAbs<>(SB), RODATA|NOPTR, $16
 
-// func errorSumsSSE2(x, y *float32, n int, lanes *float64, mx *float64)
-// Four of the eight lanes of the sums, those of x[0:4] of each group of
-// eight: lanes points at the first of them in statSums.xx (yy, xy and ee
-// follow at 64, 128 and 192 bytes). Two of them in the low register of
-// each pair, two in the high one. The caller runs it for both halves.
-TEXT ·errorSumsSSE2(SB), NOSPLIT, $0-40
+// func errorSumsSSE2(x, y *float32, n int, acc *statSums)
+// Lanes 0,1 of each sum are in the low register of its pair, lanes 2,3 in
+// the high one; element i of every group of four goes to lane i.
+TEXT ·errorSumsSSE2(SB), NOSPLIT, $0-32
 	MOVQ x+0(FP), SI
 	MOVQ y+8(FP), DI
 	MOVQ n+16(FP), CX
-	MOVQ lanes+24(FP), R8
-	MOVQ mx+32(FP), R9
-	MOVUPD 0(R8), X0   // xx
-	MOVUPD 16(R8), X1
-	MOVUPD 64(R8), X2  // yy
-	MOVUPD 80(R8), X3
-	MOVUPD 128(R8), X4 // xy
-	MOVUPD 144(R8), X5
-	MOVUPD 192(R8), X6 // ee
-	MOVUPD 208(R8), X7
-	MOVSD 0(R9), X8    // mx (both lanes: the maximum is order-free)
+	MOVQ acc+24(FP), R8
+	MOVUPD 0(R8), X0   // xx 0,1
+	MOVUPD 16(R8), X1  // xx 2,3
+	MOVUPD 32(R8), X2  // yy
+	MOVUPD 48(R8), X3
+	MOVUPD 64(R8), X4  // xy
+	MOVUPD 80(R8), X5
+	MOVUPD 96(R8), X6  // ee
+	MOVUPD 112(R8), X7
+	MOVSD 128(R8), X8  // mx (both lanes: the maximum is order-free)
 	MOVLHPS X8, X8
 	MOVUPD statAbs<>(SB), X9
-	SHRQ $3, CX
+	SHRQ $2, CX
 	JZ done
 
 loop:
@@ -76,24 +73,24 @@ loop:
 	MULPD X15, X15
 	ADDPD X15, X7
 
-	ADDQ $32, SI
-	ADDQ $32, DI
+	ADDQ $16, SI
+	ADDQ $16, DI
 	DECQ CX
 	JNZ loop
 
 done:
 	MOVUPD X0, 0(R8)
 	MOVUPD X1, 16(R8)
-	MOVUPD X2, 64(R8)
-	MOVUPD X3, 80(R8)
-	MOVUPD X4, 128(R8)
-	MOVUPD X5, 144(R8)
-	MOVUPD X6, 192(R8)
-	MOVUPD X7, 208(R8)
+	MOVUPD X2, 32(R8)
+	MOVUPD X3, 48(R8)
+	MOVUPD X4, 64(R8)
+	MOVUPD X5, 80(R8)
+	MOVUPD X6, 96(R8)
+	MOVUPD X7, 112(R8)
 	MOVAPD X8, X10
 	MOVHLPS X10, X10
 	MAXSD X10, X8
-	MOVSD X8, 0(R9)
+	MOVSD X8, 128(R8)
 	RET
 
 // func finitePrefixAsm(x *float32, n int) int
@@ -131,58 +128,40 @@ DATA statAbs4<>+24(SB)/8, $0x7fffffffffffffff
 GLOBL statAbs4<>(SB), RODATA|NOPTR, $32
 
 // func errorSumsAVX2(x, y *float32, n int, acc *statSums)
-// errorSums with the eight lanes of each sum in two YMM registers: lane k
-// holds element k of every group of eight, as in errorSumsGo. xx, yy and
-// xy are fused multiply-adds: the product of two float32 values is exact
-// in float64 (48 significant bits at most, far from overflow and
-// underflow), so rounding acc + a*b once is what the add after an exact
-// multiply does, bit for bit, and the adds move off the add pipes. ee is
-// not fused: e = a − b may be rounded, and so is e·e. With two registers a
-// sum's chains advance once per eight elements, so the loop runs at the
-// rate of the FP pipes (20 operations per eight pairs), not at the FMA
-// latency as it did with four lanes. mx has two registers too.
+// errorSums with the four lanes of each sum in one YMM register: lane k
+// holds element k of every group of four, as in errorSumsGo. xx, yy and xy
+// are fused multiply-adds: the product of two float32 values is exact in
+// float64 (48 significant bits at most, far from overflow and underflow),
+// so rounding acc + a*b once is what the add after an exact multiply
+// does, bit for bit, and the adds move off the add ports the loop is
+// bound by. ee is not fused: e = a − b may be rounded, and so is e·e.
 TEXT ·errorSumsAVX2(SB), NOSPLIT, $0-32
 	MOVQ x+0(FP), SI
 	MOVQ y+8(FP), DI
 	MOVQ n+16(FP), CX
 	MOVQ acc+24(FP), R8
-	VMOVUPD 0(R8), Y0     // xx lanes 0-3
-	VMOVUPD 32(R8), Y1    // xx lanes 4-7
-	VMOVUPD 64(R8), Y2    // yy
-	VMOVUPD 96(R8), Y3
-	VMOVUPD 128(R8), Y4   // xy
-	VMOVUPD 160(R8), Y5
-	VMOVUPD 192(R8), Y6   // ee
-	VMOVUPD 224(R8), Y7
-	VBROADCASTSD 256(R8), Y8 // mx in every lane: the maximum is order-free
-	VMOVAPD Y8, Y14
+	VMOVUPD 0(R8), Y0     // xx
+	VMOVUPD 32(R8), Y1    // yy
+	VMOVUPD 64(R8), Y2    // xy
+	VMOVUPD 96(R8), Y3    // ee
+	VBROADCASTSD 128(R8), Y4 // mx in every lane: the maximum is order-free
 	VMOVUPD statAbs4<>(SB), Y15
-	SHRQ $3, CX
+	SHRQ $2, CX
 	JZ avxdone
 
 avxloop:
-	VCVTPS2PD (SI), Y9     // a lanes 0-3
-	VCVTPS2PD 16(SI), Y10  // a lanes 4-7
-	VCVTPS2PD (DI), Y11    // b
-	VCVTPS2PD 16(DI), Y12
-	VFMADD231PD Y11, Y9, Y4   // xy += a*b
-	VFMADD231PD Y12, Y10, Y5
-	VSUBPD Y11, Y9, Y13       // e lanes 0-3 = a - b
-	VFMADD231PD Y9, Y9, Y0    // xx += a*a
-	VFMADD231PD Y10, Y10, Y1
-	VSUBPD Y12, Y10, Y9       // e lanes 4-7
-	VFMADD231PD Y11, Y11, Y2  // yy += b*b
-	VFMADD231PD Y12, Y12, Y3
-	VANDPD Y15, Y13, Y10      // |e|
-	VMAXPD Y8, Y10, Y8        // |e| > mx ? |e| : mx (NaN keeps mx)
-	VANDPD Y15, Y9, Y11
-	VMAXPD Y14, Y11, Y14
-	VMULPD Y13, Y13, Y12
-	VADDPD Y12, Y6, Y6        // ee += e*e
-	VMULPD Y9, Y9, Y13
-	VADDPD Y13, Y7, Y7
-	ADDQ $32, SI
-	ADDQ $32, DI
+	VCVTPS2PD (SI), Y5    // a
+	VCVTPS2PD (DI), Y6    // b
+	VFMADD231PD Y6, Y5, Y2 // xy += a*b
+	VSUBPD Y6, Y5, Y8     // e = a - b
+	VFMADD231PD Y5, Y5, Y0 // xx += a*a
+	VFMADD231PD Y6, Y6, Y1 // yy += b*b
+	VANDPD Y15, Y8, Y11   // |e|
+	VMAXPD Y4, Y11, Y4    // |e| > mx ? |e| : mx (NaN keeps mx)
+	VMULPD Y8, Y8, Y12
+	VADDPD Y12, Y3, Y3    // ee += e*e
+	ADDQ $16, SI
+	ADDQ $16, DI
 	DECQ CX
 	JNZ avxloop
 
@@ -191,16 +170,11 @@ avxdone:
 	VMOVUPD Y1, 32(R8)
 	VMOVUPD Y2, 64(R8)
 	VMOVUPD Y3, 96(R8)
-	VMOVUPD Y4, 128(R8)
-	VMOVUPD Y5, 160(R8)
-	VMOVUPD Y6, 192(R8)
-	VMOVUPD Y7, 224(R8)
-	VMAXPD Y14, Y8, Y8
-	VEXTRACTF128 $1, Y8, X5
-	VMAXPD X5, X8, X8
-	VPERMILPD $1, X8, X5
-	VMAXSD X5, X8, X8
-	VMOVSD X8, 256(R8)
+	VEXTRACTF128 $1, Y4, X5
+	VMAXPD X5, X4, X4
+	VPERMILPD $1, X4, X5
+	VMAXSD X5, X4, X4
+	VMOVSD X4, 128(R8)
 	VZEROUPPER
 	RET
 

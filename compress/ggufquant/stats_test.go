@@ -30,7 +30,7 @@ func testErrorSumsMatchGo(t *testing.T) {
 		s ^= s << 17
 		return float32(s>>40)/float32(1<<24) - 0.5
 	}
-	for _, n := range []int{8, 16, 64, 1000, 1 << 16} {
+	for _, n := range []int{4, 8, 64, 1000, 1 << 16} {
 		x := make([]float32, n)
 		y := make([]float32, n)
 		for i := range x {
@@ -49,7 +49,7 @@ func testErrorSumsMatchGo(t *testing.T) {
 		errorSums(&x[0], &y[0], n, &a)
 		errorSumsGo(&x[0], &y[0], n, &b)
 		same := math.Float64bits(a.mx) == math.Float64bits(b.mx)
-		for k := 0; k < statLanes; k++ {
+		for k := 0; k < 4; k++ {
 			for _, p := range [][2]float64{{a.xx[k], b.xx[k]}, {a.yy[k], b.yy[k]}, {a.xy[k], b.xy[k]}, {a.ee[k], b.ee[k]}} {
 				if math.Float64bits(p[0]) != math.Float64bits(p[1]) && !(math.IsNaN(p[0]) && math.IsNaN(p[1])) {
 					same = false
@@ -62,7 +62,7 @@ func testErrorSumsMatchGo(t *testing.T) {
 	}
 	// The largest error in each lane in turn, and a NaN in each lane of
 	// the last group (a NaN keeps the maximum so far, wherever it falls).
-	for lane := 0; lane < 2*statLanes; lane++ {
+	for lane := 0; lane < 8; lane++ {
 		x := make([]float32, 64)
 		y := make([]float32, len(x))
 		for i := range x {
@@ -70,7 +70,7 @@ func testErrorSumsMatchGo(t *testing.T) {
 			y[i] = x[i] + next()*1e-3
 		}
 		x[16+lane] = 1e30
-		y[len(y)-statLanes+lane%statLanes] = float32(math.NaN())
+		y[len(y)-4+lane%4] = float32(math.NaN())
 		var a, b statSums
 		errorSums(&x[0], &y[0], len(x), &a)
 		errorSumsGo(&x[0], &y[0], len(x), &b)
@@ -105,7 +105,7 @@ func testFirstNonFiniteEveryPosition(t *testing.T) {
 }
 
 // TestErrorSumsInTiles checks that adding a run tile by tile, with tiles of
-// multiples of eight and any length last, gives the bits of one add over
+// multiples of four and any length last, gives the bits of one add over
 // the whole run, at every level: the pipeline's report must not depend on
 // its tiling.
 func TestErrorSumsInTiles(t *testing.T) {
@@ -121,7 +121,7 @@ func TestErrorSumsInTiles(t *testing.T) {
 	ws := want.stats(int64(len(x)))
 	for _, l := range simd.Supported() {
 		simd.Set(l)
-		for _, tile := range []int{8, 16, 104, tileValues} {
+		for _, tile := range []int{4, 8, 100, tileValues} {
 			var a statSums
 			for i := 0; i < len(x); i += tile {
 				a.add(x[i:min(i+tile, len(x))], y[i:min(i+tile, len(x))])
