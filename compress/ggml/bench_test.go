@@ -85,14 +85,7 @@ func BenchmarkDequantize(b *testing.B) {
 func BenchmarkDecodeF16(b *testing.B) {
 	src := make([]byte, 2*benchN)
 	EncodeF16(src, testValues(benchN, 4))
-	dst := make([]float32, benchN)
-	benchLevels(b, func(b *testing.B) {
-		b.SetBytes(2 * benchN)
-		for i := 0; i < b.N; i++ {
-			DecodeF16(dst, src)
-		}
-		b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
-	})
+	benchDecode(b, src, DecodeF16)
 }
 
 // BenchmarkDecodeBF16 converts 1 Mi BF16 values (2 MiB counted) to float32.
@@ -101,11 +94,16 @@ func BenchmarkDecodeBF16(b *testing.B) {
 	for i, v := range testValues(benchN, 4) {
 		binary.LittleEndian.PutUint16(src[2*i:], uint16(math.Float32bits(v)>>16))
 	}
+	benchDecode(b, src, DecodeBF16)
+}
+
+// benchDecode runs decode of the benchN 16-bit values in src at every level.
+func benchDecode(b *testing.B, src []byte, decode func(dst []float32, src []byte)) {
 	dst := make([]float32, benchN)
 	benchLevels(b, func(b *testing.B) {
 		b.SetBytes(2 * benchN)
 		for i := 0; i < b.N; i++ {
-			DecodeBF16(dst, src)
+			decode(dst, src)
 		}
 		b.ReportMetric(float64(benchN)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
 	})
