@@ -87,10 +87,13 @@ GLOBL z8c<>(SB), RODATA|NOPTR, $28
 
 // Z8ROUND: the int32 roundf(R) of the 16 floats R: trunc(R +
 // copysign(nextafter(0.5, 0), R)), as Q8ROUND in legacy_amd64.s. Z22 holds
-// the sign mask, Z21 nextafter(0.5, 0).
+// the sign mask, Z21 nextafter(0.5, 0). The copysign is one ternary-logic
+// op, Z8 = Z8 | (Z22 & R), on a copy of Z21 (the register move costs no
+// execution slot where the CPU renames it away, as Zen 4 does: QD 654 →
+// 616 ns a tile against an AND and an OR).
 #define Z8ROUND(R) \
-	VPANDD Z22, R, Z8 \
-	VPORD Z21, Z8, Z8 \
+	VMOVDQA32 Z21, Z8 \
+	VPTERNLOGD $0xf8, R, Z22, Z8 \
 	VADDPS Z8, R, R \
 	VCVTTPS2DQ R, R
 

@@ -35,6 +35,33 @@ func BenchmarkQuantize(b *testing.B) { benchQuantize(b, benchN) }
 // 4 MiB also measure the cache's bandwidth.
 func BenchmarkQuantizeTile(b *testing.B) { benchQuantize(b, 4096) }
 
+// BenchmarkQuantizeDequantizeTile is BenchmarkQuantizeTile for the types
+// whose kernels also dequantize (QuantizeDequantize), as the pipeline
+// calls them for the error report.
+func BenchmarkQuantizeDequantizeTile(b *testing.B) {
+	const n = 4096
+	x := testValues(n, 3)
+	y := make([]float32, n)
+	for _, typ := range quantTypes {
+		if !FusesDequantize(typ) {
+			continue
+		}
+		b.Run(typ.String(), func(b *testing.B) {
+			benchLevels(b, func(b *testing.B) {
+				size, _ := typ.RowSize(n)
+				dst := make([]byte, size)
+				b.SetBytes(4 * n)
+				for i := 0; i < b.N; i++ {
+					if _, err := QuantizeDequantize(typ, dst, y, x); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+			})
+		})
+	}
+}
+
 // benchQuantize quantizes n values to every type at every level.
 func benchQuantize(b *testing.B, n int) {
 	x := testValues(n, 3)
