@@ -144,6 +144,65 @@ func TestFirstErrorInFileOrder(t *testing.T) {
 	}
 }
 
+// TestPairErrors plants +Inf in the two units a worker holds in step
+// (doPair): whichever of the two fails, and whatever the tile each one
+// fails in, the error is the first in file order, and a failure of the
+// second unit does not hide one later in the first.
+func TestPairErrors(t *testing.T) {
+	cfg := ggufgen.Tiny()
+	cfg.Embd, cfg.FF, cfg.Vocab = 512, 1024, 4096
+	_, in := tinyModel(t, cfg)
+	f, _ := gguf.Read(context.Background(), bytes.NewReader(in), int64(len(in)), "in.gguf")
+	plan, err := MakePlan(f.KV, f.Tensors, Options{Type: "q8_0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	units, err := cut(f, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first pair the workers take (even index) of two units to
+	// quantize, each of several tiles.
+	i := 0
+	for ; i+1 < len(units); i += 2 {
+		if quantizes(plan, &units[i]) && quantizes(plan, &units[i+1]) && units[i].n > 2*tileValues && units[i+1].n > 2*tileValues {
+			break
+		}
+	}
+	if i+1 >= len(units) {
+		t.Fatal("no pair of units to quantize")
+	}
+	type spot struct {
+		u    int
+		elem int64 // in the unit
+	}
+	u1, u2 := &units[i], &units[i+1]
+	for _, c := range []struct {
+		plant []spot
+		want  spot
+	}{
+		{[]spot{{i + 1, 3}}, spot{i + 1, 3}},                                      // the second unit alone
+		{[]spot{{i, u1.n - 1}}, spot{i, u1.n - 1}},                                // the first, at its very end
+		{[]spot{{i, u1.n - 2}, {i + 1, 0}}, spot{i, u1.n - 2}},                    // the second fails first in time
+		{[]spot{{i, tileValues + 1}, {i + 1, u2.n - 1}}, spot{i, tileValues + 1}}, // the first fails first
+	} {
+		bad := append([]byte(nil), in...)
+		for _, p := range c.plant {
+			off := units[p.u].inOff + 2*p.elem
+			bad[off], bad[off+1] = 0x00, 0x7c // f16 +Inf
+		}
+		for _, threads := range []int{1, 2} {
+			out := filepath.Join(t.TempDir(), "out.gguf")
+			_, err := Quantize(context.Background(), bytes.NewReader(bad), int64(len(bad)), out, Options{Type: "q8_0", Threads: threads})
+			w := &units[c.want.u]
+			var nf *NonFiniteError
+			if !errors.As(err, &nf) || nf.Tensor != plan.Tensors[w.tensor].Name || nf.Index != w.first+c.want.elem {
+				t.Errorf("planted %v, %d threads: %v, want element %d of %s", c.plant, threads, err, w.first+c.want.elem, plan.Tensors[w.tensor].Name)
+			}
+		}
+	}
+}
+
 // TestProfile checks that a profiled run accounts for its stages and its
 // bytes, and prints them.
 func TestProfile(t *testing.T) {

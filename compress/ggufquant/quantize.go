@@ -130,7 +130,8 @@ func Quantize(ctx context.Context, in io.ReaderAt, inSize int64, out string, opt
 }
 
 // run cuts the tensors into units, in file order, and lets Threads
-// workers take them in that order. A worker reads its unit's input with one
+// workers take them in that order, two at a time (two units to quantize
+// run in step, see doPair). A worker reads its unit's input with one
 // pread, runs it tile by tile through decode, check, quantize, dequantize
 // and error sums, and writes the output with one pwrite at the unit's fixed
 // offset (WriteTensorAt), so nothing waits for the slowest unit and no
@@ -166,6 +167,20 @@ func run(ctx context.Context, f *gguf.File, plan *Plan, fw *gguf.FileWriter, opt
 			}
 		}
 	}
+	// finish records unit i's outcome.
+	finish := func(w *worker, i int64, st quality.Stats, err error) {
+		if err != nil {
+			fail(i, err)
+			return
+		}
+		ustats[i] = st
+		progress.Lock()
+		done += w.inLen(&units[i])
+		if opts.Progress != nil {
+			opts.Progress(done)
+		}
+		progress.Unlock()
+	}
 	var prof *Profile
 	if opts.Profile != nil {
 		prof = &Profile{}
@@ -189,23 +204,22 @@ func run(ctx context.Context, f *gguf.File, plan *Plan, fw *gguf.FileWriter, opt
 				if err := ctx.Err(); err != nil {
 					return err
 				}
-				i := next.Add(1) - 1
+				i := next.Add(2) - 2
 				if i >= stop.Load() {
 					return nil
 				}
-				u := &units[i]
-				st, err := w.do(u)
-				if err != nil {
-					fail(i, err)
+				if i+1 < int64(len(units)) && i+1 < stop.Load() && quantizes(plan, &units[i]) && quantizes(plan, &units[i+1]) {
+					st1, st2, err1, err2 := w.doPair(&units[i], &units[i+1])
+					finish(w, i, st1, err1)
+					if err1 == nil {
+						finish(w, i+1, st2, err2)
+					}
 					continue
 				}
-				ustats[i] = st
-				progress.Lock()
-				done += w.inLen(u)
-				if opts.Progress != nil {
-					opts.Progress(done)
+				for j := i; j < min(i+2, int64(len(units))) && j < stop.Load(); j++ {
+					st, err := w.do(&units[j])
+					finish(w, j, st, err)
 				}
-				progress.Unlock()
 			}
 		})
 	}
@@ -229,6 +243,9 @@ func run(ctx context.Context, f *gguf.File, plan *Plan, fw *gguf.FileWriter, opt
 	}
 	return stats, nil
 }
+
+// quantizes reports whether u is a unit to quantize (not to copy).
+func quantizes(plan *Plan, u *unit) bool { return plan.Tensors[u.tensor].Action != ActionCopy }
 
 // cut lists the units of every tensor in file order.
 func cut(f *gguf.File, plan *Plan) ([]unit, error) {
@@ -263,8 +280,8 @@ func cut(f *gguf.File, plan *Plan) ([]unit, error) {
 	return units, nil
 }
 
-// worker owns the buffers of one thread: a unit's input and output, and
-// the float32 values of one tile before and after quantization.
+// worker owns the buffers of one thread: those of two units in flight
+// (see doPair).
 type worker struct {
 	f      *gguf.File
 	plan   *Plan
@@ -273,9 +290,22 @@ type worker struct {
 	prof   *Profile // nil unless profiling
 	noprof Profile  // where an unprofiled worker's laps go (never read)
 
-	in, out []byte
-	x, y    [tileValues]float32
+	s [2]slot
 }
+
+// slot holds one unit in flight: its input and output, the float32 values
+// of one tile before and after quantization, and its error sums.
+type slot struct {
+	in, out []byte
+	have    int // bytes of in read so far
+	x, y    [tileValues]float32
+	acc     statSums
+}
+
+// readPiece is how much of a unit to quantize is read at a time, just
+// ahead of the tiles that decode it: small enough that two units' pieces
+// are still in the second-level cache when they are decoded.
+const readPiece = 256 << 10
 
 func (w *worker) inLen(u *unit) int64 {
 	tp := &w.plan.Tensors[u.tensor]
@@ -292,96 +322,185 @@ func grow[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// do reads, converts and writes one unit and returns its error sums.
-func (w *worker) do(u *unit) (quality.Stats, error) {
-	tp := &w.plan.Tensors[u.tensor]
+// read reads u's input into s.in, whole.
+func (w *worker) read(s *slot, u *unit) error {
+	s.in, s.have = grow(s.in, int(w.inLen(u))), 0
+	return w.readTo(s, u, len(s.in))
+}
+
+// readTo reads s.in up to at least byte end, in pieces of readPiece.
+func (w *worker) readTo(s *slot, u *unit, end int) error {
+	if end <= s.have {
+		return nil
+	}
 	t0 := w.now()
-	w.in = grow(w.in, int(w.inLen(u)))
-	if n, err := w.f.ReaderAt().ReadAt(w.in, u.inOff); n < len(w.in) {
-		return quality.Stats{}, fmt.Errorf("read %s at offset %d: %w", w.f.Name, u.inOff, err)
+	end = min(max(end, s.have+readPiece), len(s.in))
+	if n, err := w.f.ReaderAt().ReadAt(s.in[s.have:end], u.inOff+int64(s.have)); n < end-s.have {
+		return fmt.Errorf("read %s at offset %d: %w", w.f.Name, u.inOff+int64(s.have), err)
 	}
-	t0 = w.lap(t0, &w.p().Read)
-	var st quality.Stats
-	out := w.in
-	if tp.Action == ActionCopy {
-		if !w.opts.AllowNonFinite {
-			if err := checkCopy(w.f, tp, u, w.in); err != nil {
-				return quality.Stats{}, err
-			}
-		}
-		t0 = w.lap(t0, &w.p().Check)
-	} else {
-		var err error
-		if st, out, err = w.quantize(u, tp); err != nil {
-			return quality.Stats{}, err
-		}
-		t0 = w.now()
-	}
+	s.have = end
+	w.lap(t0, &w.p().Read)
+	return nil
+}
+
+// write writes a unit's output at its fixed offset.
+func (w *worker) write(u *unit, out, in []byte) error {
+	t0 := w.now()
 	if err := w.fw.WriteTensorAt(u.tensor, u.outOff, out); err != nil {
-		return quality.Stats{}, err
+		return err
 	}
 	w.lap(t0, &w.p().Write)
 	if w.prof != nil {
-		w.prof.BytesIn += int64(len(w.in))
+		w.prof.BytesIn += int64(len(in))
 		w.prof.BytesOut += int64(len(out))
 	}
-	return st, nil
+	return nil
 }
 
-// quantize runs one unit through the tiles and returns its error sums and
-// its output blocks.
-func (w *worker) quantize(u *unit, tp *TensorPlan) (quality.Stats, []byte, error) {
-	esize := tp.From.TypeSize()
+// do reads, converts and writes one unit and returns its error sums.
+func (w *worker) do(u *unit) (quality.Stats, error) {
+	s := &w.s[0]
+	tp := &w.plan.Tensors[u.tensor]
+	var st quality.Stats
+	var out []byte
+	if tp.Action == ActionCopy {
+		if err := w.read(s, u); err != nil {
+			return quality.Stats{}, err
+		}
+		out = s.in
+		if !w.opts.AllowNonFinite {
+			t0 := w.now()
+			if err := checkCopy(w.f, tp, u, s.in); err != nil {
+				return quality.Stats{}, err
+			}
+			w.lap(t0, &w.p().Check)
+		}
+	} else {
+		if err := w.begin(s, u); err != nil {
+			return quality.Stats{}, err
+		}
+		for t := int64(0); t < u.n; t += tileValues {
+			k, err := w.tile(s, u, t)
+			if err != nil {
+				return quality.Stats{}, err
+			}
+			t0 := w.now()
+			s.acc.add(s.x[:k], s.y[:k])
+			w.lap(t0, &w.p().Errors)
+		}
+		st, out = s.acc.stats(u.n), s.out
+	}
+	return st, w.write(u, out, s.in)
+}
+
+// doPair is do for two units to quantize, u1 before u2 in file order,
+// held in step tile by tile so that their error sums run in one loop
+// (addPair): each unit's sums are one chain per lane, which on its own
+// waits on the latency of every addition; two independent units fill
+// each other's waits. Each unit gets the very bits of do. If u1 fails,
+// u2 is dropped (u1's error comes first in file order anyway); if u2
+// fails, u1 still completes.
+func (w *worker) doPair(u1, u2 *unit) (st1, st2 quality.Stats, err1, err2 error) {
+	s1, s2 := &w.s[0], &w.s[1]
+	if err1 = w.begin(s1, u1); err1 != nil {
+		return
+	}
+	err2 = w.begin(s2, u2)
+	n2 := u2.n
+	if err2 != nil {
+		n2 = 0
+	}
+	for t := int64(0); t < max(u1.n, n2); t += tileValues {
+		var k1, k2 int
+		if t < u1.n {
+			if k1, err1 = w.tile(s1, u1, t); err1 != nil {
+				return
+			}
+		}
+		if t < n2 {
+			if k2, err2 = w.tile(s2, u2, t); err2 != nil {
+				n2 = 0
+			}
+		}
+		t0 := w.now()
+		addPair(&s1.acc, s1.x[:k1], s1.y[:k1], &s2.acc, s2.x[:k2], s2.y[:k2])
+		w.lap(t0, &w.p().Errors)
+	}
+	if err1 = w.write(u1, s1.out, s1.in); err1 != nil {
+		return
+	}
+	st1 = s1.acc.stats(u1.n)
+	if err2 == nil {
+		err2 = w.write(u2, s2.out, s2.in)
+		st2 = s2.acc.stats(u2.n)
+	}
+	return
+}
+
+// begin sizes s's input and output for unit u, to quantize, and clears
+// its sums; tile reads the input as it goes.
+func (w *worker) begin(s *slot, u *unit) error {
+	tp := &w.plan.Tensors[u.tensor]
 	size, err := tp.To.RowSize(u.n)
 	if err != nil {
-		return quality.Stats{}, nil, fmt.Errorf("tensor %q: %w", tp.Name, err)
+		return fmt.Errorf("tensor %q: %w", tp.Name, err)
 	}
-	w.out = grow(w.out, int(size))
-	var acc statSums
+	s.in, s.have = grow(s.in, int(w.inLen(u))), 0
+	s.out = grow(s.out, int(size))
+	s.acc = statSums{}
+	return nil
+}
+
+// tile runs the tile of unit u at value t (a multiple of tileValues)
+// through decode, check, quantize and dequantize: the quantized blocks go
+// to s.out, the values before and after to s.x and s.y. It returns the
+// tile's length.
+func (w *worker) tile(s *slot, u *unit, t int64) (int, error) {
+	tp := &w.plan.Tensors[u.tensor]
+	esize := tp.From.TypeSize()
 	p := w.p()
-	for t := int64(0); t < u.n; t += tileValues {
-		k := min(tileValues, u.n-t)
-		x, y := w.x[:k], w.y[:k]
-		t0 := w.now()
-		finite := false // known finite, so the check can be skipped
-		if src := w.in[t*esize : (t+k)*esize]; tp.From == ggml.F16 {
-			finite = ggml.DecodeF16Finite(x, src) // the check rides along
-		} else if err := ggml.Dequantize(tp.From, x, src); err != nil {
-			return quality.Stats{}, nil, fmt.Errorf("tensor %q: %w", tp.Name, err)
-		}
-		t0 = w.lap(t0, &p.Decode)
-		if !w.opts.AllowNonFinite && !finite {
-			if i := firstNonFinite(x); i >= 0 {
-				return quality.Stats{}, nil, &NonFiniteError{File: w.f.Name, Tensor: tp.Name, Index: u.first + t + int64(i),
-					Offset: u.inOff + (t+int64(i))*esize, Value: x[i]}
-			}
-			t0 = w.lap(t0, &p.Check)
-		}
-		// t is a multiple of tileValues and so of the block size.
-		ob, _ := tp.To.RowSize(t)
-		oe, _ := tp.To.RowSize(t + k)
-		ob2 := w.out[ob:oe]
-		if ggml.FusesDequantize(tp.To) {
-			// One kernel dequantizes while the quants are in registers;
-			// its time is all quantize.
-			if _, err := ggml.QuantizeDequantize(tp.To, ob2, y, x); err != nil {
-				return quality.Stats{}, nil, fmt.Errorf("tensor %q: %w", tp.Name, err)
-			}
-			t0 = w.lap(t0, &p.Quantize)
-		} else {
-			if tp.To == ggml.F16 {
-				ggml.EncodeF16(ob2, x)
-			} else if _, err := ggml.Quantize(tp.To, ob2, x); err != nil {
-				return quality.Stats{}, nil, fmt.Errorf("tensor %q: %w", tp.Name, err)
-			}
-			t0 = w.lap(t0, &p.Quantize)
-			if err := ggml.Dequantize(tp.To, y, ob2); err != nil {
-				return quality.Stats{}, nil, fmt.Errorf("tensor %q: %w", tp.Name, err)
-			}
-			t0 = w.lap(t0, &p.Dequantize)
-		}
-		acc.add(x, y)
-		w.lap(t0, &p.Errors)
+	k := min(tileValues, u.n-t)
+	x, y := s.x[:k], s.y[:k]
+	if err := w.readTo(s, u, int((t+k)*esize)); err != nil {
+		return 0, err
 	}
-	return acc.stats(u.n), w.out, nil
+	t0 := w.now()
+	finite := false // known finite, so the check can be skipped
+	if src := s.in[t*esize : (t+k)*esize]; tp.From == ggml.F16 {
+		finite = ggml.DecodeF16Finite(x, src) // the check rides along
+	} else if err := ggml.Dequantize(tp.From, x, src); err != nil {
+		return 0, fmt.Errorf("tensor %q: %w", tp.Name, err)
+	}
+	t0 = w.lap(t0, &p.Decode)
+	if !w.opts.AllowNonFinite && !finite {
+		if i := firstNonFinite(x); i >= 0 {
+			return 0, &NonFiniteError{File: w.f.Name, Tensor: tp.Name, Index: u.first + t + int64(i),
+				Offset: u.inOff + (t+int64(i))*esize, Value: x[i]}
+		}
+		t0 = w.lap(t0, &p.Check)
+	}
+	// t is a multiple of tileValues and so of the block size.
+	ob, _ := tp.To.RowSize(t)
+	oe, _ := tp.To.RowSize(t + k)
+	ob2 := s.out[ob:oe]
+	if ggml.FusesDequantize(tp.To) {
+		// One kernel dequantizes while the quants are in registers;
+		// its time is all quantize.
+		if _, err := ggml.QuantizeDequantize(tp.To, ob2, y, x); err != nil {
+			return 0, fmt.Errorf("tensor %q: %w", tp.Name, err)
+		}
+		w.lap(t0, &p.Quantize)
+		return int(k), nil
+	}
+	if tp.To == ggml.F16 {
+		ggml.EncodeF16(ob2, x)
+	} else if _, err := ggml.Quantize(tp.To, ob2, x); err != nil {
+		return 0, fmt.Errorf("tensor %q: %w", tp.Name, err)
+	}
+	t0 = w.lap(t0, &p.Quantize)
+	if err := ggml.Dequantize(tp.To, y, ob2); err != nil {
+		return 0, fmt.Errorf("tensor %q: %w", tp.Name, err)
+	}
+	w.lap(t0, &p.Dequantize)
+	return int(k), nil
 }

@@ -41,6 +41,19 @@ func (a *statSums) add(x, y []float32) {
 	}
 }
 
+// addPair is a.add(x, y) and b.add(u, v) with the common whole groups of
+// four in one errorSums2 loop, the rest of each added alone: since the
+// split falls on a multiple of four, the sums are those of the two adds.
+func addPair(a *statSums, x, y []float32, b *statSums, u, v []float32) {
+	y, v = y[:len(x)], v[:len(u)]
+	m := min(len(x), len(u)) &^ 3
+	if m > 0 {
+		errorSums2(&x[0], &y[0], &u[0], &v[0], m, a, b)
+	}
+	a.add(x[m:], y[m:])
+	b.add(u[m:], v[m:])
+}
+
 // stats folds the lanes of the sums of n values.
 func (a *statSums) stats(n int64) quality.Stats {
 	xx, yy, xy, ee := a.xx, a.yy, a.xy, a.ee

@@ -18,6 +18,21 @@ func errorSums(x, y *float32, n int, acc *statSums) {
 	}
 }
 
+// errorSums2 is errorSums(x1, y1, n, a1) and errorSums(x2, y2, n, a2) in
+// one loop where the level has one (AVX2): the two runs' chains are
+// independent, so each fills the other's wait on the FMA latency.
+func errorSums2(x1, y1, x2, y2 *float32, n int, a1, a2 *statSums) {
+	if simd.Current() >= simd.AVX2 {
+		errorSums2AVX2(x1, y1, x2, y2, n, a1, a2)
+		return
+	}
+	errorSums(x1, y1, n, a1)
+	errorSums(x2, y2, n, a2)
+}
+
+//go:noescape
+func errorSums2AVX2(x1, y1, x2, y2 *float32, n int, a1, a2 *statSums)
+
 // errorSumsSSE2 is errorSumsGo in SSE2: two float64 lanes per register.
 //
 //go:noescape

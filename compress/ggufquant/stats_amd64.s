@@ -207,3 +207,81 @@ fpavxdone:
 	MOVQ AX, ret+16(FP)
 	VZEROUPPER
 	RET
+
+// func errorSums2AVX2(x1, y1, x2, y2 *float32, n int, a1, a2 *statSums)
+// errorSumsAVX2 on two independent runs at once, x1/y1 into a1 and x2/y2
+// into a2, n pairs each: every sum of a run is still one chain per lane,
+// in the same order, so a1 and a2 get the bits of two errorSumsAVX2 calls.
+// One run's chains wait on the FMA latency, four cycles per group of four;
+// the other run's work fills those cycles.
+TEXT ·errorSums2AVX2(SB), NOSPLIT, $0-56
+	MOVQ x1+0(FP), SI
+	MOVQ y1+8(FP), DI
+	MOVQ x2+16(FP), R9
+	MOVQ y2+24(FP), R10
+	MOVQ n+32(FP), CX
+	MOVQ a1+40(FP), R8
+	MOVQ a2+48(FP), R11
+	VMOVUPD 0(R8), Y0     // xx 1
+	VMOVUPD 32(R8), Y1    // yy 1
+	VMOVUPD 64(R8), Y2    // xy 1
+	VMOVUPD 96(R8), Y3    // ee 1
+	VMOVUPD 0(R11), Y4    // xx 2
+	VMOVUPD 32(R11), Y5   // yy 2
+	VMOVUPD 64(R11), Y6   // xy 2
+	VMOVUPD 96(R11), Y7   // ee 2
+	VBROADCASTSD 128(R8), Y8  // mx 1
+	VBROADCASTSD 128(R11), Y9 // mx 2
+	VMOVUPD statAbs4<>(SB), Y15
+	SHRQ $2, CX
+	JZ avx2done
+
+avx2loop:
+	VCVTPS2PD (SI), Y10    // a 1
+	VCVTPS2PD (DI), Y11    // b 1
+	VFMADD231PD Y11, Y10, Y2
+	VSUBPD Y11, Y10, Y12   // e 1
+	VFMADD231PD Y10, Y10, Y0
+	VFMADD231PD Y11, Y11, Y1
+	VANDPD Y15, Y12, Y13
+	VMAXPD Y8, Y13, Y8     // NaN keeps mx
+	VMULPD Y12, Y12, Y12
+	VADDPD Y12, Y3, Y3
+	VCVTPS2PD (R9), Y10    // a 2
+	VCVTPS2PD (R10), Y11   // b 2
+	VFMADD231PD Y11, Y10, Y6
+	VSUBPD Y11, Y10, Y14   // e 2
+	VFMADD231PD Y10, Y10, Y4
+	VFMADD231PD Y11, Y11, Y5
+	VANDPD Y15, Y14, Y13
+	VMAXPD Y9, Y13, Y9
+	VMULPD Y14, Y14, Y14
+	VADDPD Y14, Y7, Y7
+	ADDQ $16, SI
+	ADDQ $16, DI
+	ADDQ $16, R9
+	ADDQ $16, R10
+	DECQ CX
+	JNZ avx2loop
+
+avx2done:
+	VMOVUPD Y0, 0(R8)
+	VMOVUPD Y1, 32(R8)
+	VMOVUPD Y2, 64(R8)
+	VMOVUPD Y3, 96(R8)
+	VMOVUPD Y4, 0(R11)
+	VMOVUPD Y5, 32(R11)
+	VMOVUPD Y6, 64(R11)
+	VMOVUPD Y7, 96(R11)
+	VEXTRACTF128 $1, Y8, X10
+	VMAXPD X10, X8, X8
+	VPERMILPD $1, X8, X10
+	VMAXSD X10, X8, X8
+	VMOVSD X8, 128(R8)
+	VEXTRACTF128 $1, Y9, X10
+	VMAXPD X10, X9, X9
+	VPERMILPD $1, X9, X10
+	VMAXSD X10, X9, X9
+	VMOVSD X9, 128(R11)
+	VZEROUPPER
+	RET

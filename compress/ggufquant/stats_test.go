@@ -133,6 +133,68 @@ func TestErrorSumsInTiles(t *testing.T) {
 	}
 }
 
+// TestAddPairMatchesAdds checks that addPair gives, at every level, the
+// bits of two adds: runs of equal and unequal lengths (so that one run's
+// rest is added alone), with NaN, ±Inf and the largest error in either.
+func TestAddPairMatchesAdds(t *testing.T) { eachLevel(t, testAddPairMatchesAdds) }
+
+func testAddPairMatchesAdds(t *testing.T) {
+	s := uint64(0x9e3779b97f4a7c15)
+	next := func() float32 {
+		s ^= s << 13
+		s ^= s >> 7
+		s ^= s << 17
+		return float32(s>>40)/float32(1<<24) - 0.5
+	}
+	run := func(n int) ([]float32, []float32) {
+		x := make([]float32, n)
+		y := make([]float32, n)
+		for i := range x {
+			x[i] = next() * float32(i%11+1)
+			y[i] = x[i] + next()*1e-2
+		}
+		return x, y
+	}
+	lengths := [][2]int{{0, 0}, {4, 4}, {3, 9}, {64, 64}, {4096, 4096}, {4096, 1000}, {1001, 4096}, {13, 0}, {0, 12}}
+	for c, ln := range lengths {
+		x, y := run(ln[0])
+		u, v := run(ln[1])
+		if len(x) >= 64 && len(u) >= 64 {
+			x[5+c%4] = 1e30 // the largest error of the first run
+			v[40+c%4] = float32(math.NaN())
+			u[9] = float32(math.Inf(-1))
+			y[33] = float32(math.NaN())
+		}
+		var a, b, wa, wb statSums
+		a.mx, wa.mx = 0.25, 0.25
+		addPair(&a, x, y, &b, u, v)
+		wa.add(x, y)
+		wb.add(u, v)
+		for _, p := range [][2]statSums{{a, wa}, {b, wb}} {
+			if !sameSums(p[0], p[1]) {
+				t.Errorf("lengths %v: addPair %+v, add %+v", ln, p[0], p[1])
+			}
+		}
+	}
+}
+
+// sameSums reports whether a and b hold the same bits (any NaN matching
+// any NaN).
+func sameSums(a, b statSums) bool {
+	eq := func(p, q float64) bool {
+		return math.Float64bits(p) == math.Float64bits(q) || math.IsNaN(p) && math.IsNaN(q)
+	}
+	if !eq(a.mx, b.mx) {
+		return false
+	}
+	for k := 0; k < 4; k++ {
+		if !eq(a.xx[k], b.xx[k]) || !eq(a.yy[k], b.yy[k]) || !eq(a.xy[k], b.xy[k]) || !eq(a.ee[k], b.ee[k]) {
+			return false
+		}
+	}
+	return true
+}
+
 // BenchmarkErrorSums adds one tile of 4096 pairs to the sums, as the
 // pipeline does after each tile, at every level; Mparams/s is pairs.
 func BenchmarkErrorSums(b *testing.B) {
@@ -151,6 +213,15 @@ func BenchmarkErrorSums(b *testing.B) {
 				a.add(x, y)
 			}
 			b.ReportMetric(float64(tileValues)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
+		})
+		b.Run(l.String()+"/pair", func(b *testing.B) {
+			defer simd.Set(l)()
+			var a1, a2 statSums
+			b.SetBytes(16 * tileValues)
+			for i := 0; i < b.N; i++ {
+				addPair(&a1, x, y, &a2, y, x)
+			}
+			b.ReportMetric(2*float64(tileValues)*float64(b.N)/b.Elapsed().Seconds()/1e6, "Mparams/s")
 		})
 	}
 }
