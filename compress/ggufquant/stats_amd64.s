@@ -127,6 +127,9 @@ DATA statAbs4<>+16(SB)/8, $0x7fffffffffffffff
 DATA statAbs4<>+24(SB)/8, $0x7fffffffffffffff
 GLOBL statAbs4<>(SB), RODATA|NOPTR, $32
 
+DATA statOne<>+0(SB)/8, $0x3ff0000000000000 // 1.0
+GLOBL statOne<>(SB), RODATA|NOPTR, $8
+
 // func errorSumsAVX2(x, y *float32, n int, acc *statSums)
 // errorSums with the four lanes of each sum in one YMM register: lane k
 // holds element k of every group of four, as in errorSumsGo. xx, yy and xy
@@ -213,7 +216,10 @@ fpavxdone:
 // into a2, n pairs each: every sum of a run is still one chain per lane,
 // in the same order, so a1 and a2 get the bits of two errorSumsAVX2 calls.
 // One run's chains wait on the FMA latency, four cycles per group of four;
-// the other run's work fills those cycles.
+// the other run's work fills those cycles. e = a − b is a fused
+// −(1·b) + a: 1·b is exact, so it is a − b rounded once, the bits of the
+// subtraction (±0 included), on the multiply pipes instead of the add
+// pipes, which the conversions keep busier (5.20 → 5.40 G pairs/s).
 TEXT ·errorSums2AVX2(SB), NOSPLIT, $0-56
 	MOVQ x1+0(FP), SI
 	MOVQ y1+8(FP), DI
@@ -233,6 +239,7 @@ TEXT ·errorSums2AVX2(SB), NOSPLIT, $0-56
 	VBROADCASTSD 128(R8), Y8  // mx 1
 	VBROADCASTSD 128(R11), Y9 // mx 2
 	VMOVUPD statAbs4<>(SB), Y15
+	VBROADCASTSD statOne<>(SB), Y14
 	SHRQ $2, CX
 	JZ avx2done
 
@@ -240,7 +247,8 @@ avx2loop:
 	VCVTPS2PD (SI), Y10    // a 1
 	VCVTPS2PD (DI), Y11    // b 1
 	VFMADD231PD Y11, Y10, Y2
-	VSUBPD Y11, Y10, Y12   // e 1
+	VMOVAPD Y10, Y12
+	VFNMADD231PD Y11, Y14, Y12 // e 1 = a - 1·b
 	VFMADD231PD Y10, Y10, Y0
 	VFMADD231PD Y11, Y11, Y1
 	VANDPD Y15, Y12, Y13
@@ -250,13 +258,14 @@ avx2loop:
 	VCVTPS2PD (R9), Y10    // a 2
 	VCVTPS2PD (R10), Y11   // b 2
 	VFMADD231PD Y11, Y10, Y6
-	VSUBPD Y11, Y10, Y14   // e 2
+	VMOVAPD Y10, Y13
+	VFNMADD231PD Y11, Y14, Y13 // e 2
 	VFMADD231PD Y10, Y10, Y4
 	VFMADD231PD Y11, Y11, Y5
-	VANDPD Y15, Y14, Y13
-	VMAXPD Y9, Y13, Y9
-	VMULPD Y14, Y14, Y14
-	VADDPD Y14, Y7, Y7
+	VANDPD Y15, Y13, Y10
+	VMAXPD Y9, Y10, Y9
+	VMULPD Y13, Y13, Y13
+	VADDPD Y13, Y7, Y7
 	ADDQ $16, SI
 	ADDQ $16, DI
 	ADDQ $16, R9
