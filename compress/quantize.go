@@ -51,7 +51,8 @@ type Options struct {
 type Profile = ggufquant.Profile
 
 // SIMD names the instruction set the kernels use in this process: scalar,
-// sse2, avx2 or avx512 (the best the CPU has, capped by GANTRY_SIMD).
+// sse2, avx2, avx512 or avx512vbmi (the best the CPU has, capped by
+// GANTRY_SIMD).
 func SIMD() string { return simd.Current().String() }
 
 // Format is a model file format.

@@ -45,7 +45,7 @@ quantized or kept as is (norms, lm_head, --skip), unless --allow-nonfinite.
 
 --profile prints, to stderr, the time each stage took summed over the threads, its
 share and its throughput, and the instruction set the kernels used (the best the
-CPU has; GANTRY_SIMD=scalar|sse2|avx2|avx512 caps it).
+CPU has; GANTRY_SIMD=scalar|sse2|avx2|avx512|avx512vbmi caps it).
 
 For int4, --group-size takes the sizes vLLM serves: 32, 64, 128 (the default) or
 -1 (one scale per output channel). A layer whose input width the group size does

@@ -34,7 +34,7 @@ func TestQuantizeSIMDCap(t *testing.T) {
 	}
 	bin := buildGantry(t)
 	in, _, _ := tinyGGUF(t)
-	levels := []string{"scalar", "sse2", "avx2", "avx512"}
+	levels := []string{"scalar", "sse2", "avx2", "avx512", "avx512vbmi"}
 	best := 0
 	for i, l := range levels {
 		if l == compress.SIMD() {

@@ -3,7 +3,7 @@
 package ggml
 
 //go:noescape
-func quantizeQ8_0AVX512(dst *byte, src *float32, nb int) int
+func quantizeQ8_0AVX512(dst *byte, src *float32, nb int, vbmi bool) int
 
 //go:noescape
 func dequantizeQ8_0AVX512(dst *float32, src *byte, nb int)
@@ -24,4 +24,4 @@ func quantizeQx1AVX512(dst *byte, src *float32, nb int, p *qx1Params) int
 func dequantizeLegacyAVX512(dst *float32, src *byte, nb int, p *dqParams)
 
 //go:noescape
-func quantizeDequantizeQ8_0AVX512(dst *byte, y, src *float32, nb int) int
+func quantizeDequantizeQ8_0AVX512(dst *byte, y, src *float32, nb int, vbmi bool) int

@@ -25,7 +25,13 @@ func TestWideKernelsStop(t *testing.T) {
 		minned bool // a zero min stops the kernel: no all-zero block in the clean groups
 		run    func(dst []byte, src []float32, nb int) int
 	}{
-		{"q8_0", 34, false, func(dst []byte, src []float32, nb int) int { return quantizeQ8_0AVX512(&dst[0], &src[0], nb) }},
+		{"q8_0", 34, false, func(dst []byte, src []float32, nb int) int { return quantizeQ8_0AVX512(&dst[0], &src[0], nb, false) }},
+		{"q8_0 vbmi", 34, false, func(dst []byte, src []float32, nb int) int {
+			if simd.Detected() < simd.AVX512VBMI {
+				return quantizeQ8_0AVX512(&dst[0], &src[0], nb, false)
+			}
+			return quantizeQ8_0AVX512(&dst[0], &src[0], nb, true)
+		}},
 		{"q4_0", 18, false, func(dst []byte, src []float32, nb int) int {
 			return quantizeQx0AVX512(&dst[0], &src[0], nb, &q4_0Params)
 		}},

@@ -26,7 +26,7 @@ func quantizeQ8_0(dst []byte, src []float32) {
 var q8_0Params = qx0Params{size: 34}
 
 func q8_0Wide(dst *byte, src *float32, nb int, _ *qx0Params) int {
-	return quantizeQ8_0AVX512(dst, src, nb)
+	return quantizeQ8_0AVX512(dst, src, nb, simd.Current() >= simd.AVX512VBMI)
 }
 
 func q8_0AVX2(dst *byte, src *float32, nb int, _ *qx0Params) int {
@@ -36,17 +36,19 @@ func q8_0AVX2(dst *byte, src *float32, nb int, _ *qx0Params) int {
 func fusedQ8_0() bool { return simd.Current() >= simd.AVX512 }
 
 // quantizeDequantizeQ8_0 is quantizeQ8_0(dst, src) and dequantizeQ8_0(y,
-// dst): at the AVX512 level the sixteen-block kernel writes both; the
-// groups it stops at take the two passes.
+// dst): at the AVX512 level the sixteen-block kernel writes both (packing
+// the quants with VBMI's VPERMI2B at AVX512VBMI); the groups it stops at
+// take the two passes.
 func quantizeDequantizeQ8_0(dst []byte, y, src []float32) {
 	if simd.Current() < simd.AVX512 {
 		quantizeQ8_0(dst, src)
 		dequantizeQ8_0(y, dst)
 		return
 	}
+	vbmi := simd.Current() >= simd.AVX512VBMI
 	for nb := len(src) / QK; nb > 0; {
 		_, _ = dst[34*nb-1], y[QK*nb-1]
-		k := quantizeDequantizeQ8_0AVX512(&dst[0], &y[0], &src[0], nb)
+		k := quantizeDequantizeQ8_0AVX512(&dst[0], &y[0], &src[0], nb, vbmi)
 		dst, y, src, nb = dst[34*k:], y[QK*k:], src[QK*k:], nb-k
 		if nb == 0 {
 			return

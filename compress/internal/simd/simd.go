@@ -18,9 +18,10 @@ const (
 	SSE2
 	AVX2
 	AVX512
+	AVX512VBMI
 )
 
-var names = [...]string{"scalar", "sse2", "avx2", "avx512"}
+var names = [...]string{"scalar", "sse2", "avx2", "avx512", "avx512vbmi"}
 
 func (l Level) String() string {
 	if l >= 0 && int(l) < len(names) {
@@ -36,7 +37,7 @@ func Parse(s string) (Level, error) {
 			return Level(i), nil
 		}
 	}
-	return 0, fmt.Errorf("simd level %q: want scalar, sse2, avx2 or avx512", s)
+	return 0, fmt.Errorf("simd level %q: want scalar, sse2, avx2, avx512 or avx512vbmi", s)
 }
 
 // Detected is the best level this CPU and OS support, ignoring GANTRY_SIMD.
@@ -49,8 +50,11 @@ func detect() Level {
 		return Scalar
 	}
 	x := cpu.X86
+	avx512 := x.HasAVX512F && x.HasAVX512BW && x.HasAVX512DQ && x.HasAVX512VL && x.HasAVX2 && x.HasF16C && x.HasFMA && x.HasBMI2
 	switch {
-	case x.HasAVX512F && x.HasAVX512BW && x.HasAVX512DQ && x.HasAVX512VL && x.HasAVX2 && x.HasF16C && x.HasFMA && x.HasBMI2:
+	case avx512 && x.HasAVX512VBMI:
+		return AVX512VBMI
+	case avx512:
 		return AVX512
 	case x.HasAVX2 && x.HasF16C && x.HasFMA && x.HasBMI2 && x.HasAVX:
 		return AVX2
